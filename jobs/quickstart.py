@@ -1,0 +1,16 @@
+"""liftlake quickstart: the embedded default end to end on a few simulated days.
+
+simulate -> build features -> ESCIM labels -> train one model per family -> score, then print the
+tables it wrote and one SQL query over them. Days: the ``quickstart`` section of conf/base.yaml."""
+import sys
+
+from liftlake.lib.quickstart import run_quickstart
+from liftlake.lib.runner import run_job
+
+
+def main(argv=None) -> int:
+    return run_job("quickstart", __doc__, run_quickstart, argv, default_days_from_quickstart=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""liftlake's shared library: config, Spark session, Delta table store, simulator, features, metrics."""

@@ -1,0 +1,338 @@
+"""Configuration: YAML layers in conf/, validated on load, overridable from the command line.
+
+Layers, later wins: ``conf/base.yaml`` -> ``conf/models/<model.name>.yaml`` -> ``conf/jobs/<job>.yaml``
+-> each ``--conf FILE`` -> each ``--set key.path=value``. Every leaf remembers the layer that set it,
+so an error names the file (or ``--set``), the key and the rule it breaks. Sections are dataclasses;
+a field's ``metadata["check"] = (predicate, rule)`` states its range rule once, next to its default.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from liftlake.lib.simulator import SimulatorConfig
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used. ``str(err)`` is the one line a user sees."""
+
+
+def check(predicate, rule: str, **kw):
+    return field(metadata={"check": (predicate, rule)}, **kw)
+
+
+def positive(default):
+    return check(lambda v: v > 0, "must be > 0", default=default)
+
+
+@dataclass
+class WarehouseConf:
+    path: str = "warehouse"
+    backend: Literal["auto", "delta-rs", "delta-spark"] = "auto"
+
+
+@dataclass
+class SparkConf:
+    master: str = "local[*]"
+    app_name: str = "liftlake"
+    # The Airflow connection id the DAGs submit through (``spark_default`` points at local[*]).
+    connection_id: str = "spark_default"
+    conf: dict[str, str] = field(default_factory=lambda: {
+        "spark.sql.shuffle.partitions": "8",
+        "spark.driver.memory": "4g",
+    })
+
+
+@dataclass
+class FeaturesConf:
+    # Vocabularies and numeric buckets are fitted on the days [ds - fit_window_days + 1, ds].
+    fit_window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
+    # Ids seen fewer times than this in the fit window go to the out-of-vocabulary bucket (0).
+    min_count: int = check(lambda v: v >= 1, "must be an integer >= 1", default=5)
+    max_vocab: int = check(lambda v: v >= 2, "must be an integer >= 2", default=10_000)
+    numeric_buckets: int = check(lambda v: 2 <= v <= 1000, "must be in [2, 1000]", default=16)
+    # Share of each day's users whose rows are held out for validation / test (hash of user_id).
+    valid_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
+    test_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
+
+
+@dataclass
+class ModelConf:
+    name: str = "escm2_dr"
+    backbone: Literal["mlp", "deepfm", "autoint", "dcnv2"] = "mlp"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainConf:
+    launcher: Literal["local", "horovod", "torch-distributor"] = "local"
+    num_processes: int = check(lambda v: 1 <= v <= 64, "must be an integer in [1, 64]", default=2)
+    use_gpu: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    learning_rate: float = positive(0.001)
+    weight_decay: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
+    batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=1024)
+    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
+    seed: int = 2026
+    early_stopping_patience: int = check(lambda v: v >= 0, "must be an integer >= 0", default=2)
+    checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)
+    # Days of features.samples (ending at --ds) the model trains on.
+    window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
+    # Evaluation gate: the new version becomes ``current`` only if this metric reaches the bound.
+    gate_metric: str = "auc_cvr_all"
+    gate_min: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
+    log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)
+
+
+@dataclass
+class ScoreConf:
+    models: list[str] = field(default_factory=list)  # empty: every model with a current version
+    batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=4096)
+    # UniMVT decision: coupon values offered and the cost of one unit of face value.
+    coupon_grid: list[float] = check(lambda v: len(v) > 0 and all(x > 0 for x in v),
+                                     "must be a non-empty list of values > 0",
+                                     default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 8.0, 10.0])
+    coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
+    coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
+    hmum_sigma: float = 0.0
+
+
+@dataclass
+class QuickstartConf:
+    days: int = check(lambda v: 1 <= v <= 60, "must be an integer in [1, 60]", default=3)
+    end: str = "2026-11-20"
+    models: list[str] = field(default_factory=lambda: ["escm2_dr", "unimvt"])
+
+
+@dataclass
+class Config:
+    warehouse: WarehouseConf = field(default_factory=WarehouseConf)
+    spark: SparkConf = field(default_factory=SparkConf)
+    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
+    features: FeaturesConf = field(default_factory=FeaturesConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    train: TrainConf = field(default_factory=TrainConf)
+    score: ScoreConf = field(default_factory=ScoreConf)
+    quickstart: QuickstartConf = field(default_factory=QuickstartConf)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+
+
+# ---------------------------------------------------------------------------------------------
+def conf_dir() -> str:
+    """The folder holding base.yaml (the repository's conf/, installed as liftlake.conf)."""
+    return str(resources.files("liftlake.conf"))
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def _parse_scalar(text: str) -> Any:
+    value = yaml.safe_load(text)
+    return value
+
+
+def _set_path(tree: dict, dotted: str, value: Any, sources: dict, source: str) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for key in keys[:-1]:
+        if not isinstance(node.get(key), dict):
+            node[key] = {}
+        node = node[key]
+    node[keys[-1]] = value
+    _mark(sources, dotted, value, source)
+
+
+def _mark(sources: dict, prefix: str, value: Any, source: str) -> None:
+    sources[prefix] = source
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _mark(sources, f"{prefix}.{k}", v, source)
+
+
+def _merge(tree: dict, layer: dict, sources: dict, source: str, prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        # model.params is replaced whole by a later layer that sets it: params of one model are
+        # meaningless for another.
+        if isinstance(value, dict) and isinstance(tree.get(key), dict) and dotted != "model.params":
+            _merge(tree[key], value, sources, source, prefix=f"{dotted}.")
+        else:
+            tree[key] = copy.deepcopy(value)
+            _mark(sources, dotted, value, source)
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    origin = get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin is Literal:
+        return value in get_args(annotation)
+    if origin in (list, tuple):
+        (inner, *_) = get_args(annotation) or (Any,)
+        return isinstance(value, (list, tuple)) and all(_type_ok(v, inner) for v in value)
+    if origin is dict:
+        key_t, val_t = get_args(annotation) or (Any, Any)
+        return isinstance(value, dict) and all(_type_ok(k, key_t) and _type_ok(v, val_t) for k, v in value.items())
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        return any(_type_ok(value, a) for a in get_args(annotation))
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    if annotation is type(None):
+        return value is None
+    return isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return "one of " + " | ".join(str(a) for a in get_args(annotation))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _build(cls, data: dict, prefix: str, sources: dict):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+
+    def where(key: str) -> str:
+        return sources.get(key, "defaults")
+
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        key = f"{prefix}{unknown[0]}"
+        raise ConfigError(f"{where(key)}: {key}: unknown key (allowed: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, f in fields.items():
+        key = f"{prefix}{name}"
+        annotation = hints[name]
+        if name not in data:
+            continue
+        value = data[name]
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where(key)}: {key}: must be a mapping")
+            kwargs[name] = _build(annotation, value, f"{key}.", sources)
+            continue
+        if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if get_origin(annotation) in (list, tuple) and get_args(annotation) and get_args(annotation)[0] is float \
+                and isinstance(value, list):
+            value = [float(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        if not _type_ok(value, annotation):
+            raise ConfigError(f"{where(key)}: {key}: must be {_describe(annotation)} (got {value!r})")
+        rule = f.metadata.get("check")
+        if rule is not None:
+            predicate, text = rule
+            if not predicate(value):
+                raise ConfigError(f"{where(key)}: {key}: {text} (got {value!r})")
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except ValueError as exc:  # a section's own cross-field checks (__post_init__)
+        raise ConfigError(f"{where(prefix.rstrip('.'))}: {prefix.rstrip('.')}: {exc}") from None
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    key, sep, text = item.partition("=")
+    if not sep or not key or not all(part.isidentifier() for part in key.split(".")):
+        raise ConfigError(f"--set {item}: expected key.path=value")
+    return key, _parse_scalar(text)
+
+
+def load_config(
+    conf_files: list[str] | None = None,
+    overrides: list[str] | None = None,
+    job: str | None = None,
+    env: dict | None = None,
+) -> Config:
+    """Merge the layers, apply ``LIFTLAKE_WAREHOUSE`` and validate. Raises ConfigError."""
+    env = os.environ if env is None else env
+    base_dir = conf_dir()
+    tree: dict = {}
+    sources: dict = {}
+    _merge(tree, _read_yaml(os.path.join(base_dir, "base.yaml")), sources, os.path.join("conf", "base.yaml"))
+
+    user_layers = [(path, _read_yaml(path)) for path in conf_files or []]
+    set_items = [parse_set(item) for item in overrides or []]
+
+    # The model file depends on the model name, which any later layer may choose.
+    model_name = tree.get("model", {}).get("name")
+    for _, layer in user_layers:
+        model_name = (layer.get("model") or {}).get("name", model_name)
+    for key, value in set_items:
+        if key == "model.name":
+            model_name = value
+    if isinstance(model_name, str):
+        model_file = os.path.join(base_dir, "models", f"{model_name}.yaml")
+        if os.path.exists(model_file):
+            _merge(tree, _read_yaml(model_file), sources, os.path.join("conf", "models", f"{model_name}.yaml"))
+    if job:
+        job_file = os.path.join(base_dir, "jobs", f"{job}.yaml")
+        if os.path.exists(job_file):
+            _merge(tree, _read_yaml(job_file), sources, os.path.join("conf", "jobs", f"{job}.yaml"))
+    for path, layer in user_layers:
+        _merge(tree, layer, sources, path)
+    warehouse = env.get("LIFTLAKE_WAREHOUSE")
+    if warehouse:
+        _set_path(tree, "warehouse.path", warehouse, sources, "LIFTLAKE_WAREHOUSE")
+    for key, value in set_items:
+        _set_path(tree, key, value, sources, "--set")
+
+    config = _build(Config, tree, "", sources)
+    _check_model(config, sources)
+    return config
+
+
+def _check_model(config: Config, sources: dict) -> None:
+    from liftlake.models.registry import ModelConfigError, get_entry, resolve_params
+
+    try:
+        entry = get_entry(config.model.name)
+        params = model_params(config, entry)
+        resolve_params(config.model.name, params)
+    except ModelConfigError as exc:
+        key = "model.params" if "parameter" in str(exc) else "model.name"
+        raise ConfigError(f"{sources.get(key, 'defaults')}: {key}: {exc}") from None
+
+
+def model_params(config: Config, entry=None) -> dict:
+    """The model's parameters with ``model.backbone`` folded in where the model has a backbone."""
+    from liftlake.models.registry import get_entry
+
+    entry = entry or get_entry(config.model.name)
+    params = dict(config.model.params)
+    if "backbone" in {f.name for f in dataclasses.fields(entry.cls.Params)}:
+        params["backbone"] = config.model.backbone
+    return params
+
+
+def warehouse_path(config: Config) -> str:
+    return os.path.abspath(config.warehouse.path)

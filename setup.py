@@ -1,0 +1,41 @@
+"""One distribution, one import namespace: lib/, models/ and jobs/ install as liftlake.lib,
+liftlake.models and liftlake.jobs, so nothing called ``lib`` or ``models`` lands in site-packages.
+Versions are pinned in constraints.txt, which the setup script (tools/setup-env) applies."""
+from setuptools import setup
+
+setup(
+    name="liftlake",
+    version="0.1.0",
+    description="Causal CTR / CVR and uplift models on Spark + Delta Lake",
+    python_requires=">=3.11,<3.12",
+    packages=["liftlake", "liftlake.lib", "liftlake.models", "liftlake.jobs", "liftlake.conf",
+              "liftlake.conf.models", "liftlake.conf.jobs"],
+    package_dir={
+        "liftlake": "liftlake",
+        "liftlake.lib": "lib",
+        "liftlake.models": "models",
+        "liftlake.jobs": "jobs",
+        "liftlake.conf": "conf",
+        "liftlake.conf.models": "conf/models",
+        "liftlake.conf.jobs": "conf/jobs",
+    },
+    package_data={"liftlake.conf": ["*.yaml"], "liftlake.conf.models": ["*.yaml"],
+                  "liftlake.conf.jobs": ["*.yaml"]},
+    install_requires=[
+        "pyspark>=4.0,<4.1",
+        "pyarrow==14.0.2",
+        "numpy>=1.26,<2",
+        "pandas>=2.0,<2.3",
+        "petastorm==0.12.1",
+        "deltalake>=1.6,<1.7",
+        "torch==2.13.0",
+        "pyyaml>=6",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "airflow": ["apache-airflow>=3.3,<3.4", "apache-airflow-providers-apache-spark>=6"],
+        "test": ["pytest>=8", "scikit-uplift==0.5.1", "duckdb>=2.0,<2.1"],
+    },
+    entry_points={"console_scripts": ["liftlake=liftlake.lib.cli:main"]},
+)

@@ -1,0 +1,33 @@
+"""One local SparkSession for the whole test session; each test gets its own warehouse folder."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from liftlake.lib.spark import build_session
+
+    session = build_session(
+        "liftlake-tests",
+        master="local[2]",
+        conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
+              "spark.driver.memory": "2g"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture()
+def warehouse(tmp_path, monkeypatch):
+    path = tmp_path / "warehouse"
+    path.mkdir()
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", str(path))
+    return str(path)
+
+
+def pytest_configure(config):
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
