@@ -85,9 +85,13 @@ class TrainConf:
     checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)
     # Days of features.samples (ending at --ds) the model trains on.
     window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
-    # Evaluation gate: the new version becomes ``current`` only if this metric reaches the bound.
-    gate_metric: str = "auc_cvr_all"
-    gate_min: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
+    # Evaluation gate: a new version becomes ``current`` only if its primary test metric reaches
+    # the bound of its task (cvr: ctcvr_auc, coupon: auc_outcome, multi_treatment: fit_r2).
+    gate_min_cvr: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
+    gate_min_coupon: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
+    gate_min_multi_treatment: float = check(lambda v: v <= 1, "must be <= 1", default=0.0)
+    # Rows of the test split the evaluation reads into the driver (a sample bound, not the logs).
+    eval_max_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=300_000)
     log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)
 
 
@@ -102,6 +106,15 @@ class ScoreConf:
     coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
     coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
     hmum_sigma: float = 0.0
+
+
+@dataclass
+class EscimLabelsConf:
+    # The labeler learns from a sample of the window (it is pre-training, not scoring): at most
+    # this many rows reach the driver; labels are then computed for every row on the executors.
+    max_fit_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=500_000)
+    window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
+    params: dict[str, Any] = field(default_factory=lambda: {"pretrain_epochs": 3, "vae_epochs": 3})
 
 
 @dataclass
@@ -120,6 +133,7 @@ class Config:
     model: ModelConf = field(default_factory=ModelConf)
     train: TrainConf = field(default_factory=TrainConf)
     score: ScoreConf = field(default_factory=ScoreConf)
+    escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
     quickstart: QuickstartConf = field(default_factory=QuickstartConf)
 
     def to_dict(self) -> dict:

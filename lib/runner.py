@@ -136,11 +136,12 @@ def run_job(
         print(f"liftlake {job}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - the contract: anything else is an internal failure
+        from liftlake.lib.model_store import ArtifactError
         from liftlake.lib.store import TableError
         from liftlake.models.base import BadBatchError
         from liftlake.models.registry import ModelConfigError
 
-        if isinstance(exc, (TableError, ModelConfigError, BadBatchError)):
+        if isinstance(exc, (TableError, ModelConfigError, BadBatchError, ArtifactError)):
             print(f"liftlake {job}: error: {exc}", file=sys.stderr)
             return 2
         traceback.print_exc()
