@@ -182,7 +182,10 @@ def steps_per_epoch(plan: TrainPlan, world_size: int) -> tuple[int, list[int]]:
     rows = [sum(groups[i] for i in range(r, len(groups), world_size)) for r in range(world_size)]
     if min(rows) == 0:
         raise TrainingError(f"{len(groups)} training row group(s) cannot feed {world_size} ranks")
-    return max(1, math.ceil(max(rows) / plan.batch_size)), rows
+    # train.batch_size is the global batch: each of n ranks takes 1/n of it per step, so a run on
+    # n ranks makes the same optimizer steps as a run in one process.
+    per_rank = max(1, math.ceil(plan.batch_size / world_size))
+    return max(1, math.ceil(max(rows) / per_rank)), rows
 
 
 def chunk_sizes(rows: int, steps: int) -> list[int]:
@@ -202,7 +205,10 @@ def read_shard(files: list[str], columns: list[str], rank: int, world_size: int,
     warnings.filterwarnings("ignore", category=FutureWarning, module="petastorm")
     urls = [f if "://" in f else f"file://{f}" for f in files]
     with make_batch_reader(urls, schema_fields=columns, cur_shard=rank, shard_count=world_size,
-                           num_epochs=1, shuffle_row_groups=True, seed=seed, workers_count=2,
+                           num_epochs=1, shuffle_row_groups=True, seed=seed,
+                           # one worker: row groups arrive in the seeded order, so an epoch's
+                           # batches are the same after a resume
+                           workers_count=1,
                            reader_pool_type="thread") as reader:
         for group in reader:
             yield {c: np.asarray(getattr(group, c)) for c in columns}
@@ -347,6 +353,8 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
         optimizer.load_state_dict(saved["optimizer"])
         state = json.loads(saved["state"])
         best_weights = saved.get("best_model")
+        if "torch_rng" in saved:  # dropout draws continue where the killed run left them
+            torch.set_rng_state(saved["torch_rng"].cpu())
         _log(rank, f"resuming from {os.path.basename(ckpt)} (epoch {state['epoch']}, "
                    f"step {state['global_step']})")
     train_model, optimizer = comm.wrap(model, optimizer)
@@ -362,7 +370,8 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
         path = os.path.join(plan.checkpoint_dir, f"step-{state['global_step']:09d}.pt")
         tmp = path + ".tmp"
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "state": json.dumps(state), "best_model": best_weights}, tmp)
+                    "state": json.dumps(state), "best_model": best_weights,
+                    "torch_rng": torch.get_rng_state()}, tmp)
         os.replace(tmp, path)
         for old in sorted(os.listdir(plan.checkpoint_dir)):
             if old.startswith("step-") and old.endswith(".pt") and os.path.join(plan.checkpoint_dir, old) != path:
@@ -387,7 +396,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
             if not torch.isfinite(loss.total):
                 raise TrainingError(f"loss is {loss.total.item()} at epoch {epoch} step {i} on rank {rank}; "
                                     f"parts {({k: float(v) for k, v in loss.parts.items()})}")
-            optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad()  # horovod 0.28 DistributedOptimizer takes no set_to_none
             loss.total.backward()
             optimizer.step()
             n = len(batch["x"])
@@ -434,7 +443,9 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
     weights = best_weights or {k: v.detach().cpu() for k, v in model.state_dict().items()}
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in weights.values())).hexdigest()
     return {"rank": rank, "world_size": world, "state": state, "steps_per_epoch": steps, "rank_rows": rows,
-            "weights": weights if rank == 0 else None, "weights_digest": digest,
+            # every rank returns the (identical) weights: TorchDistributor keeps whichever rank's
+            # return value it pickles last, not necessarily rank 0's
+            "weights": weights, "weights_digest": digest,
             "final_digest": hashlib.sha256(b"".join(
                 v.detach().cpu().numpy().tobytes() for v in model.state_dict().values())).hexdigest(),
             "stopped_early": stopped_early, "ranks_identical": ranks_identical}
@@ -445,7 +456,7 @@ def _torch_distributor_entry(plan: TrainPlan):
     comm = TorchDDPComm(plan.use_gpu)
     result = train_rank(plan, comm)
     comm.dist.destroy_process_group()
-    return result if comm.rank == 0 else None
+    return result
 
 
 def _horovod_entry(plan: TrainPlan):

@@ -1,0 +1,105 @@
+"""One training function, three launchers: in-process, TorchDistributor (DDP) and Horovod-on-Spark,
+2 ranks on local Spark, each reading its own Petastorm shard."""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from liftlake.lib.training import TrainPlan, launch, train_rank
+
+FIELDS = [50, 20, 10]
+
+
+def write_cvr_files(folder: str, n_files: int, rows_per_file: int, seed: int, start_id: int = 0) -> list[str]:
+    """Synthetic exposures whose click and conversion depend on the first two fields."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder, exist_ok=True)
+    files, row_id = [], start_id
+    for i in range(n_files):
+        x = np.stack([rng.integers(0, d, rows_per_file) for d in FIELDS], axis=1)
+        ctr = 1 / (1 + np.exp(-(-1.0 + 2.0 * (x[:, 0] % 5 == 0) + 0.5 * (x[:, 1] % 2))))
+        click = (rng.random(rows_per_file) < ctr).astype(np.int32)
+        cvr = 1 / (1 + np.exp(-(-1.0 + 2.5 * (x[:, 1] % 4 == 0))))
+        conv = (click * (rng.random(rows_per_file) < cvr)).astype(np.int32)
+        table = pa.table({"f_a": x[:, 0].astype(np.int32), "f_b": x[:, 1].astype(np.int32),
+                          "f_c": x[:, 2].astype(np.int32), "click": click, "conversion": conv,
+                          "row_id": np.arange(row_id, row_id + rows_per_file, dtype=np.int64)})
+        row_id += rows_per_file
+        path = os.path.join(folder, f"part-{i:03d}.parquet")
+        pq.write_table(table, path)
+        files.append(path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def plan(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("trainset"))
+    train = write_cvr_files(os.path.join(root, "train"), 4, 3000, seed=1)
+    valid = write_cvr_files(os.path.join(root, "valid"), 1, 4000, seed=2, start_id=10**6)
+    return TrainPlan(model_name="esmm", model_params={}, field_dims=FIELDS, task="cvr",
+                     feature_columns=["f_a", "f_b", "f_c"], train_files=train,
+                     train_rowgroup_rows=[3000] * 4, valid_files=valid, learning_rate=0.01, weight_decay=0.0,
+                     optimizer="adam", batch_size=256, epochs=3, seed=11, early_stopping_patience=0,
+                     checkpoint_every_steps=10_000, log_every_steps=10_000,
+                     checkpoint_dir=os.path.join(root, "ckpt"))
+
+
+def check_run(result, total_rows: int):
+    history = result["state"]["history"]
+    assert len(history) == 3
+    assert history[-1]["loss"] < history[0]["loss"], [h["loss"] for h in history]
+    expected_sum = total_rows * (total_rows - 1) / 2
+    for h in history:  # every training row read exactly once per epoch across the ranks
+        assert h["rows_read"]["count"] == total_rows
+        assert h["rows_read"]["id_sum"] == expected_sum
+    assert result["ranks_identical"]
+    return history[-1]["auc_cvr_clicked"]
+
+
+@pytest.fixture(scope="module")
+def single_process_auc(plan, tmp_path_factory):
+    local = dataclasses.replace(plan, checkpoint_dir=str(tmp_path_factory.mktemp("ckpt-local")))
+    return check_run(train_rank(local), 12000)
+
+
+@pytest.mark.slow
+def test_torch_distributor_two_ranks(spark, plan, single_process_auc, tmp_path):
+    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt")), "torch-distributor", 2, spark)
+    assert result["world_size"] == 2
+    auc = check_run(result, 12000)
+    assert abs(auc - single_process_auc) <= 0.01, (auc, single_process_auc)
+
+
+@pytest.mark.slow
+def test_horovod_two_ranks(spark, plan, single_process_auc, tmp_path):
+    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt")), "horovod", 2, spark)
+    assert result["world_size"] == 2
+    assert len(set(result["per_rank_digests"])) == 1  # both ranks end with identical parameters
+    auc = check_run(result, 12000)
+    assert abs(auc - single_process_auc) <= 0.01, (auc, single_process_auc)
+
+
+def test_killed_run_resumes_to_the_same_step_count(plan, tmp_path):
+    from liftlake.lib.training import TrainingError
+
+    ckpt = str(tmp_path / "ckpt")
+    interrupted = dataclasses.replace(plan, checkpoint_dir=ckpt, stop_after_steps=60, checkpoint_every_steps=25)
+    with pytest.raises(TrainingError, match="stopped after 60 steps"):
+        train_rank(interrupted)
+    resumed = train_rank(dataclasses.replace(plan, checkpoint_dir=ckpt))
+    fresh = train_rank(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "fresh")))
+    assert resumed["state"]["global_step"] == fresh["state"]["global_step"] == 3 * 47
+    assert resumed["final_digest"] == fresh["final_digest"]
+
+
+def test_nan_loss_stops_with_the_step(plan, tmp_path):
+    from liftlake.lib.training import TrainingError
+
+    bad = dataclasses.replace(plan, learning_rate=1e12, optimizer="sgd", checkpoint_dir=str(tmp_path / "c"))
+    with pytest.raises(TrainingError, match=r"loss is (nan|inf).*epoch \d+ step \d+ on rank 0"):
+        train_rank(bad)
