@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from importlib import resources
@@ -121,7 +122,11 @@ class EscimLabelsConf:
 class QuickstartConf:
     days: int = check(lambda v: 1 <= v <= 60, "must be an integer in [1, 60]", default=3)
     end: str = "2026-11-20"
+    # one model per family, trained under a launcher with 2 processes, then scored
     models: list[str] = field(default_factory=lambda: ["escm2_dr", "unimvt"])
+    launcher: Literal["local", "horovod", "torch-distributor"] = "torch-distributor"
+    num_processes: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
+    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=2)
 
 
 @dataclass
@@ -270,8 +275,10 @@ def _build(cls, data: dict, prefix: str, sources: dict):
         kwargs[name] = value
     try:
         return cls(**kwargs)
-    except ValueError as exc:  # a section's own cross-field checks (__post_init__)
-        raise ConfigError(f"{where(prefix.rstrip('.'))}: {prefix.rstrip('.')}: {exc}") from None
+    except ValueError as exc:  # a section's own checks (__post_init__): blame the layer of the field it names
+        named = [n for n in fields if re.search(rf"\b{re.escape(n)}\b", str(exc))]
+        key = f"{prefix}{named[0]}" if named else prefix.rstrip(".")
+        raise ConfigError(f"{where(key)}: {key}: {exc}") from None
 
 
 def parse_set(item: str) -> tuple[str, Any]:

@@ -1,21 +1,48 @@
 """The quickstart: every step of the daily pipeline on the embedded default, then a look at the result."""
 from __future__ import annotations
 
-from liftlake.lib.pipeline import build_features_days, log, print_query, print_tables, simulate_days
+import dataclasses
 
-SHOWCASE_QUERY = """
-select ds, count(*) as exposures, round(avg(click), 4) as ctr,
-       round(sum(conversion) / greatest(sum(click), 1), 4) as cvr_on_clicks
-from features.samples group by ds order by ds
-"""
+from liftlake.lib.config import load_config
+from liftlake.lib.escim_labels import escim_labels
+from liftlake.lib.pipeline import build_features_days, log, print_query, print_tables, simulate_days
+from liftlake.lib.runner import JobContext
+from liftlake.lib.scoring_job import score_days
+from liftlake.lib.trainer import train
+
+SHOWCASE_QUERIES = [
+    """select s.ds, s.model, s.version, count(*) as exposures, round(avg(s.cvr), 4) as mean_cvr_pred,
+       round(avg(t.cvr_do_click_true), 4) as mean_cvr_true
+from scores.cvr s join sim.truth t on s.exposure_id = t.exposure_id and s.ds = t.ds
+group by s.ds, s.model, s.version order by s.ds""",
+    """select model, coupon_value, count(*) as users, round(avg(unit_uplift), 5) as mean_unit_uplift,
+       round(sum(expected_gain), 2) as expected_extra_outcomes
+from scores.uplift_user where unit_uplift is not null group by model, coupon_value order by coupon_value""",
+]
 
 
 def run_quickstart(ctx) -> int:
+    q = ctx.config.quickstart
     log(f"quickstart on {ctx.days[0]}..{ctx.days[-1]} into {ctx.store.root}")
     simulate_days(ctx)
     build_features_days(ctx)
+    escim_labels(ctx)
+    last = ctx.days[-1]
+    trained = []
+    for name in q.models:
+        overrides = list(ctx.args.overrides) + [f"model.name={name}", f"train.launcher={q.launcher}",
+                                                f"train.num_processes={q.num_processes}", f"train.epochs={q.epochs}"]
+        model_ctx = JobContext(name="train", config=load_config(ctx.args.conf, overrides, job="train"),
+                               args=ctx.args, days=[last], _spark=ctx.spark, _store=ctx.store)
+        log(f"training {name} with {q.launcher} x{q.num_processes}")
+        summary = train(model_ctx, last)
+        trained.append((name, summary["version"]))
+    for name, version in trained:
+        score_ctx = dataclasses.replace(ctx, days=[last])
+        score_days(score_ctx, only_model=name, version=version)
     print("\n== tables ==")
     print_tables(ctx.store)
-    print("\n== SQL ==" + SHOWCASE_QUERY)
-    print_query(ctx.store, SHOWCASE_QUERY)
+    for query in SHOWCASE_QUERIES:
+        print("\n== SQL ==\n" + query)
+        print_query(ctx.store, query, limit=20)
     return 0
