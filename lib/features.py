@@ -171,70 +171,59 @@ class Cleaned:
     rejected: DataFrame
 
 
-def clean_exposures(exposures: DataFrame, ds: str, job: str) -> Cleaned:
-    """Null ids, timestamps outside the day and duplicate exposure ids are rejected.
-
-    Of a duplicated exposure id the earliest row is kept and the others rejected, so a re-sent log
-    line never counts twice.
-    """
-    lo, hi = _day_bounds(ds)
-    null_id = F.col("exposure_id").isNull() | F.col("user_id").isNull() | F.col("item_id").isNull()
-    outside = F.col("ts").isNull() | (F.col("ts") < lo) | (F.col("ts") >= hi)
-    rank = F.row_number().over(Window.partitionBy("exposure_id").orderBy("ts", "user_id"))
-    tagged = exposures.withColumn(
-        "_rule",
-        F.when(null_id, "null_id").when(outside, "ts_outside_day"))
-    valid = tagged.where(F.col("_rule").isNull()).withColumn("_rank", rank)
-    valid = valid.withColumn("_rule", F.when(F.col("_rank") > 1, F.lit("duplicate_exposure_id"))).drop("_rank")
-    bad = tagged.where(F.col("_rule").isNotNull()).unionByName(valid.where(F.col("_rule").isNotNull()))
-    rejected = _rejected(bad, "raw.exposures", "exposure_id", job, ds)
-    return Cleaned(valid.where(F.col("_rule").isNull()).drop("_rule"), rejected)
+def tag_rules(df: DataFrame, rule: Column, unique_by: str, order_by: Sequence[str], duplicate_rule: str) -> DataFrame:
+    """Tag each row with the first rule it breaks (``_rule``, null when none); of the rows that
+    break none and share ``unique_by``, the first by ``order_by`` is kept and the others are tagged
+    ``duplicate_rule`` (a re-sent log line never counts twice). One shuffle for both."""
+    tagged = df.withColumn("_rule", rule)
+    first = F.row_number().over(Window.partitionBy(unique_by, F.col("_rule").isNull()).orderBy(*order_by))
+    return tagged.withColumn("_rule", F.when(F.col("_rule").isNull() & (first > 1), F.lit(duplicate_rule))
+                             .otherwise(F.col("_rule")))
 
 
-def _rejected(tagged_bad: DataFrame, table: str, key: str, job: str, ds: str) -> DataFrame:
-    payload = [c for c in tagged_bad.columns if c != "_rule"]
-    return tagged_bad.select(
-        F.lit(table).alias("source_table"),
-        F.col("_rule").alias("rule"),
+def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, helper_cols: Sequence[str] = ()) -> Cleaned:
+    """Rows without a rule, and the quarantine rows of the others (the raw row as JSON)."""
+    good = tagged.where(F.col("_rule").isNull()).drop("_rule", *helper_cols)
+    bad = tagged.where(F.col("_rule").isNotNull()).drop(*helper_cols)
+    payload = [c for c in bad.columns if c != "_rule"]
+    rejected = bad.select(
+        F.lit(table).alias("source_table"), F.col("_rule").alias("rule"),
         F.col(key).cast("string").alias("row_key"),
         F.to_json(F.struct(*[F.col(c) for c in payload])).alias("row_json"),
-        F.lit(job).alias("job"),
-        F.lit(ds).alias("ds"),
-    )
+        F.lit(job).alias("job"), F.lit(ds).alias("ds"))
+    return Cleaned(good, rejected)
+
+
+def exposure_rules(ds: str) -> Column:
+    """Null ids and timestamps outside the day."""
+    lo, hi = _day_bounds(ds)
+    return (F.when(F.col("exposure_id").isNull() | F.col("user_id").isNull() | F.col("item_id").isNull(), "null_id")
+            .when(F.col("ts").isNull() | (F.col("ts") < lo) | (F.col("ts") >= hi), "ts_outside_day"))
+
+
+def clean_exposures(exposures: DataFrame, ds: str, job: str) -> Cleaned:
+    tagged = tag_rules(exposures, exposure_rules(ds), "exposure_id", ["ts", "user_id"], "duplicate_exposure_id")
+    return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds)
 
 
 def clean_clicks(clicks: DataFrame, exposures: DataFrame, ds: str, job: str) -> Cleaned:
-    """A click needs its exposure, a timestamp not before it, and counts once."""
-    exp = exposures.select("exposure_id", F.col("ts").alias("_exp_ts"))
-    joined = clicks.join(exp, "exposure_id", "left")
-    first = F.row_number().over(Window.partitionBy("exposure_id").orderBy("ts"))
-    tagged = joined.withColumn(
-        "_rule",
-        F.when(F.col("exposure_id").isNull(), "null_id")
-        .when(F.col("_exp_ts").isNull(), "click_without_exposure")
-        .when(F.col("ts").isNull() | (F.col("ts") < F.col("_exp_ts")), "click_before_exposure"))
-    ok = tagged.where(F.col("_rule").isNull()).withColumn("_n", first)
-    ok = ok.withColumn("_rule", F.when(F.col("_n") > 1, F.lit("duplicate_click"))).drop("_n")
-    bad = tagged.where(F.col("_rule").isNotNull()).unionByName(ok.where(F.col("_rule").isNotNull()))
-    return Cleaned(ok.where(F.col("_rule").isNull()).drop("_rule", "_exp_ts"),
-                   _rejected(bad.drop("_exp_ts"), "raw.clicks", "exposure_id", job, ds))
+    """A click needs its exposure and a timestamp not before it."""
+    joined = clicks.join(exposures.select("exposure_id", F.col("ts").alias("_exp_ts")), "exposure_id", "left")
+    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
+            .when(F.col("_exp_ts").isNull(), "click_without_exposure")
+            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_exp_ts")), "click_before_exposure"))
+    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], "duplicate_click")
+    return split_tagged(tagged, "raw.clicks", "exposure_id", job, ds, helper_cols=["_exp_ts"])
 
 
 def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: str) -> Cleaned:
     """A conversion needs a click on its exposure and comes after it (the conversion funnel)."""
-    clk = clicks.select("exposure_id", F.col("ts").alias("_click_ts"))
-    joined = conversions.join(clk, "exposure_id", "left")
-    first = F.row_number().over(Window.partitionBy("exposure_id").orderBy("ts"))
-    tagged = joined.withColumn(
-        "_rule",
-        F.when(F.col("exposure_id").isNull(), "null_id")
-        .when(F.col("_click_ts").isNull(), "conversion_without_click")
-        .when(F.col("ts").isNull() | (F.col("ts") < F.col("_click_ts")), "conversion_before_click"))
-    ok = tagged.where(F.col("_rule").isNull()).withColumn("_n", first)
-    ok = ok.withColumn("_rule", F.when(F.col("_n") > 1, F.lit("duplicate_conversion"))).drop("_n")
-    bad = tagged.where(F.col("_rule").isNotNull()).unionByName(ok.where(F.col("_rule").isNotNull()))
-    return Cleaned(ok.where(F.col("_rule").isNull()).drop("_rule", "_click_ts"),
-                   _rejected(bad.drop("_click_ts"), "raw.conversions", "exposure_id", job, ds))
+    joined = conversions.join(clicks.select("exposure_id", F.col("ts").alias("_click_ts")), "exposure_id", "left")
+    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
+            .when(F.col("_click_ts").isNull(), "conversion_without_click")
+            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_click_ts")), "conversion_before_click"))
+    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], "duplicate_conversion")
+    return split_tagged(tagged, "raw.conversions", "exposure_id", job, ds, helper_cols=["_click_ts"])
 
 
 def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: int, num_responses: int,
@@ -250,24 +239,18 @@ def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: 
     for c in share_cols:
         bad_share = bad_share | F.col(c).isNull() | F.isnan(F.col(c)) | (F.col(c) < 0) | (F.col(c) > 1)
     value = F.col("coupon_value")
-    tagged = joined.withColumn(
-        "_rule",
-        F.when(F.col("user_id").isNull(), "null_id")
-        .when(F.col("coupon_outcome").isNull(), "missing_response_row")
-        .when((F.col("coupon_treated") == 1) & (value.isNull() | F.isnan(value) | (value <= 0)),
-              "bad_coupon_value_on_treated_row")
-        .when((F.col("coupon_treated") == 0) & (value != 0), "coupon_value_on_untreated_row")
-        .when(~F.col("coupon_treated").isin(0, 1), "coupon_treated_not_binary")
-        .when(F.col("treatment_id").isNull() | (F.col("treatment_id") < 0)
-              | (F.col("treatment_id") > num_treatments), "unknown_treatment_id")
-        .when(bad_response, "response_nan_or_negative")
-        .when(bad_share, "value_share_outside_0_1"))
-    ok = tagged.where(F.col("_rule").isNull()).withColumn(
-        "_n", F.row_number().over(Window.partitionBy("user_id").orderBy("coupon_value", "treatment_id")))
-    ok = ok.withColumn("_rule", F.when(F.col("_n") > 1, F.lit("duplicate_user_day"))).drop("_n")
-    bad = tagged.where(F.col("_rule").isNotNull()).unionByName(ok.where(F.col("_rule").isNotNull()))
-    return Cleaned(ok.where(F.col("_rule").isNull()).drop("_rule"),
-                   _rejected(bad, "raw.treatments", "user_id", job, ds))
+    rule = (F.when(F.col("user_id").isNull(), "null_id")
+            .when(F.col("coupon_outcome").isNull(), "missing_response_row")
+            .when(~F.col("coupon_treated").isin(0, 1), "coupon_treated_not_binary")
+            .when((F.col("coupon_treated") == 1) & (value.isNull() | F.isnan(value) | (value <= 0)),
+                  "bad_coupon_value_on_treated_row")
+            .when((F.col("coupon_treated") == 0) & (value != 0), "coupon_value_on_untreated_row")
+            .when(F.col("treatment_id").isNull() | (F.col("treatment_id") < 0)
+                  | (F.col("treatment_id") > num_treatments), "unknown_treatment_id")
+            .when(bad_response, "response_nan_or_negative")
+            .when(bad_share, "value_share_outside_0_1"))
+    tagged = tag_rules(joined, rule, "user_id", ["coupon_value", "treatment_id"], "duplicate_user_day")
+    return split_tagged(tagged, "raw.treatments", "user_id", job, ds)
 
 
 # -- fitting and applying the encoding ---------------------------------------------------------------

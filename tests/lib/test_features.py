@@ -1,0 +1,104 @@
+"""The feature job on a small simulated day: quarantine, idempotent re-runs, encodings, errors."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from liftlake.lib.config import load_config
+from liftlake.lib.features import load_spec
+from liftlake.lib.pipeline import build_features_days, simulate_days
+from liftlake.lib.runner import InputError, JobContext
+from liftlake.lib.store import DeltaRsStore
+
+DS = "2026-11-20"
+
+
+def make_ctx(spark, warehouse, days, *overrides):
+    config = load_config([], [f"warehouse.path={warehouse}", *overrides], env={})
+    args = argparse.Namespace(conf=[], overrides=list(overrides), json=False, model=None, quiet_config=True)
+    return JobContext("test", config, args, days, _spark=spark, _store=DeltaRsStore(spark, warehouse))
+
+
+@pytest.fixture(scope="module")
+def day(spark, tmp_path_factory):
+    warehouse = str(tmp_path_factory.mktemp("wh"))
+    ctx = make_ctx(spark, warehouse, [DS], "simulator.exposures=6000", "simulator.bad_row_rate=0.04")
+    simulate_days(ctx)
+    summary = build_features_days(ctx)[DS]
+    return ctx, summary
+
+
+def test_every_row_is_kept_or_quarantined_with_its_rule(day):
+    ctx, summary = day
+    store = ctx.store
+    raw = store.read("raw.exposures", partitions=[DS])
+    samples = store.read("features.samples", partitions=[DS])
+    quarantine = store.read("ops.quarantine", partitions=[DS])
+    q_exp = quarantine.where(F.col("source_table") == "raw.exposures").count()
+    assert samples.count() + q_exp == raw.count()
+    rules = {r.rule for r in quarantine.select("rule").distinct().collect()}
+    for rule in ("null_id", "duplicate_exposure_id", "click_without_exposure", "conversion_without_click",
+                 "conversion_before_click", "bad_coupon_value_on_treated_row", "unknown_treatment_id",
+                 "response_nan_or_negative"):
+        assert rule in rules, (rule, rules)
+    assert summary["ops.quarantine"] == quarantine.count()
+    assert sum(summary["quarantined_by_rule"].values()) == quarantine.count()
+    # exposure ids are unique, conversions only on clicks
+    assert samples.select("exposure_id").distinct().count() == samples.count()
+    assert samples.where((F.col("conversion") == 1) & (F.col("click") == 0)).count() == 0
+    users = store.read("features.user_samples", partitions=[DS])
+    assert users.select("user_id").distinct().count() == users.count()
+    assert users.where((F.col("treated") == 1) & (F.col("intensity") <= 0)).count() == 0
+
+
+def test_encoded_ids_stay_inside_the_spec(day):
+    ctx, _ = day
+    spec = load_spec(ctx.store.root)
+    samples = ctx.store.read("features.samples", partitions=[DS])
+    bounds = samples.agg(*[F.min(c).alias(f"min_{c}") for c in spec.columns("exposure")],
+                         *[F.max(c).alias(f"max_{c}") for c in spec.columns("exposure")]).collect()[0]
+    for name, dim in zip(spec.columns("exposure"), spec.field_dims("exposure")):
+        assert 0 <= bounds[f"min_{name}"] and bounds[f"max_{name}"] < dim, name
+    assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
+
+
+def test_tables_are_delta_partitioned_by_ds(day):
+    ctx, _ = day
+    for name in ctx.store.tables():
+        table = DeltaTable(ctx.store.path(name))
+        assert table.metadata().partition_columns == ["ds"], name
+
+
+def test_rerunning_the_day_keeps_row_counts(day):
+    ctx, _ = day
+    store = ctx.store
+    before = {t: store.table_info(t) for t in store.tables()}
+    simulate_days(ctx)
+    build_features_days(ctx)
+    for t, info in before.items():
+        after = store.table_info(t)
+        assert after["rows_per_partition"] == info["rows_per_partition"], t
+        assert after["version"] == info["version"] + 1, t
+
+
+def test_missing_partition_and_missing_column_are_named(day, spark, tmp_path):
+    ctx, _ = day
+    other = make_ctx(spark, ctx.store.root, ["2026-11-25"])
+    with pytest.raises(InputError, match=r"table raw.exposures: partition ds=2026-11-25 is missing"):
+        build_features_days(other)
+    # a raw table that lost a column
+    warehouse = str(tmp_path / "wh2")
+    broken = make_ctx(spark, warehouse, [DS], "simulator.exposures=500")
+    simulate_days(broken)
+    items = broken.store.read("raw.items").drop("i_brand")
+    store2 = DeltaRsStore(spark, warehouse)
+    store2.write(items.localCheckpoint(), "raw.items_copy", "overwrite_partitions", [DS])
+    import shutil
+
+    shutil.rmtree(store2.path("raw.items"))
+    shutil.copytree(store2.path("raw.items_copy"), store2.path("raw.items"))
+    with pytest.raises(InputError, match=r"table raw.items: missing column\(s\) \['i_brand'\]"):
+        build_features_days(broken)
