@@ -1,0 +1,139 @@
+"""Wiring the liftlake DAGs share: retry policy, pool, Spark connection and one operator factory.
+
+No business logic lives here or in the DAG files: every task is ``spark-submit jobs/<job>.py`` with the
+command-line contract of the jobs (``--ds {{ ds }} [--conf FILE]... [extra args]``; exit 0 done, 2 bad
+input or configuration, 1 an internal failure). The jobs commit each table write in one Delta
+transaction and overwrite a day's partition, so a retried or re-run task replaces what it wrote
+before instead of adding to it.
+
+Environment read here (all optional):
+
+``LIFTLAKE_SPARK_CONN``   Airflow connection id of the Spark master (default ``spark_default``)
+``LIFTLAKE_CONF``         YAML file(s) layered over conf/, separated by ``os.pathsep``; each becomes
+                          ``--conf FILE`` (default: none, the repository's conf/ alone)
+``LIFTLAKE_PY_FILES``     a zip for ``--py-files`` on a cluster (built by ``tools/package``)
+``LIFTLAKE_WAREHOUSE``    warehouse root handed to the jobs (default ``<repo>/warehouse``, the same
+                          folder ``.venv/bin/liftlake`` uses when run from the repository root)
+``LIFTLAKE_PYSPARK_PYTHON`` python of the executors (default: the interpreter running Airflow, i.e.
+                          the project's .venv, which also runs the driver; set it when a cluster's
+                          nodes have the stack elsewhere)
+``LIFTLAKE_SIMULATE``     default of the daily DAG's ``simulate`` param (``1``: write simulated raw logs
+                          first, the embedded default; ``0``: real raw logs are already there)
+``LIFTLAKE_START_DATE``   first day the DAGs schedule (default 2026-11-01; read by the DAG files)
+"""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Sequence
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk.exceptions import AirflowSkipException
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+JOBS_DIR = REPO_ROOT / "jobs"
+
+# Every Spark task takes one slot of this pool: a 30-day backfill queues its tasks instead of
+# starting 30 Spark drivers at once. Create it with `airflow pools set liftlake_spark 1 "..."`.
+POOL = "liftlake_spark"
+DEFAULT_SPARK_CONN_ID = "spark_default"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": "liftlake",
+    "depends_on_past": False,
+    "retries": 3,
+    "retry_delay": timedelta(minutes=2),
+    # Delay multiplier per try: about 2, 4, 8 minutes (Airflow adds a deterministic jitter), capped.
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "execution_timeout": timedelta(hours=2),
+    "pool": POOL,
+}
+
+
+def driver_python() -> str:
+    """The driver runs on the Airflow worker (client mode) with the interpreter running Airflow."""
+    return sys.executable
+
+
+def executor_python() -> str:
+    """The executors' interpreter: the driver's, unless ``LIFTLAKE_PYSPARK_PYTHON`` names the one on
+    a cluster's nodes."""
+    return os.environ.get("LIFTLAKE_PYSPARK_PYTHON") or sys.executable
+
+
+def spark_submit_binary() -> str:
+    """``spark-submit`` installed next to the interpreter (pyspark's, in the venv), else from PATH."""
+    beside = Path(sys.executable).parent / "spark-submit"
+    return str(beside) if beside.exists() else "spark-submit"
+
+
+def spark_conn_id() -> str:
+    return os.environ.get("LIFTLAKE_SPARK_CONN") or DEFAULT_SPARK_CONN_ID
+
+
+def conf_files() -> list[str]:
+    raw = os.environ.get("LIFTLAKE_CONF", "")
+    return [p for p in raw.split(os.pathsep) if p.strip()]
+
+
+def simulate_default() -> bool:
+    return os.environ.get("LIFTLAKE_SIMULATE", "1").strip().lower() not in ("0", "false", "no", "off", "")
+
+
+class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
+    """``SparkSubmitOperator`` that hands the job the venv's interpreters and the warehouse root.
+
+    The environment is resolved when the task runs (on the worker), not when the DAG file is parsed.
+    ``skip_unless_param`` names a boolean DAG param; when it is false the task is skipped.
+    """
+
+    def __init__(self, *, skip_unless_param: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.skip_unless_param = skip_unless_param
+
+    def execute(self, context):
+        if self.skip_unless_param and not context["params"].get(self.skip_unless_param, True):
+            raise AirflowSkipException(f"param {self.skip_unless_param} is off")
+        runtime_env = {
+            "PYSPARK_PYTHON": executor_python(),
+            "PYSPARK_DRIVER_PYTHON": driver_python(),
+            "LIFTLAKE_WAREHOUSE": os.environ.get("LIFTLAKE_WAREHOUSE") or str(REPO_ROOT / "warehouse"),
+        }
+        # Values given to the operator (rendered templates) win over the defaults above.
+        self.env_vars = {**runtime_env, **(self.env_vars or {})}
+        return super().execute(context)
+
+
+def job_application(job_file: str) -> str:
+    path = JOBS_DIR / job_file
+    if path.suffix != ".py":
+        raise ValueError(f"job file {job_file!r} must be a jobs/<job>.py file name")
+    return str(path)
+
+
+def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds: str | None = "{{ ds }}",
+              **operator_kwargs: Any) -> LiftlakeSparkSubmitOperator:
+    """One task: ``spark-submit jobs/<job_file> [--ds <ds>] [--conf F]... <extra_args>``.
+
+    ``ds`` is a template for the day the job processes (default the run's ``{{ ds }}``); ``None`` is
+    for jobs that take no day (``tables``). Other keywords go to the operator (``trigger_rule``,
+    ``execution_timeout``, ``skip_unless_param``...).
+    """
+    args: list[str] = ["--ds", ds] if ds else []
+    for path in conf_files():
+        args += ["--conf", path]
+    args += list(extra_args)
+    return LiftlakeSparkSubmitOperator(
+        task_id=task_id,
+        application=job_application(job_file),
+        application_args=args,
+        conn_id=spark_conn_id(),
+        spark_binary=spark_submit_binary(),
+        conf={"spark.pyspark.python": executor_python(), "spark.pyspark.driver.python": driver_python()},
+        py_files=os.environ.get("LIFTLAKE_PY_FILES") or None,
+        name=f"liftlake-{task_id}",
+        **operator_kwargs,
+    )

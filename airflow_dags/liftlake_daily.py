@@ -1,0 +1,54 @@
+"""liftlake_daily: one day of the pipeline, each step a ``spark-submit jobs/<job>.py --ds {{ ds }}``.
+
+    simulate -> build_features -> escim_labels -> score -> publish
+
+* simulate        jobs/simulate.py        simulated raw logs for the day (embedded default only: the
+                                          ``simulate`` param, default from env LIFTLAKE_SIMULATE=1;
+                                          when off the task is skipped and real raw.* tables are read)
+* build_features  jobs/build_features.py  features.samples / features.user_samples / ops.quarantine
+* escim_labels    jobs/escim_labels.py    labels.escim_counterfactual
+* score           jobs/score.py           scores.* for every model that has a CURRENT version
+                                          (models without one are skipped by the job)
+* publish         jobs/tables.py --json   logs every table's new version and rows per partition
+
+``ds`` is the day a run processes: the DAG uses a data-interval timetable, so the run for
+2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). Catchup is on, one run at a
+time, and every task takes a slot of the ``liftlake_spark`` pool, so a backfill is serial. Each job
+overwrites its day's partitions, so re-running a day (or a retried task) leaves one copy of it.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import pendulum
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain import may not
+    sys.path.insert(0, _HERE)
+from _common import DEFAULT_ARGS, simulate_default, spark_job  # noqa: E402
+
+with DAG(
+    dag_id="liftlake_daily",
+    description="simulate -> build features -> ESCIM labels -> score -> publish, one day per run",
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+    start_date=pendulum.parse(os.environ.get("LIFTLAKE_START_DATE", "2026-11-01"), tz="UTC"),
+    catchup=True,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params={
+        "simulate": Param(simulate_default(), type="boolean",
+                          description="write simulated raw logs for the day first (embedded default)"),
+    },
+    tags=["liftlake"],
+    doc_md=__doc__,
+) as dag:
+    simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate")
+    # Runs after simulate succeeded or was skipped (real logs); not after it failed.
+    build_features = spark_job("build_features", "build_features.py", trigger_rule=TriggerRule.NONE_FAILED)
+    escim_labels = spark_job("escim_labels", "escim_labels.py")
+    score = spark_job("score", "score.py")
+    publish = spark_job("publish", "tables.py", ["--json"], ds=None)
+
+    simulate >> build_features >> escim_labels >> score >> publish

@@ -1,0 +1,247 @@
+"""The Airflow DAGs: they load, their wiring is what the platform relies on, and the daily DAG runs a
+small simulated day end to end against local Spark (spark-submit through SparkSubmitOperator),
+idempotently, and survives a task whose Spark driver dies before its Delta commit.
+
+Airflow is imported inside the tests only (the ``airflow_home`` fixture must set AIRFLOW_HOME first).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAY = "2026-11-20"
+DAILY_ORDER = ["simulate", "build_features", "escim_labels", "score", "publish"]
+DAILY_JOB_FILES = {"simulate": "simulate.py", "build_features": "build_features.py",
+                   "escim_labels": "escim_labels.py", "score": "score.py", "publish": "tables.py"}
+
+
+def liftlake_bin() -> str:
+    venv = REPO / ".venv" / "bin" / "liftlake"
+    return str(venv if venv.exists() else Path(sys.executable).parent / "liftlake")
+
+
+def tables_json(warehouse: str) -> dict[str, dict]:
+    """``liftlake tables --json`` as {table name: info}, run the way a user runs it."""
+    env = {**os.environ, "LIFTLAKE_WAREHOUSE": warehouse}
+    proc = subprocess.run([liftlake_bin(), "tables", "--json", "--set", "spark.master=local[1]"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    infos = [json.loads(line) for line in proc.stdout.splitlines() if line.strip().startswith("{")]
+    return {info["name"]: info for info in infos}
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and wiring (no Spark)
+# --------------------------------------------------------------------------------------------------
+def test_every_dag_file_loads_without_import_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert {"liftlake_daily", "liftlake_train"} <= set(dagbag.dag_ids)
+    dag_files = {Path(p).name for p in (REPO / "airflow_dags").glob("liftlake_*.py")}
+    assert {Path(d.fileloc).name for d in dagbag.dags.values()} == dag_files
+    # known_pools was given: a task in a pool that does not exist would be a DagWarning.
+    assert not [w for w in dagbag.dag_warnings if "pool" in str(w.message).lower()]
+
+
+def test_daily_dag_runs_the_jobs_in_order(dagbag):
+    dag = dagbag.get_dag("liftlake_daily")
+    assert sorted(t.task_id for t in dag.tasks) == sorted(DAILY_ORDER)
+    for before, after in zip(DAILY_ORDER, DAILY_ORDER[1:]):
+        assert dag.get_task(after).upstream_task_ids == {before}
+        assert dag.get_task(before).downstream_task_ids == {after}
+    assert dag.get_task("simulate").upstream_task_ids == set()
+    assert dag.get_task("publish").downstream_task_ids == set()
+    for task_id, job_file in DAILY_JOB_FILES.items():
+        task = dag.get_task(task_id)
+        assert task.application == str(REPO / "jobs" / job_file)
+        assert Path(task.application).exists(), task.application
+    conf = str(os.environ["LIFTLAKE_CONF"])
+    for task_id in DAILY_ORDER[:-1]:
+        assert dag.get_task(task_id).application_args == ["--ds", "{{ ds }}", "--conf", conf]
+    # tables takes no day; --json makes it log one JSON object per table.
+    assert dag.get_task("publish").application_args == ["--conf", conf, "--json"]
+    # build_features also runs when simulate is skipped (real raw logs), never after it failed.
+    assert dag.get_task("build_features").trigger_rule == "none_failed"
+    assert dag.params["simulate"] is True
+
+
+def test_daily_dag_schedule_retries_and_pool(dagbag):
+    dag = dagbag.get_dag("liftlake_daily")
+    assert dag.catchup is True
+    assert dag.max_active_runs == 1
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    assert dag.timetable.expression == "0 0 * * *"
+    for dag_id in ("liftlake_daily", "liftlake_train"):
+        for task in dagbag.get_dag(dag_id).tasks:
+            assert task.pool == "liftlake_spark"
+            assert task.retries >= 2
+            assert task.retry_delay >= timedelta(minutes=1)
+            assert task.retry_exponential_backoff >= 2.0
+            assert task.max_retry_delay is not None and task.max_retry_delay > task.retry_delay
+            assert task.execution_timeout is not None
+
+
+def test_spark_submit_command_uses_the_connection_and_the_venv(dagbag):
+    """The command each task would run: the venv's spark-submit, the connection's master, the venv's
+    python for driver and executors, the job file and its arguments (built by the provider's hook)."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    python = sys.executable
+    spark_submit = str(Path(python).parent / "spark-submit")
+    assert Path(spark_submit).exists()
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert isinstance(task, SparkSubmitOperator)
+            cmd = task._get_hook()._build_spark_submit_command(task.application)
+            assert cmd[0] == spark_submit
+            assert cmd[cmd.index("--master") + 1] == "local[1]"  # the connection named by LIFTLAKE_SPARK_CONN
+            confs = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--conf"}
+            assert f"spark.pyspark.python={python}" in confs
+            assert f"spark.pyspark.driver.python={python}" in confs
+            app = cmd.index(task.application)
+            assert cmd[app + 1:] == list(task.application_args)
+
+
+def test_train_dag_has_one_independent_task_per_model(dagbag):
+    dag = dagbag.get_dag("liftlake_train")
+    assert dag.max_active_runs == 1
+    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    assert sorted(t.task_id for t in dag.tasks) == ["train_escm2_dr", "train_hmum", "train_unimvt"]
+    conf = str(os.environ["LIFTLAKE_CONF"])
+    for name in ("escm2_dr", "unimvt", "hmum"):
+        task = dag.get_task(f"train_{name}")
+        assert task.application == str(REPO / "jobs" / "train.py")
+        assert task.upstream_task_ids == set() and task.downstream_task_ids == set()
+        assert task.application_args[0] == "--ds"
+        assert task.application_args[2:] == ["--conf", conf, "--model", name]
+    # The week [Sun 2026-11-15, Sun 2026-11-22) trains on the window ending at its last day.
+    from airflow.sdk.execution_time import macros
+    import pendulum
+
+    template = dag.get_task("train_unimvt").application_args[1]
+    rendered = dag.get_template_env().from_string(template).render(
+        data_interval_end=pendulum.datetime(2026, 11, 22, tz="UTC"), macros=macros)
+    assert rendered == "2026-11-21"
+
+
+def test_train_models_come_from_the_environment(airflow_home, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    monkeypatch.setenv("LIFTLAKE_TRAIN_MODELS", "dcmt, escim_max")
+    bag = DagBag(dag_folder=str(REPO / "airflow_dags"))
+    assert sorted(t.task_id for t in bag.get_dag("liftlake_train").tasks) == ["train_dcmt", "train_escim_max"]
+    monkeypatch.setenv("LIFTLAKE_TRAIN_MODELS", "dcmt,../x")
+    bag = DagBag(dag_folder=str(REPO / "airflow_dags"))
+    assert "liftlake_train" not in bag.dag_ids
+    (error,) = [e for f, e in bag.import_errors.items() if f.endswith("liftlake_train.py")]
+    assert "'../x' is not a model name" in error
+
+
+def test_simulate_off_skips_simulate_and_still_builds_features(dagbag):
+    """With the param off (real raw logs) simulate is skipped and build_features becomes runnable.
+
+    No Spark here: the other tasks are marked success by dag.test; build_features only reaches that
+    point if its trigger rule let it run after a skipped upstream.
+    """
+    import pendulum
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    dag = dagbag.get_dag("liftlake_daily")
+    dr = dag.test(logical_date=pendulum.datetime(2026, 11, 3, tz="UTC"), run_conf={"simulate": False},
+                  mark_success_pattern="build_features|escim_labels|score|publish")
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert dr.state == DagRunState.SUCCESS
+    assert states["simulate"] == TaskInstanceState.SKIPPED
+    assert states["build_features"] == TaskInstanceState.SUCCESS
+
+
+# --------------------------------------------------------------------------------------------------
+# End to end: spark-submit of the real jobs on a small simulated day
+# --------------------------------------------------------------------------------------------------
+def _run_daily(dag):
+    import pendulum
+    from airflow.utils.state import DagRunState
+
+    dr = dag.test(logical_date=pendulum.parse(DAY, tz="UTC"))
+    states = {ti.task_id: (ti.state, ti.try_number) for ti in dr.get_task_instances()}
+    assert dr.state == DagRunState.SUCCESS, states
+    return dr, states
+
+
+def _day_rows(tables: dict[str, dict]) -> dict[str, int]:
+    return {name: info["rows_per_partition"].get(DAY, 0) for name, info in tables.items()}
+
+
+@pytest.fixture(scope="module")
+def first_daily_run(airflow_home, tmp_path_factory):
+    """One full run of liftlake_daily for DAY into a fresh warehouse: (warehouse, task states, tables)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    warehouse = str(tmp_path_factory.mktemp("daily_warehouse"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LIFTLAKE_WAREHOUSE", warehouse)
+    dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
+    _, states = _run_daily(dag)
+    yield warehouse, states, tables_json(warehouse)
+    mp.undo()
+
+
+@pytest.mark.slow
+def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
+    warehouse, states, tables = first_daily_run
+    assert states == {task_id: ("success", 1) for task_id in DAILY_ORDER}
+    for name in ("raw.exposures", "raw.clicks", "raw.conversions", "raw.users", "raw.items",
+                 "raw.treatments", "raw.responses", "features.samples", "features.user_samples"):
+        assert name in tables, sorted(tables)
+        assert tables[name]["partition_column"] == "ds"
+        assert tables[name]["rows_per_partition"].get(DAY, 0) > 0, (name, tables[name])
+    assert tables["raw.exposures"]["rows_per_partition"][DAY] == 5000  # simulator.exposures of the conf
+    # escim_labels labelled every exposure of the day. score ran and skipped every model: none has a
+    # CURRENT version in a fresh warehouse, so no scores.* table exists yet.
+    assert tables["labels.escim_counterfactual"]["rows_per_partition"][DAY] == \
+        tables["features.samples"]["rows_per_partition"][DAY]
+    assert not [name for name in tables if name.startswith("scores.")]
+
+
+@pytest.mark.slow
+def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_daily_run, monkeypatch):
+    """Run the same day again, and kill build_features' Spark driver (exit 137) on its first try after
+    ops.quarantine committed and after its features.samples files were moved into the table, before
+    that commit. Airflow retries the task (dag.test honours retries and their delay in-process); the
+    run ends with every table holding the same rows for the day as after the first run."""
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.models.taskinstancehistory import TaskInstanceHistory
+    from airflow.utils.session import create_session
+
+    warehouse, _, tables = first_daily_run
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", warehouse)
+    dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
+    task = dag.get_task("build_features")
+    # Keep the retry policy (exponential backoff, cap) but shorten its base so the test waits ~1 s.
+    task.retry_delay, task.max_retry_delay = timedelta(seconds=1), timedelta(seconds=2)
+    task.env_vars = {"LIFTLAKE_FAULT_BEFORE_COMMIT": "{{ 'features.samples' if ti.try_number == 1 else '' }}",
+                     "LIFTLAKE_FAULT_MODE": "exit"}
+    dr, states = _run_daily(dag)
+    assert states == {**{task_id: ("success", 1) for task_id in DAILY_ORDER}, "build_features": ("success", 2)}
+    with create_session() as session:
+        earlier = session.query(TaskInstanceHistory).filter_by(
+            dag_id=dag.dag_id, run_id=dr.run_id, task_id="build_features").all()
+    assert [(h.try_number, h.state) for h in earlier] == [(1, "failed")]
+
+    after = tables_json(warehouse)
+    assert sorted(after) == sorted(tables)
+    assert _day_rows(after) == _day_rows(tables)
+    # The rerun wrote (new versions) and replaced the day instead of appending to it.
+    for name in ("raw.exposures", "sim.truth", "features.user_samples", "labels.escim_counterfactual"):
+        assert after[name]["version"] == tables[name]["version"] + 1, name
+    # features.samples: the killed try committed nothing, the retry committed once.
+    assert after["features.samples"]["version"] == tables["features.samples"]["version"] + 1
+    # ops.quarantine is written before features.samples: both tries committed it (so the first try
+    # really died at the features.samples commit), and it still holds one copy of the day.
+    assert after["ops.quarantine"]["version"] == tables["ops.quarantine"]["version"] + 2
