@@ -105,7 +105,8 @@ class ScoreConf:
                                      "must be a non-empty list of values > 0",
                                      default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 8.0, 10.0])
     coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
-    coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
+    # a coupon is offered only where its expected extra outcomes pay for it (ratio 1 = break-even)
+    coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=1.0)
     hmum_sigma: float = 0.0
 
 
@@ -119,11 +120,30 @@ class EscimLabelsConf:
 
 
 @dataclass
+class ReportConf:
+    """The evidence report (liftlake report): each paper's claim checked on the simulator."""
+    seeds: list[int] = check(lambda v: len(v) >= 1, "must list at least one seed",
+                             default_factory=lambda: [1, 2, 3, 4, 5])
+    exposures: int = check(lambda v: v >= 1000, "must be an integer >= 1000", default=50_000)
+    days: int = check(lambda v: 1 <= v <= 14, "must be an integer in [1, 14]", default=2)
+    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
+    cvr_models: list[str] = field(default_factory=lambda: [
+        "naive", "esmm", "mtl_ips", "mtl_dr", "escm2_ips", "escm2_dr", "dcmt", "dcmt_pd", "dcmt_cf",
+        "escim_max", "escim_ratio"])
+    coupon_presets: list[str] = field(default_factory=lambda: ["syn1", "syn2", "syn3"])
+    coupon_models: list[str] = field(default_factory=lambda: [
+        "unimvt", "s_learner", "t_learner", "tarnet", "cfrnet", "descn", "drnet", "vcnet", "efin"])
+    multi_models: list[str] = field(default_factory=lambda: ["hmum", "hum_no_kl", "s_learner", "t_learner",
+                                                              "tarnet", "efin", "m3tn"])
+    out: str = "reports"
+
+
+@dataclass
 class QuickstartConf:
     days: int = check(lambda v: 1 <= v <= 60, "must be an integer in [1, 60]", default=3)
     end: str = "2026-11-20"
     # one model per family, trained under a launcher with 2 processes, then scored
-    models: list[str] = field(default_factory=lambda: ["escm2_dr", "unimvt"])
+    models: list[str] = field(default_factory=lambda: ["dcmt", "unimvt"])
     launcher: Literal["local", "horovod", "torch-distributor"] = "torch-distributor"
     num_processes: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
     epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=2)
@@ -139,6 +159,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
+    report: ReportConf = field(default_factory=ReportConf)
     quickstart: QuickstartConf = field(default_factory=QuickstartConf)
 
     def to_dict(self) -> dict:

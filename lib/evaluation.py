@@ -93,6 +93,8 @@ def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layou
             out.update({f"eta_{k}": v for k, v in err.items()})
             out["mean_eta_pred"] = float(np.mean(pred["unit_uplift"]))
             out["mean_eta_true"] = float(np.mean(columns["eta_true"]))
+            if score_conf is not None:
+                out.update(coupon_policy_value(pred, columns, score_conf))
         return out
     # multi-treatment: fit of the responses, Qini / AUUC per (r, k) on the RCT slice, effect errors
     r2 = []
@@ -118,7 +120,42 @@ def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layou
         for (r, k), v in tau.items():
             true = columns[f"tau_r{r}_k{k}_true"][rct]
             out[f"tau_rmse_r{r}_k{k}"] = U.uplift_error(v, true)["rmse"]
+        if "decision_k1" in pred:
+            out.update(switch_policy_value(pred, columns, layout))
     return out
+
+
+def coupon_policy_value(pred: dict, columns: dict, score_conf) -> dict[str, float]:
+    """UniMVT eq. 25 decisions priced with the truth: value of action q = the true extra outcome
+    probability p(q) - p0 minus its cost; against the truth's best, random and constant policies."""
+    from liftlake.lib import uplift_metrics as U
+    from liftlake.models.unimvt import coupon_decision
+
+    grid = np.asarray(score_conf.coupon_grid, dtype=np.float64)
+    cost = score_conf.coupon_cost_per_unit
+    chosen, _ = coupon_decision(pred["p0"], pred["unit_uplift"], grid, max(cost, 1e-12), score_conf.coupon_min_ratio)
+    actions = np.concatenate([[0.0], grid])
+    p0, eta = columns["p0_true"], columns["eta_true"]
+    value = np.clip(p0[:, None] + eta[:, None] * actions[None, :], 0, 1) - p0[:, None] - cost * actions[None, :]
+    index = np.searchsorted(actions, chosen.numpy())
+    res = U.compare_policies(index, value, [f"{a:g}" for a in actions])
+    return {f"coupon_policy_{k}": v for k, v in res.items() if k in
+            ("policy", "oracle", "random", "regret", "normalized", "oracle_agreement", "always_0")} | {
+        "coupon_policy_always_max": res[f"always_{actions[-1]:g}"], "coupon_share_offered": float(np.mean(chosen.numpy() > 0))}
+
+
+def switch_policy_value(pred: dict, columns: dict, layout: BatchLayout) -> dict[str, float]:
+    """HMUM eq. 11 switches priced with the truth: the gain of turning treatment k on is the
+    value-weighted relative uplift sum_r w_r tau_rk / y0_r of the simulator."""
+    from liftlake.lib import uplift_metrics as U
+
+    K, R = layout.num_treatments, layout.num_responses
+    decision = np.stack([pred[f"decision_k{k}"] for k in range(1, K + 1)], axis=1)
+    gain = np.stack([sum(columns[f"value_weight_r{r}_true"] * columns[f"tau_r{r}_k{k}_true"]
+                         / np.maximum(columns[f"y0_r{r}_true"], 1e-9) for r in range(1, R + 1))
+                     for k in range(1, K + 1)], axis=1)
+    res = U.compare_switch_policies(decision, gain)
+    return {f"switch_{k}": v for k, v in res.items() if isinstance(v, float)}
 
 
 def _renumber(scores: dict) -> dict:
@@ -139,7 +176,7 @@ def evaluate_version(ctx, name: str, version: str, ds: str) -> dict[str, float]:
     layout = layout_for(art.info, spec, art.config)
     columns, has_truth = test_rows(ctx.store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
     pred = predict_frame(art.model, layout, columns)
-    metrics = compute_metrics(art.info["task"], columns, pred, has_truth, layout)
+    metrics = compute_metrics(art.info["task"], columns, pred, has_truth, layout, ctx.config.score)
     write_metrics(ctx.store, name, version, "test", ds, metrics)
     shown = {k: round(v, 4) for k, v in metrics.items() if any(s in k for s in ("auc", "ieb_bias", "fit_r2", "qini"))}
     log(f"evaluate {name} {version} on test ({int(metrics['n_rows'])} rows): {shown}")
