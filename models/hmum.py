@@ -1,0 +1,236 @@
+"""HMUM: offline Hybrid Uplift Modeling (HUM) + online Dynamic Decision-Making (DDM).
+
+Paper (shared/seeds 001): HUM 4.1 (eq. 1-5), DDM 4.2 (eq. 6-11), hyper-parameters A.1. The data:
+one row per user-day with ``treatment_id`` k in {0 = control, 1..K}, R continuous responses, and
+DDM's labels ``value_shares`` o_r = V_r / V (eq. 9).
+
+One registered module holds both parts, trained jointly: HUM's loss (eq. 5) plus DDM's value-weight
+loss. They share no parameter (DDM has its own embedding table), so the joint step is two
+independent fits in one pass, and ``predict`` returns the whole decision (delta, w, phi, decision).
+``hum_no_kl`` is the same module without the KL term of eq. 5 (the paper's "HUM w/o KL").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from liftlake.models.base import LiftlakeModel, LossOutput
+from liftlake.models.layers import MLP, MMoE, FieldEmbedding
+from liftlake.models.registry import register
+from liftlake.models.uplift import check_multi_treatment_batch
+
+
+# --------------------------------------------------------------------------------------------
+# Pure pieces (tested on their own).
+# --------------------------------------------------------------------------------------------
+
+def hum_masked_mse(responses: torch.Tensor, treatment_id: torch.Tensor, y_treat: torch.Tensor,
+                   y_control: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The squared errors of eq. 5, summed over responses r and averaged over all N rows.
+
+    responses [B, R]; treatment_id [B]; y_treat[:, k-1, r] = y-hat^k_r (branch k, treatment input);
+    y_control[:, k-1, r] = y-hat^{0,k}_r (branch k, control input). A treated row (id k) trains only
+    branch k's treated output; a control row trains every branch's control output; every other
+    tower is masked out. Returns (treated part, control part).
+    """
+    n, num_branches = responses.shape[0], y_treat.shape[1]
+    tid = treatment_id.long()
+    y = responses.float()[:, None, :]                                            # [B, 1, R]
+    arms = torch.arange(1, num_branches + 1, device=tid.device)
+    treated_mask = (tid[:, None] == arms[None, :]).float()[:, :, None]          # [B, K, 1]
+    control_mask = (tid == 0).float()[:, None, None]
+    treated = (((y - y_treat) ** 2) * treated_mask).sum() / n
+    control = (((y - y_control) ** 2) * control_mask).expand_as(y_control).sum() / n
+    return treated, control
+
+
+def control_gate_kl(control_gates: torch.Tensor, treatment_id: torch.Tensor) -> torch.Tensor:
+    """Eq. 5's constraint: on control rows, sum over branches k' and responses r of
+    KL(z^{0,k'}_r || mean_k' z^{0,k'}_r), averaged over all N rows.
+
+    control_gates [B, K, R, M]: branch k's gate distribution over its M experts for response r,
+    computed on the control input.
+    """
+    eps = 1e-8
+    z = control_gates.clamp_min(eps)
+    mean = z.mean(dim=1, keepdim=True)
+    kl = (z * (z.log() - mean.log())).sum(dim=-1)                                # [B, K, R]
+    control = (treatment_id.long() == 0).float()
+    return (kl.sum(dim=(1, 2)) * control).sum() / control_gates.shape[0]
+
+
+def value_weight_loss(shares_hat: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
+    """DDM's value-weight loss (4.2.2): squared error of o-hat_r against o_r = V_r / V (eq. 9),
+    summed over responses, averaged over rows."""
+    return ((shares_hat - shares.float()) ** 2).sum(dim=1).mean()
+
+
+def value_weights(shares_hat: torch.Tensor) -> torch.Tensor:
+    """Eq. 10: w_r = o-hat_r / sum_r o-hat_r."""
+    return shares_hat / shares_hat.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
+def decision_scores(y_treat: torch.Tensor, y_control: torch.Tensor, weights: torch.Tensor,
+                    sigma: float, baseline_floor: float) -> dict[str, torch.Tensor]:
+    """DDM 4.2.1 and 4.2.3 from HUM's outputs.
+
+    y0* = mean over branches of y-hat^{0,k} (eq. 6: it lies between their min and max);
+    delta_r^k = y-hat^k_r / y0*_r - 1 (eq. 7; y0* floored at ``baseline_floor`` so a response
+    predicted at zero does not divide by zero); phi^k = sum_r w_r delta_r^k (eq. 11);
+    decision^k = 1[phi^k > sigma]. Shapes: y_treat / y_control [B, K, R], weights [B, R].
+    """
+    y0 = y_control.mean(dim=1)                                                   # [B, R]
+    delta = y_treat / y0.clamp_min(baseline_floor)[:, None, :] - 1.0             # [B, K, R]
+    phi = (weights[:, None, :] * delta).sum(dim=-1)                              # [B, K]
+    return {"y0": y0, "tau": y_treat - y0[:, None, :], "delta": delta, "phi": phi,
+            "decision": (phi > sigma).float()}
+
+
+# --------------------------------------------------------------------------------------------
+# The network.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class HMUMParams:
+    num_treatments: int = 2            # K
+    num_responses: int = 2             # R
+    embed_dim: int = 32                # d (A.1)
+    num_experts: int = 4               # M experts per branch
+    expert_dims: list[int] = field(default_factory=lambda: [64, 32])
+    tower_dims: list[int] = field(default_factory=lambda: [32])
+    kl_weight: float = 1.0             # eq. 5 adds the KL with weight 1
+    dropout: float = 0.0
+    ddm_embed_dim: int = 32            # d_s
+    ddm_num_experts: int = 4
+    ddm_expert_dims: list[int] = field(default_factory=lambda: [64, 32])
+    ddm_tower_dims: list[int] = field(default_factory=lambda: [16])
+    ddm_loss_weight: float = 1.0
+    sigma: float = 0.0                 # decision threshold (A.1 default 0)
+    baseline_floor: float = 1e-3       # eq. 7 denominator floor
+
+    def __post_init__(self):
+        if self.num_treatments < 1 or self.num_responses < 1:
+            raise ValueError("num_treatments and num_responses must be >= 1")
+        if self.num_experts < 1 or self.ddm_num_experts < 1:
+            raise ValueError("num_experts and ddm_num_experts must be >= 1")
+        if not self.expert_dims or not self.ddm_expert_dims:
+            raise ValueError("expert_dims and ddm_expert_dims must be non-empty")
+        if self.kl_weight < 0 or self.ddm_loss_weight < 0 or self.baseline_floor <= 0:
+            raise ValueError("kl_weight and ddm_loss_weight must be >= 0, baseline_floor > 0")
+
+
+class HUMBranch(nn.Module):
+    """Branch k: treatment-guided feature selection (eq. 2-3), M experts with one gate and one
+    tower per response (eq. 4). The same parameters serve the treated input (e_t of k) and the
+    control input (e_t of 0)."""
+
+    def __init__(self, num_fields: int, embed_dim: int, params: HMUMParams):
+        super().__init__()
+        self.selector = nn.Linear(embed_dim, num_fields)                  # W^k, b^k of eq. 2
+        self.mmoe = MMoE(2 * embed_dim, params.num_experts, params.expert_dims, params.num_responses,
+                         params.dropout)
+        self.towers = nn.ModuleList(MLP(self.mmoe.output_dim, params.tower_dims, 1, params.dropout)
+                                    for _ in range(params.num_responses))  # h^k per response
+
+    def forward(self, e_x: torch.Tensor, e_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """e_x [B, F, d], e_t [B, d] -> (predictions [B, R], gate distributions [B, R, M])."""
+        selection = torch.softmax(self.selector(e_t), dim=-1)             # eq. 2: w^k over fields
+        e_xk = (selection[:, :, None] * e_x).sum(dim=1)                   # eq. 2: e_x^k
+        f = torch.cat([e_xk, e_t], dim=-1)                                # eq. 3
+        mixtures = self.mmoe(f)                                           # eq. 4
+        gates = torch.stack(self.mmoe.gate_weights(f), dim=1)
+        preds = torch.cat([tower(m) for tower, m in zip(self.towers, mixtures)], dim=-1)
+        return preds, gates
+
+
+@register("hmum", family="uplift")
+@register("hum_no_kl", family="uplift", use_kl=False)
+class HMUM(LiftlakeModel):
+    """HUM (K branches x R responses) + DDM (value weights) in one module."""
+
+    family = "uplift"
+    task = "multi_treatment"   # which rows and batch keys the trainer feeds it
+    batch_keys = ("x", "treatment_id", "responses", "value_shares")
+    binary_keys = ()
+    Params = HMUMParams
+
+    def __init__(self, field_dims, params: HMUMParams, use_kl: bool = True):
+        super().__init__(field_dims, params)
+        p = params
+        self.use_kl = use_kl
+        self.embedding = FieldEmbedding(field_dims, p.embed_dim)          # E_x of eq. 1
+        self.treatment_embedding = nn.Embedding(p.num_treatments + 1, p.embed_dim)  # E_t of eq. 1
+        self.branches = nn.ModuleList(HUMBranch(len(self.field_dims), p.embed_dim, p)
+                                      for _ in range(p.num_treatments))
+        # DDM (4.2.2): its own embedding of the pooled features, MMoE, one tower per response.
+        self.ddm_embedding = FieldEmbedding(field_dims, p.ddm_embed_dim)
+        self.ddm_mmoe = MMoE(self.ddm_embedding.output_dim, p.ddm_num_experts, p.ddm_expert_dims,
+                             p.num_responses, p.dropout)
+        self.ddm_towers = nn.ModuleList(MLP(self.ddm_mmoe.output_dim, p.ddm_tower_dims, 1, p.dropout)
+                                        for _ in range(p.num_responses))
+
+    def hum(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        e_x = self.embedding(x)
+        n = x.shape[0]
+        control_t = self.treatment_embedding(torch.zeros(n, dtype=torch.long, device=x.device))
+        y_treat, y_control, control_gates = [], [], []
+        for k, branch in enumerate(self.branches, start=1):
+            treat_t = self.treatment_embedding(torch.full((n,), k, dtype=torch.long, device=x.device))
+            pred_k, _ = branch(e_x, treat_t)
+            pred_0k, gates_0k = branch(e_x, control_t)
+            y_treat.append(pred_k)
+            y_control.append(pred_0k)
+            control_gates.append(gates_0k)
+        return {"y_treat": torch.stack(y_treat, dim=1),                   # [B, K, R]
+                "y_control": torch.stack(y_control, dim=1),               # [B, K, R]
+                "control_gates": torch.stack(control_gates, dim=1)}       # [B, K, R, M]
+
+    def ddm(self, x: torch.Tensor) -> torch.Tensor:
+        """o-hat_r in (0, 1) per response. Eq. 8 average-pools each field over the request's
+        candidates; a row here carries one value per field, so the pool is that embedding."""
+        mixtures = self.ddm_mmoe(self.ddm_embedding.flat(x))
+        return torch.sigmoid(torch.cat([tower(m) for tower, m in zip(self.ddm_towers, mixtures)], dim=-1))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = self.hum(batch["x"])
+        out["shares_hat"] = self.ddm(batch["x"])
+        return out
+
+    def check_batch(self, batch):
+        super().check_batch(batch)
+        check_multi_treatment_batch(batch, self.params.num_treatments, self.params.num_responses,
+                                    with_value_shares=True)
+
+    def compute_loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> LossOutput:
+        self.check_batch(batch)
+        p = self.params
+        mse_treated, mse_control = hum_masked_mse(batch["responses"], batch["treatment_id"],
+                                                  out["y_treat"], out["y_control"])
+        kl = control_gate_kl(out["control_gates"], batch["treatment_id"])
+        ddm = value_weight_loss(out["shares_hat"], batch["value_shares"])
+        total = mse_treated + mse_control + p.ddm_loss_weight * ddm
+        if self.use_kl:
+            total = total + p.kl_weight * kl
+        return LossOutput(total, {"mse_treated": mse_treated, "mse_control": mse_control,
+                                  "kl": kl, "value_weight": ddm})
+
+    @torch.no_grad()
+    def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        x = batch["x"]
+        hum = self.hum(x)
+        weights = value_weights(self.ddm(x))
+        scores = decision_scores(hum["y_treat"], hum["y_control"], weights, self.params.sigma,
+                                 self.params.baseline_floor)
+        result: dict[str, torch.Tensor] = {}
+        for r in range(self.params.num_responses):
+            result[f"y0_r{r + 1}"] = scores["y0"][:, r]
+            result[f"w_r{r + 1}"] = weights[:, r]
+            for k in range(1, self.params.num_treatments + 1):
+                result[f"tau_r{r + 1}_k{k}"] = scores["tau"][:, k - 1, r]
+                result[f"delta_r{r + 1}_k{k}"] = scores["delta"][:, k - 1, r]
+        for k in range(1, self.params.num_treatments + 1):
+            result[f"phi_k{k}"] = scores["phi"][:, k - 1]
+            result[f"decision_k{k}"] = scores["decision"][:, k - 1]
+        return result
