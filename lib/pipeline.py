@@ -33,12 +33,16 @@ def simulate_days(ctx) -> list:
 
     results = []
     for ds in ctx.days:
-        frames = simulate_day(ctx.spark, ctx.config.simulator, ds)
-        for table, df in frames.items():
-            res = ctx.store.write(df, table, mode="overwrite_partitions", partition_values=[ds],
-                                  comment=TABLE_COMMENTS.get(table))
-            log(f"simulate {ds}: {table} v{res.version} rows={res.rows}")
-            results.append(res)
+        # cached: the day's exposures are computed once, not once per table derived from them
+        frames = simulate_day(ctx.spark, ctx.config.simulator, ds, cache=True)
+        try:
+            for table, df in frames.items():
+                res = ctx.store.write(df, table, mode="overwrite_partitions", partition_values=[ds],
+                                      comment=TABLE_COMMENTS.get(table))
+                log(f"simulate {ds}: {table} v{res.version} rows={res.rows}")
+                results.append(res)
+        finally:
+            frames.unpersist()
     return results
 
 

@@ -103,6 +103,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Optional
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -289,6 +290,11 @@ class _Stream:
         angle = self.uniform(salt + 1) * _TWO_PI
         return radius * F.cos(angle), radius * F.sin(angle)
 
+    def power(self, salt: int, exponent: float) -> Column:
+        """u ** exponent for a uniform u (skews draws towards 0: popular ids first). exp(log) is several
+        times faster than Spark's pow (StrictMath.pow)."""
+        return F.exp(F.log(self.uniform(salt)) * float(exponent))
+
     def exponential(self, salt: int, mean: float) -> Column:
         return -F.log(self.uniform(salt)) * mean
 
@@ -322,6 +328,20 @@ def _categorical(u: Column, weights: list[Column]) -> Column:
         running = w if running is None else running + w
         index = index + F.when(target >= running, 1).otherwise(0)
     return index
+
+
+def _label(prefix: str, index: Column, size: int) -> Column:
+    """``prefix`` + zero-padded ``index + 1`` from a literal array (format_string is ~50x slower)."""
+    width = len(str(size))
+    return F.element_at(F.array(*[F.lit(f"{prefix}{i + 1:0{width}d}") for i in range(size)]), index + 1)
+
+
+def _stage_break(df: DataFrame, num_partitions: int) -> DataFrame:
+    """End the whole-stage-code-generation stage here (Coalesce has no code generation; with the
+    partition count unchanged it moves no data). A chain of projections otherwise compiles into one
+    Java method far beyond HotSpot's 8,000-byte limit for JIT compilation, and runs interpreted:
+    3-5x slower."""
+    return df.coalesce(num_partitions)
 
 
 def _pick(index: Column, values: list) -> Column:
@@ -444,7 +464,8 @@ class _Population:
 # ---------------------------------------------------------------------------------------------
 # Users and items: functions of (seed, id) only
 # ---------------------------------------------------------------------------------------------
-def _with_user_latents(df: DataFrame, cfg: SimulatorConfig, pop: _Population, observed: bool) -> DataFrame:
+def _with_user_latents(df: DataFrame, cfg: SimulatorConfig, pop: _Population, observed: bool,
+                       num_partitions: int | None = None) -> DataFrame:
     """Add the user's hidden latents (``_z_*``, ``_taste*``, ``_w*``, ``_device0``) and, with
     ``observed``, the raw.users attributes; everything hashes (seed, user_id)."""
     uid = F.col("user_id")
@@ -483,9 +504,11 @@ def _with_user_latents(df: DataFrame, cfg: SimulatorConfig, pop: _Population, ob
                    device.alias("_device0"))
     if not observed:
         return df
+    if num_partitions:
+        df = _stage_break(df, num_partitions)
     income_n, tenure_n = s.normals(_U.INCOME_TENURE)
     orders_n, _ = s.normals(_U.ORDERS)
-    city = F.floor(F.pow(s.uniform(_U.CITY), 1.6) * NUM_CITIES).cast("int")  # big cities first
+    city = F.floor(s.power(_U.CITY, 1.6) * NUM_CITIES).cast("int")  # big cities first
     tier_effect = F.when(city < 3, 0.25).when(city < 8, 0.1).otherwise(0.0)
     g = _USER_ACTIVITY_EXPONENT
     log_activity = (math.log(pop.exposures_per_user / (g * 6.0)) + (1 - 1 / g) * (F.col("_z_act_raw") + 1.0)
@@ -498,7 +521,7 @@ def _with_user_latents(df: DataFrame, cfg: SimulatorConfig, pop: _Population, ob
         F.least(F.greatest(F.round(F.col("_z_age") * 11.0 + 36.0), F.lit(18.0)), F.lit(70.0)).cast("int")
         .alias("u_age"),
         F.when(gender_u < 0.49, "F").when(gender_u < 0.97, "M").otherwise("U").alias("u_gender"),
-        F.format_string("city_%02d", city + 1).alias("u_city"),
+        _label("city_", city, NUM_CITIES).alias("u_city"),
         F.round(F.exp(log_activity), 3).alias("u_activity"),
         F.round(F.exp(F.col("_z_wealth") * 0.45 + tier_effect + income_n * 0.15 + 9.3), 2).alias("u_income"),
         F.when(tenure < 60, "new").when(vip, "vip").when(F.col("_z_act") > 0.6, "loyal").otherwise("casual")
@@ -521,7 +544,7 @@ def _with_item_latents(df: DataFrame, cfg: SimulatorConfig, observed: bool) -> D
     iid = F.col("item_id")
     df = df.withColumn("_ik", _key(cfg.seed, "item", iid))
     s = _Stream("_ik")
-    cat = F.floor(F.pow(s.uniform(_I.CATEGORY), 1.4) * NUM_CATEGORIES).cast("int")
+    cat = F.floor(s.power(_I.CATEGORY, 1.4) * NUM_CATEGORIES).cast("int")
     price_n, quality = s.normals(_I.PRICE_QUALITY)
     attract_n, e1 = s.normals(_I.ATTRACT_TASTE1)
     e2, e3 = s.normals(_I.TASTE23)
@@ -531,9 +554,9 @@ def _with_item_latents(df: DataFrame, cfg: SimulatorConfig, observed: bool) -> D
                    F.round(F.exp(F.lit(2.3) + cat.cast("double") * 0.16 + price_n * 0.55), 2).alias("_price"))
     if not observed:
         return df
-    brand = F.col("_cat") * BRANDS_PER_CATEGORY + F.floor(F.pow(s.uniform(_I.BRAND), 2.0) * BRANDS_PER_CATEGORY)
-    return df.select("*", F.format_string("cat_%02d", F.col("_cat") + 1).alias("i_category"),
-                     F.format_string("brand_%03d", brand.cast("int") + 1).alias("i_brand"),
+    brand = F.col("_cat") * BRANDS_PER_CATEGORY + F.floor(s.power(_I.BRAND, 2.0) * BRANDS_PER_CATEGORY)
+    return df.select("*", _label("cat_", F.col("_cat"), NUM_CATEGORIES).alias("i_category"),
+                     _label("brand_", brand.cast("int"), NUM_CATEGORIES * BRANDS_PER_CATEGORY).alias("i_brand"),
                      F.col("_price").alias("i_price"))
 
 
@@ -550,6 +573,25 @@ def _day_start_us(ds: str) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp()) * 1_000_000
 
 
+_ITEM_LATENTS = ("_quality", "_attract", "_e1", "_e2", "_e3", "_price")
+_USER_LATENTS = ("_z_act", "_z_wealth", "_z_buy", "_taste1", "_taste2", "_taste3", "_device0")
+_BROADCAST_USERS_MAX = 2_000_000
+
+
+def _join_user_latents(df: DataFrame, spark: SparkSession, cfg: SimulatorConfig, pop: _Population,
+                       num_partitions: int) -> DataFrame:
+    """Attach the user latents to each exposure. Up to ``_BROADCAST_USERS_MAX`` users they are computed
+    once per user and broadcast (ids are dense, so the lookup is an array index); above, per exposure.
+    The same function computes them either way, so the rows do not depend on the path."""
+    names = _USER_LATENTS + tuple(f"_w{r}" for r in range(1, cfg.num_responses + 1))
+    if pop.n_users > _BROADCAST_USERS_MAX:
+        return _stage_break(_with_user_latents(df, cfg, pop, observed=False), num_partitions)
+    parts = max(1, min(num_partitions, math.ceil(pop.n_users / 250_000)))
+    users = spark.range(1, pop.n_users + 1, 1, parts).withColumnRenamed("id", "user_id")
+    users = _with_user_latents(users, cfg, pop, observed=False).select("user_id", *names)
+    return df.join(F.broadcast(users), "user_id")
+
+
 def _exposure_core(spark: SparkSession, cfg: SimulatorConfig, ds: str, pop: _Population,
                    num_partitions: int) -> DataFrame:
     """Every exposure of the day with its latent causes, probabilities, potential outcomes and times."""
@@ -558,20 +600,22 @@ def _exposure_core(spark: SparkSession, cfg: SimulatorConfig, ds: str, pop: _Pop
     df = spark.range(0, cfg.exposures, 1, num_partitions).withColumnRenamed("id", "_n")
     df = df.withColumn("_ek", _key(cfg.seed, "exposure", F.lit(ds), F.col("_n")))
     s = _Stream("_ek")
-    rank = F.least(F.floor(F.pow(s.uniform(_E.USER), _USER_ACTIVITY_EXPONENT) * pop.n_users).cast("long"),
+    rank = F.least(F.floor(s.power(_E.USER, _USER_ACTIVITY_EXPONENT) * pop.n_users).cast("long"),
                    F.lit(pop.n_users - 1).cast("long"))
     df = df.withColumn("user_id", F.pmod(rank * pop.mult + pop.shift, F.lit(pop.n_users).cast("long")) + 1)
-    df = _with_user_latents(df, cfg, pop, observed=False)
+    df = _join_user_latents(df, spark, cfg, pop, num_partitions)
 
     # content type from the user's value weights (eq. 9's V_r counts these), then an item of that type
     rtype = _categorical(s.uniform(_E.TYPE), [F.col(f"_w{r}") for r in range(1, R + 1)]) + 1
     df = df.withColumn("_type", rtype)
     n_of_type = (F.lit(pop.n_items) - F.col("_type")) / R
     n_of_type = F.floor(n_of_type).cast("long") + 1
-    within = F.least(F.floor(F.pow(s.uniform(_E.ITEM), _ITEM_POPULARITY_EXPONENT) * n_of_type).cast("long"),
+    within = F.least(F.floor(s.power(_E.ITEM, _ITEM_POPULARITY_EXPONENT) * n_of_type).cast("long"),
                      n_of_type - 1)
     df = df.withColumn("item_id", F.col("_type").cast("long") + within * R)
-    df = _with_item_latents(df, cfg, observed=False)
+    items = spark.range(1, pop.n_items + 1, 1, 1).withColumnRenamed("id", "item_id")
+    items = _with_item_latents(items, cfg, observed=False).select("item_id", *_ITEM_LATENTS)
+    df = df.join(F.broadcast(items), "item_id")
 
     # context: position, device, time of day (evening peak)
     u_time = s.uniform(_E.TIME)
@@ -582,7 +626,7 @@ def _exposure_core(spark: SparkSession, cfg: SimulatorConfig, ds: str, pop: _Pop
     shock_conv, shock_click = s.normals(_E.SHOCKS)
     df = df.select(
         "*",
-        (F.floor(F.pow(s.uniform(_E.POSITION), 2.0) * 20).cast("int") + 1).alias("position"),
+        (F.floor(s.power(_E.POSITION, 2.0) * 20).cast("int") + 1).alias("position"),
         F.when(switch, other_device).otherwise(F.col("_device0")).alias("device"),
         F.floor(frac * float(_DAY_US - _END_MARGIN_US)).cast("long").alias("_t_us"),
         shock_conv.alias("_shock_conv"), shock_click.alias("_shock_click"),
@@ -595,6 +639,7 @@ def _exposure_core(spark: SparkSession, cfg: SimulatorConfig, ds: str, pop: _Pop
                 + F.col("_z_wealth") * log_price * 0.15 + F.col("_shock_conv") * 0.5)
     hour_of_day = F.col("_t_us").cast("double") / 3_600_000_000.0
     df = df.select("*", (F.floor(hour_of_day)).cast("int").alias("hour"), affinity.alias("_affinity"))
+    df = _stage_break(df, num_partitions)
     click_logit = (F.lit(_CTR_INTERCEPT) + F.col("_affinity") * cfg.selection_bias
                    + F.col("_z_act") * 0.3 + F.col("_attract") * 0.4
                    - F.log(F.col("position").cast("double")) * 0.3
@@ -620,9 +665,16 @@ def _exposure_core(spark: SparkSession, cfg: SimulatorConfig, ds: str, pop: _Pop
                                            (F.lit(day_end) - F.col("_click_us")) / 2).cast("long")
     bad = (s.uniform(_E.BAD) < cfg.bad_row_rate) if cfg.bad_row_rate > 0 else F.lit(False)
     kind = F.floor(s.uniform(_E.BAD_KIND) * len(BAD_EXPOSURE_KINDS)).cast("int")
+    value_n, _ = s.normals(_E.VALUE)
     df = df.select("*", conv_us.alias("_conv_us"),
+                   F.round(F.col("_price") * F.exp(value_n * 0.25 - 0.03125), 2).alias("_value"),
                    F.when(bad, kind).otherwise(F.lit(-1)).alias("_bad"))
     return df
+
+
+# the columns of the exposure core that the tables read (what a cache keeps)
+_CORE_COLUMNS = ("_n", "exposure_id", "user_id", "item_id", "_type", "_exp_us", "_click_us", "_conv_us", "position",
+                 "device", "hour", "ctr_true", "cvr_do_click_true", "conversion_potential", "_click", "_value", "_bad")
 
 
 def _exposure_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, schemas) -> dict[str, DataFrame]:
@@ -647,11 +699,8 @@ def _exposure_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, schemas) ->
                  | bad.isin(kinds["conversion_without_click"], kinds["conversion_before_click"]))
     conv_us = F.when(bad == kinds["conversion_before_click"],
                      F.col("_exp_us") + (F.col("_click_us") - F.col("_exp_us")) / 2).otherwise(F.col("_conv_us"))
-    s = _Stream("_ek")
-    value_n, _ = s.normals(_E.VALUE)
     conversions = _keep_rows(core, converted).select(
-        "exposure_id", "user_id", F.timestamp_micros(conv_us.cast("long")).alias("ts"),
-        F.round(F.col("_price") * F.exp(value_n * 0.25 - 0.03125), 2).alias("value"))
+        "exposure_id", "user_id", F.timestamp_micros(conv_us.cast("long")).alias("ts"), F.col("_value").alias("value"))
     truth = core.select("exposure_id", "ctr_true", "cvr_do_click_true", "conversion_potential")
     out = {"raw.exposures": exposures, "raw.clicks": clicks, "raw.conversions": conversions, "sim.truth": truth}
     return {name: _conform(df, schemas[name], ds) for name, df in out.items()}
@@ -660,14 +709,16 @@ def _exposure_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, schemas) ->
 # ---------------------------------------------------------------------------------------------
 # Coupons, strategies, responses: one row per user active that day
 # ---------------------------------------------------------------------------------------------
-def _user_day_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, pop: _Population, schemas) -> dict:
+def _user_day_frame(core: DataFrame, cfg: SimulatorConfig, ds: str, pop: _Population) -> DataFrame:
     K, R = cfg.num_treatments, cfg.num_responses
     preset = _PRESET[cfg.preset]
     grid, jitter, ratio = cfg.grid, cfg.value_jitter, cfg.treated_share
     active = core.groupBy("user_id").agg(
         F.count(F.lit(1)).alias("exposures_true"),
         *[F.sum((F.col("_type") == r).cast("long")).alias(f"_v{r}") for r in range(1, R + 1)])
-    df = _with_user_latents(active, cfg, pop, observed=True)
+    parts = int(active.sparkSession.conf.get("spark.sql.shuffle.partitions"))
+    df = _with_user_latents(active, cfg, pop, observed=True, num_partitions=parts)
+    df = _stage_break(df, parts)
     df = df.withColumn("_dk", _key(cfg.seed, "user_day", F.lit(ds), F.col("user_id")))
     s = _Stream("_dk")
     score = _observed_scores(pop)
@@ -710,6 +761,7 @@ def _user_day_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, pop: _Popul
     df = df.withColumn("coupon_outcome", (s.uniform(_D.COUPON_OUTCOME) < F.col("coupon_prob_true")).cast("int"))
 
     # -- strategies (HMUM): confounded softmax outside the RCT slice ---------------------------------
+    df = _stage_break(df, parts)
     strength = cfg.treatment_confounding * preset.strategy_confounding
     feats = [score["act"], score["inc"], score["age"]]
     arm_logits = [F.lit(0.0)] + [feats[(k - 1) % 3] * (strength * (1 if (k - 1) // 3 % 2 == 0 else -1) * 0.8)
@@ -726,6 +778,7 @@ def _user_day_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, pop: _Popul
                        F.when(F.col("treatment_randomized") == 1, F.lit(1.0 / (K + 1))).otherwise(chosen_arm / total_arm))
 
     base, y0_coefs, effects = _response_structure(K, R, preset)
+    df = _stage_break(df, parts)
     z = [F.col("_z_act"), F.col("_z_wealth"), F.col("_z_age"), F.col("_z_price")]
     cols = []
     for r in range(1, R + 1):
@@ -765,8 +818,10 @@ def _user_day_tables(core: DataFrame, cfg: SimulatorConfig, ds: str, pop: _Popul
                                                F.lit(float("nan")))
                           .when(F.col("_bad") == k_resp, -F.col("response_1") - 1.0)
                           .otherwise(F.col("response_1"))))
-    names = ("raw.treatments", "raw.responses", "sim.truth_user")
-    return {name: _conform(df, schemas[name], ds) for name in names}
+    return df
+
+
+_USER_DAY_TABLES = ("raw.treatments", "raw.responses", "sim.truth_user")
 
 
 def _pick_col(index: Column, values: list[Column]) -> Column:
@@ -793,14 +848,30 @@ def _conform(df: DataFrame, schema: T.StructType, ds: str) -> DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
-def simulate_day(spark: SparkSession, cfg: SimulatorConfig, ds: str,
-                 num_partitions: int | None = None) -> dict[str, DataFrame]:
-    """One day of raw logs and ground truth as lazy DataFrames, keyed by table name.
+class SimulatedDay(dict):
+    """The day's tables, ``{name: DataFrame}``; ``unpersist()`` frees what ``cache=True`` cached."""
 
+    def __init__(self, frames: dict[str, DataFrame], cached: list[DataFrame] | None = None):
+        super().__init__(frames)
+        self._cached = list(cached or [])
+
+    def unpersist(self) -> None:
+        for df in self._cached:
+            df.unpersist()
+        self._cached = []
+
+
+def simulate_day(spark: SparkSession, cfg: SimulatorConfig, ds: str, num_partitions: int | None = None,
+                 cache: bool = False) -> SimulatedDay:
+    """One day of raw logs and ground truth as DataFrames, keyed by table name (RAW_SCHEMAS order).
+
+    Lazy by default: each frame recomputes its part of the day from the hashes when written
+    (raw.exposures cheaply; sim.truth, raw.clicks, raw.conversions and the three user-day tables each
+    re-derive the exposures' latent causes). ``cache=True`` persists the exposure core and the
+    user-day frame (MEMORY_AND_DISK) on the first write, so the day is computed once; call
+    ``unpersist()`` on the result after writing. The rows are the same either way.
     ``num_partitions`` (default: about one per million exposures, at least the default parallelism)
-    changes only how Spark splits the work, never the rows. Each returned frame recomputes its part
-    of the day from the hashes when written, so no cache is needed for correctness; persisting the
-    frames is the caller's choice.
+    changes only how Spark splits the work, never the rows.
     """
     if not isinstance(cfg, SimulatorConfig):
         raise TypeError(f"cfg must be a SimulatorConfig (got {type(cfg).__name__})")
@@ -812,21 +883,30 @@ def simulate_day(spark: SparkSession, cfg: SimulatorConfig, ds: str,
         raise ValueError(f"num_partitions must be an integer >= 1 (got {num_partitions!r})")
     pop = _Population.of(cfg)
     schemas = raw_schemas(cfg.num_treatments, cfg.num_responses)
+    cached: list[DataFrame] = []
     core = _exposure_core(spark, cfg, ds, pop, num_partitions)
+    if cache:
+        core = core.select(*_CORE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(core)
+    user_day = _user_day_frame(core, cfg, ds, pop)
+    if cache:
+        needed = {f.name for name in _USER_DAY_TABLES for f in schemas[name].fields} - {"ds"}
+        user_day = user_day.select(*[c for c in user_day.columns if c in needed]).persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(user_day)
 
-    users = spark.range(1, pop.n_users + 1, 1, max(1, min(num_partitions, math.ceil(pop.n_users / 250_000)))) \
-        .withColumnRenamed("id", "user_id")
-    users = _with_user_latents(users, cfg, pop, observed=True)
+    user_parts = max(1, min(num_partitions, math.ceil(pop.n_users / 250_000)))
+    users = spark.range(1, pop.n_users + 1, 1, user_parts).withColumnRenamed("id", "user_id")
+    users = _with_user_latents(users, cfg, pop, observed=True, num_partitions=user_parts)
     items = spark.range(1, pop.n_items + 1, 1, 1).withColumnRenamed("id", "item_id")
     items = _with_item_latents(items, cfg, observed=True)
 
     out = {"raw.users": _conform(users, schemas["raw.users"], ds),
            "raw.items": _conform(items, schemas["raw.items"], ds)}
     out.update(_exposure_tables(core, cfg, ds, schemas))
-    out.update(_user_day_tables(core, cfg, ds, pop, schemas))
+    out.update({name: _conform(user_day, schemas[name], ds) for name in _USER_DAY_TABLES})
     order = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversions", "raw.treatments",
              "raw.responses", "sim.truth", "sim.truth_user")
-    return {name: out[name] for name in order}
+    return SimulatedDay({name: out[name] for name in order}, cached)
 
 
 # ---------------------------------------------------------------------------------------------
