@@ -32,7 +32,9 @@ import numpy as np
 
 # -- measuring ---------------------------------------------------------------------------------------------
 class PeakRSS:
-    """Peak resident memory (MiB) of this process and its children (Spark JVM, Python workers)."""
+    """Peak resident memory (MiB) of this process and its children (Spark JVM, Python workers):
+    ``peak`` of the whole tree, ``worker_peak`` of the largest single Spark Python worker (where a
+    scoring UDF runs: the number that must stay flat as the rows grow)."""
 
     def __init__(self, interval: float = 0.2):
         import psutil
@@ -40,21 +42,26 @@ class PeakRSS:
         self.proc = psutil.Process()
         self.interval = interval
         self.peak = 0.0
+        self.worker_peak = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _sample(self) -> float:
-        total = 0
+    def _sample(self) -> tuple[float, float]:
+        total, worker = 0, 0
         for p in [self.proc, *self.proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                rss = p.memory_info().rss
+                total += rss
+                if "pyspark.daemon" in " ".join(p.cmdline()):
+                    worker = max(worker, rss)
             except Exception:  # noqa: BLE001 - a child may exit between listing and reading
                 pass
-        return total / 2**20
+        return total / 2**20, worker / 2**20
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self._sample())
+            total, worker = self._sample()
+            self.peak, self.worker_peak = max(self.peak, total), max(self.worker_peak, worker)
             time.sleep(self.interval)
 
     def __enter__(self):
@@ -74,20 +81,20 @@ def timed(results: dict, key: str):
 
 
 def machine() -> dict:
-    import pyspark
+    from importlib.metadata import PackageNotFoundError, version
+
     import torch
 
-    import deltalake
+    def installed(dist: str) -> str:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            return "not installed"
 
-    try:
-        import duckdb
-        duck = duckdb.__version__
-    except ImportError:
-        duck = "not installed"
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "pyspark": pyspark.__version__, "torch": torch.__version__, "deltalake": deltalake.__version__,
-            "duckdb": duck, "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+            **{dist: installed(dist) for dist in ("pyspark", "torch", "deltalake", "duckdb", "horovod")},
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
 # -- contexts ----------------------------------------------------------------------------------------------
@@ -170,7 +177,8 @@ BENCH_MODELS = ("dcmt", "unimvt")  # one per family, the two issue 5 names for s
 
 # -- section: training --------------------------------------------------------------------------------------------
 def inmemory_loop(plan, epochs: int = 1) -> float:
-    """The reference: the same model and batch size over tensors already in memory, one process."""
+    """The reference: the same model and batch size over tensors already in memory, one process with
+    every core; samples/s of its best epoch, as for the launchers."""
     import torch
 
     from liftlake.lib.training import batch_columns, read_all, to_batch
@@ -182,8 +190,10 @@ def inmemory_loop(plan, epochs: int = 1) -> float:
     n = len(batch["x"])
     model = build_model(plan.model_name, plan.field_dims, plan.model_params)
     opt = torch.optim.Adam(model.parameters(), lr=plan.learning_rate)
-    start = time.perf_counter()
+    torch.set_num_threads(os.cpu_count() or 2)
+    best = 0.0
     for _ in range(epochs):
+        start = time.perf_counter()
         perm = torch.randperm(n)
         for s in range(0, n, plan.batch_size):
             idx = perm[s:s + plan.batch_size]
@@ -192,7 +202,8 @@ def inmemory_loop(plan, epochs: int = 1) -> float:
             opt.zero_grad()
             loss.total.backward()
             opt.step()
-    return n * epochs / (time.perf_counter() - start)
+        best = max(best, n / (time.perf_counter() - start))
+    return best
 
 
 def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, launchers: list[tuple[str, int]]) -> dict:
@@ -206,7 +217,7 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
                                       "train.early_stopping_patience=0"], [ds], spark)
         plan, trainset, _ = build_plan(ctx.store, ctx.config, ds,
                                        checkpoint_dir=tempfile.mkdtemp(prefix="bench-ckpt-"))
-        if "inmemory" not in out:
+        if "inmemory_samples_per_s" not in out:
             out["train_rows"] = trainset.rows["train"]
             out["batch_size"] = plan.batch_size
             out["inmemory_samples_per_s"] = inmemory_loop(plan, epochs)
@@ -246,6 +257,7 @@ def bench_scoring(spark, warehouse: str, ds: str, model: str, version: str) -> d
         out["spark_s"] = time.perf_counter() - start
     out["spark_rows_per_s"] = rows / out["spark_s"]
     out["peak_rss_mib"] = round(mem.peak)
+    out["worker_peak_rss_mib"] = round(mem.worker_peak)
     # in-process: the same rows as numpy, the same model, no Spark
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -278,6 +290,96 @@ def fmt(v, digits=3):
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
+def daily_steps(pipeline: list, scoring: list) -> dict[int, list[tuple[str, float]]]:
+    """{exposures: [(step, seconds)]}: the measured steps of one simulated day, in pipeline order."""
+    steps = {}
+    for p in pipeline:
+        size = p["exposures"]
+        steps[size] = [("simulate", p["simulate_s"]), ("build-features", p["build_features_s"])]
+        steps[size] += [(f"score {s['model']} ({s['rows']:,} rows)", s["spark_s"]) for s in scoring
+                        if s.get("exposures") == size]
+    return steps
+
+
+def targets_section(pipeline: list, training: list, scoring: list) -> list[str]:
+    """The issues' targets against this run's numbers: met or not, never adjusted."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    lines = ["## Targets", "", "| target | measured | |", "|---|---|---|"]
+    for p in pipeline:
+        if p["exposures"] >= 10_000_000:
+            both = p["simulate_s"] + p["build_features_s"]
+            lines.append(f"| simulate + build-features of {p['exposures']:,} exposures < 300 s on "
+                         f"2 cores | {both:,.0f} s | {verdict(both < 300)} |")
+    for t in training:
+        for r in t["runs"]:
+            if r["processes"] > 1:
+                lines.append(f"| training {t['model']} {r['launcher']} x{r['processes']} / in-memory loop >= 0.7 | "
+                             f"{r['ratio_vs_inmemory']:.2f} | {verdict(r['ratio_vs_inmemory'] >= 0.7)} |")
+    for s in scoring:
+        if s.get("exposures", 0) >= 10_000_000:
+            lines.append(f"| scoring {s['model']} ({s['rows']:,} rows) Spark / in-process >= 0.5 | "
+                         f"{s['ratio_vs_inprocess']:.2f} | {verdict(s['ratio_vs_inprocess'] >= 0.5)} |")
+    return lines + [""]
+
+
+def daily_pipeline_section(pipeline: list, scoring: list) -> list[str]:
+    lines = ["## The daily pipeline, one simulated day, per step", "",
+             "| exposures | step | wall s | share |", "|---|---|---|---|"]
+    for size, steps in daily_steps(pipeline, scoring).items():
+        total = sum(t for _, t in steps)
+        for name, t in steps:
+            lines.append(f"| {size:,} | {name} | {fmt(t)} | {100 * t / total:.0f} % |")
+        lines.append(f"| {size:,} | **all steps** | **{fmt(total)}** | 100 % |")
+    lines += ["", "Steps as run by the daily DAG on the embedded default (Spark local[*], delta-rs commits). "
+              "The ESCIM label step is left out: it needs a trained ESCIM pre-training model on the day.", ""]
+    return lines
+
+
+BILLION, WINDOW_S = 1_000_000_000, 2 * 3600
+
+
+def capacity_section(info: dict, pipeline: list, training: list, scoring: list) -> list[str]:
+    """Per-core throughput of each step at the largest measured size, and the cores a day of one
+    billion exposures needs inside a two-hour window if the throughput per core held on a cluster."""
+    cores = info["machine"]["cpus"] or 1
+    if not pipeline:
+        return []
+    size = max(p["exposures"] for p in pipeline)
+    steps = daily_steps(pipeline, scoring)[size]
+    need = BILLION / WINDOW_S
+    lines = [f"## Capacity: 1 billion exposures a day inside a 2-hour window", "",
+             f"Measured at {size:,} exposures on {cores} cores (per core = rows/s / {cores}). "
+             f"Needed: {BILLION:,} / {WINDOW_S:,} s = {need:,.0f} exposures/s.", "",
+             "| step | exposures/s | per core | cores for 1B in 2 h |", "|---|---|---|---|"]
+    seconds_per_exposure_core = 0.0
+    for name, t in steps:
+        rate = size / t
+        per_core = rate / cores
+        seconds_per_exposure_core += 1 / per_core
+        lines.append(f"| {name} | {fmt(rate)} | {fmt(per_core)} | {need / per_core:,.1f} |")
+    lines.append(f"| **daily pipeline, steps in sequence** | | | **{need * seconds_per_exposure_core:,.1f}** |")
+    for t in training:
+        runs = [r for r in t["runs"] if r["processes"] > 1] or t["runs"]
+        best = max(runs, key=lambda r: r["epoch_samples_per_s"])
+        # a training row is an exposure (CVR) or a user-day (uplift): rows per exposure from the scored day
+        scored = [s for s in scoring if s["model"] == t["model"] and s.get("exposures") == size]
+        rows_per_exposure = scored[0]["rows"] / size if scored else 1.0
+        per_core = best["epoch_samples_per_s"] / cores / rows_per_exposure
+        lines.append(f"| train {t['model']}: one epoch over the day's {rows_per_exposure:.3g} rows per exposure "
+                     f"({best['launcher']} x{best['processes']}) | {fmt(per_core * cores)} | {fmt(per_core)} | "
+                     f"{need / per_core:,.1f} |")
+    lines += ["", "Assumptions, each one a reason the real number can differ: throughput per core stays what "
+              "it is here when executors are added (no shuffle or object-store bottleneck; the feature job's "
+              "joins are the step most at risk); scoring rows per user-day model scale with users, measured "
+              "here at the simulator's exposures-per-user; the window holds the steps one after another; "
+              "training is weekly, shown for one epoch over one day's exposures with data-parallel ranks "
+              "scaling as measured from 1 to 2 processes (gradient all-reduce grows with ranks); Delta "
+              "commits are one per table and day, so the driver is not a bottleneck.", ""]
+    return lines
+
+
 def write_report(path: str, info: dict, pipeline: list, training: list, scoring: list) -> str:
     lines = ["# liftlake benchmark report", "",
              f"Run {info['started']} on {info['machine']['platform']}, {info['machine']['cpus']} CPU cores, "
@@ -306,12 +408,20 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
         lines.append("")
     if scoring:
         lines += ["## Scoring: Spark mapInPandas job vs. in-process torch inference", "",
-                  "| model | rows | Spark rows/s | in-process rows/s | ratio | peak RSS MiB (driver + workers) |",
-                  "|---|---|---|---|---|---|"]
+                  "| model | rows | Spark rows/s | in-process rows/s | ratio | peak RSS MiB, largest Python worker | "
+                  "peak RSS MiB, whole process tree |",
+                  "|---|---|---|---|---|---|---|"]
         for s in scoring:
             lines.append(f"| {s['model']} | {s['rows']:,} | {fmt(s['spark_rows_per_s'])} | "
-                         f"{fmt(s['inprocess_rows_per_s'])} | {fmt(s['ratio_vs_inprocess'])} | {s['peak_rss_mib']} |")
-        lines.append("")
+                         f"{fmt(s['inprocess_rows_per_s'])} | {fmt(s['ratio_vs_inprocess'])} | "
+                         f"{s['worker_peak_rss_mib']} | {s['peak_rss_mib']} |")
+        lines += ["", "The Spark job's time covers reading the day from Delta, the UDF, writing Parquet and the "
+                  "commit; the in-process figure is the forward passes alone over arrays already in memory. "
+                  "The whole-tree peak includes the driver JVM (4 GiB heap) and the bench's own Python process, "
+                  "which still holds the previous in-process run's arrays.", ""]
+    lines += targets_section(pipeline, training, scoring)
+    lines += daily_pipeline_section(pipeline, scoring)
+    lines += capacity_section(info, pipeline, training, scoring)
     lines += ["## GPU", "", "No GPU was lent to the run that wrote this report." if info["machine"]["gpu"] == "none"
               else f"Measured on {info['machine']['gpu']}.", ""]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -366,7 +476,7 @@ def main(argv=None) -> int:
             if not versions(wh, model):  # an artifact to score with: one local epoch
                 train(job_context(wh, [f"model.name={model}", "train.epochs=1"], [ds], spark), ds)
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
-            scoring.append(bench_scoring(spark, wh, ds, model, versions(wh, model)[-1]))
+            scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     path = write_report(args.out, info, pipeline, training, scoring)
     print(f"[bench] report: {path}", file=sys.stderr)
     spark.stop()

@@ -41,11 +41,12 @@ def predict_frame(model, layout: BatchLayout, columns: dict[str, np.ndarray], ba
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def test_rows(store, info: dict, data: dict, layout: BatchLayout, max_rows: int):
-    """The pinned test split joined with the truth (when the simulator wrote it), as numpy columns."""
+def test_rows(store, info: dict, data: dict, layout: BatchLayout, max_rows: int, split: str = "test"):
+    """The pinned ``split`` (test unless told) joined with the truth (when the simulator wrote it), as
+    numpy columns."""
     task = info["task"]
     table = "features.samples" if task == "cvr" else "features.user_samples"
-    df = store.read(table, version=data["table_versions"][table], partitions=data["days"]).where(F.col("split") == "test")
+    df = store.read(table, version=data["table_versions"][table], partitions=data["days"]).where(F.col("split") == split)
     key = "exposure_id" if task == "cvr" else "user_id"
     truth_table = "sim.truth" if task == "cvr" else "sim.truth_user"
     has_truth = store.exists(truth_table)

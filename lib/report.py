@@ -49,7 +49,7 @@ def _train_and_evaluate(ctx, model: str, seed: int, epochs: int, extra: list[str
 
 
 def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str, models: list[str],
-              extra_for: dict[str, list[str]], with_labels: bool) -> dict[str, dict]:
+              extra_for: dict[str, list[str]], with_labels: bool, external_reference: bool = False) -> dict[str, dict]:
     """One simulated world (preset, seed): its tables and every model's test metrics."""
     warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
     days = _days(end, cfg.days)
@@ -66,7 +66,53 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
     for model in models:
         log(f"report: {preset} seed {seed}: {model}")
         results[model] = _train_and_evaluate(ctx, model, seed, cfg.epochs, extra_for.get(model, []))
+    if external_reference and models:
+        log(f"report: {preset} seed {seed}: {EXTERNAL_T_LEARNER}")
+        external = external_t_learner(ctx, models[0])
+        if external is not None:
+            results[EXTERNAL_T_LEARNER] = external
     return results
+
+
+EXTERNAL_T_LEARNER = "sklift T-learner (external)"
+
+
+def external_t_learner(ctx, reference_model: str) -> dict | None:
+    """scikit-uplift's TwoModels (one-hot features, a logistic regression per arm) fitted on the same
+    train split as ``reference_model``'s artifact and judged by the same code on the same test rows:
+    a sanity check of the platform's own baselines by a library nobody here wrote. The binary
+    uplift it predicts becomes a unit uplift by dividing by the mean coupon value of the treated."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+    from sklift.models import TwoModels
+
+    from liftlake.lib.evaluation import compute_metrics, layout_for, test_rows
+    from liftlake.lib.features import FeatureSpec
+    from liftlake.lib.model_store import load_artifact, versions
+
+    warehouse = ctx.store.root
+    have = versions(warehouse, reference_model)
+    if not have:
+        return None
+    art = load_artifact(warehouse, reference_model, have[-1])
+    layout = layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
+    max_rows = ctx.config.train.eval_max_rows
+    train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
+    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
+
+    def features(cols):
+        return np.column_stack([cols[c] for c in layout.feature_columns])
+
+    def arm():
+        return make_pipeline(OneHotEncoder(handle_unknown="ignore"), LogisticRegression(max_iter=1000))
+
+    two = TwoModels(estimator_trmnt=arm(), estimator_ctrl=arm(), method="vanilla")
+    two.fit(features(train), train["outcome"], train["treated"])
+    uplift = two.predict(features(test))
+    mean_value = float(np.mean(train["intensity"][train["treated"] == 1]))
+    pred = {"p0": two.ctrl_preds_, "unit_uplift": np.clip(uplift, 0, None) / mean_value}
+    return compute_metrics("coupon", test, pred, has_truth, layout, ctx.config.score)
 
 
 def aggregate(per_seed: list[dict[str, dict]], metric: str) -> dict[str, tuple[float, float, int]]:
@@ -157,7 +203,7 @@ def coupon_section(per_preset: dict[str, list], models) -> list[str]:
                                                                "cs_auuc_rct": "max", "cs_qini_rct": "max",
                                                                "eta_rmse": "min",
                                                                "coupon_policy_normalized": "max"}) + [""]
-        cs = aggregate(per_seed, "cs_auuc_rct")
+        cs = {m: v for m, v in aggregate(per_seed, "cs_auuc_rct").items() if m in models}
         if "unimvt" in cs:
             lead = max(cs, key=lambda m: cs[m][0])
             claims.append(f"- {preset}: UniMVT leads CS-AUUC -> {verdict(lead == 'unimvt')} (leader {lead}, "
@@ -168,6 +214,11 @@ def coupon_section(per_preset: dict[str, list], models) -> list[str]:
             claims.append(f"- {preset}: UniMVT's coupon decisions (eq. 25) are worth {pv['unimvt'][0]:.5f} per user "
                           f"net of cost vs. random {rnd['unimvt'][0]:.5f} and the truth's best {orc['unimvt'][0]:.5f} "
                           f"-> pays over random: {verdict(pv['unimvt'][0] > rnd['unimvt'][0])}.")
+        ours, ext = aggregate(per_seed, "cs_auuc_rct").get("t_learner"), aggregate(per_seed, "cs_auuc_rct").get(
+            EXTERNAL_T_LEARNER)
+        if ours and ext:
+            claims.append(f"- {preset}: sanity check, the platform's T-Learner vs. scikit-uplift's TwoModels on the "
+                          f"same rows: CS-AUUC {ours[0]:.4f} vs. {ext[0]:.4f}.")
     return lines + ["Claims, as measured:", ""] + claims + [""]
 
 
@@ -233,7 +284,8 @@ def run_report(ctx) -> str:
         for preset in cfg.coupon_presets:
             if cfg.coupon_models:
                 coupon_runs[preset].append(run_world(ctx.args, ctx.spark, workdir, preset, seed, cfg, end,
-                                                     cfg.coupon_models, {}, with_labels=False))
+                                                     cfg.coupon_models, {}, with_labels=False,
+                                                     external_reference=True))
         if cfg.multi_models:
             multi_runs.append(run_world(ctx.args, ctx.spark, workdir, "multi_treatment", seed, cfg, end,
                                         cfg.multi_models, multi_extra, with_labels=False))

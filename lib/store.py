@@ -227,6 +227,16 @@ def _stats_from_footer(meta: pq.FileMetaData, columns: Iterable[str]) -> str:
     })
 
 
+def _partition_value(folder: str, partition_by: str) -> str | None:
+    """The value of a Hive-style partition folder ``<column>=<escaped value>`` (None for null)."""
+    from urllib.parse import unquote
+
+    key, _, value = folder.partition("=")
+    if key != partition_by:
+        raise TableError(f"unexpected staging layout {folder!r}")
+    return None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
+
+
 class DeltaRsStore(TableStore):
     """Embedded default: Spark writes Parquet, delta-rs commits it."""
 
@@ -320,19 +330,22 @@ class DeltaRsStore(TableStore):
         # Column order: data columns then the partition column, as Spark reads it back.
         data_cols = [c for c in df.columns if c != partition_by]
         df = df.select(*data_cols, *([partition_by] if partition_by else []))
-        if mode == "overwrite_partitions":
-            wanted = {str(v) for v in partition_values}
-            stray = df.select(partition_by).distinct().where(~df[partition_by].isin(list(wanted))).limit(5).collect()
-            if stray:
-                raise TableError(f"table {name}: the write holds {partition_by} values "
-                                 f"{[r[0] for r in stray]} outside the partitions it replaces {sorted(wanted)}")
-
         txn = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
         staging = self._staging_dir(name, txn)
         writer = df.write.mode("error")
         if partition_by:
             writer = writer.partitionBy(partition_by)
         writer.parquet(staging)
+        if mode == "overwrite_partitions":
+            # Checked on the staged folders, not with a query before the write: that query would run
+            # the whole plan (a scoring UDF, a feature join) a second time.
+            wanted = {str(v) for v in partition_values}
+            staged = {_partition_value(d, partition_by) for d in os.listdir(staging) if "=" in d}
+            stray = sorted(str(v) for v in staged - wanted)
+            if stray:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise TableError(f"table {name}: the write holds {partition_by} values "
+                                 f"{stray[:5]} outside the partitions it replaces {sorted(wanted)}")
 
         adds, moved = [], []
         try:
@@ -343,10 +356,7 @@ class DeltaRsStore(TableStore):
                     rel_dir = os.path.relpath(dirpath, staging)
                     part_values: dict[str, str | None] = {}
                     if partition_by:
-                        key, _, value = rel_dir.partition("=")
-                        if key != partition_by:
-                            raise TableError(f"unexpected staging layout {rel_dir!r}")
-                        part_values[partition_by] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+                        part_values[partition_by] = _partition_value(rel_dir, partition_by)
                     target_dir = os.path.join(table_path, rel_dir) if partition_by else table_path
                     os.makedirs(target_dir, exist_ok=True)
                     target_name = f"part-{txn}-{len(moved):05d}.parquet"

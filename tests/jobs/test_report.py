@@ -25,6 +25,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     text = open(path, encoding="utf-8").read()
     assert "## CVR over the entire exposure space" in text and "| escm2_dr |" in text
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
+    assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
     assert "ESMM over-estimates CVR" in text  # the claim line is computed, whatever its verdict
     assert "Seeds [1] (1 per cell)" in text

@@ -91,6 +91,14 @@ def test_schema_mismatch_names_the_columns(spark, store):
 def test_overwrite_refuses_rows_outside_the_partition(spark, store):
     with pytest.raises(TableError, match="outside the partitions"):
         store.write(day_frame(spark, "2026-11-21", 5), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert not store.exists("raw.events")
+    store.write(day_frame(spark, "2026-11-20", 5), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    mixed = day_frame(spark, "2026-11-20", 3).unionByName(day_frame(spark, "2026-11-22", 2))
+    with pytest.raises(TableError, match=r"\['2026-11-22'\] outside the partitions"):
+        store.write(mixed, "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert store.version("raw.events") == 0 and store.read("raw.events").count() == 5
+    staging = os.path.join(store.path("raw.events"), "_staging")
+    assert not os.path.isdir(staging) or not os.listdir(staging)  # the staged files are gone
 
 
 @pytest.mark.parametrize("name", ["raw", "raw.Events", "../etc.passwd", "raw.events;drop", "a.b.c", "raw.`x`"])

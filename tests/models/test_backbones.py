@@ -16,13 +16,6 @@ EMBED = 6
 SIZES = {"hidden_dims": [8, 4], "autoint_layers": 2, "autoint_heads": 2, "cross_layers": 2}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are tiny: one intra-op thread is faster, and steady on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("name, expected_dim", [

@@ -26,13 +26,6 @@ IMPUTED = np.array([0.5, 0.2, 0.4, 0.1])
 CF_LABEL = np.array([0.0, 0.0, 1.0, 0.0])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are tiny: one intra-op thread is faster, and steady on a shared 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def bce(p, y):

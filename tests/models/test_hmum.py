@@ -15,12 +15,6 @@ SMALL = {"embed_dim": 8, "num_experts": 2, "expert_dims": [8], "tower_dims": [4]
          "ddm_embed_dim": 4, "ddm_num_experts": 2, "ddm_expert_dims": [8], "ddm_tower_dims": [4]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def multi_batch(n: int, seed: int = 0, k: int = 2) -> dict[str, torch.Tensor]:

@@ -15,12 +15,6 @@ from liftlake.models.unimvt import coupon_decision, orthogonality_penalty
 FIELD_DIMS = [4, 6, 3]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def coupon_batch(n: int, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -19,12 +19,6 @@ BOTH = ["s_learner", "t_learner", "tarnet", "cfrnet", "efin", "m3tn"]
 COUPON_ONLY = ["descn", "drnet", "vcnet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def coupon_batch(n: int, seed: int = 0) -> dict[str, torch.Tensor]:
