@@ -48,13 +48,15 @@ def training_frame(store, level: str, days: list[str], versions: dict[str, int],
         # The factual label is used on clicked rows; a non-clicked row without a label is a gap
         # the label job must fill, so it is counted by the caller (never silently set to 0).
         df = df.withColumn("cf_label", F.when(F.col("click") == 1, F.lit(0.0)).otherwise(F.col("_cf")).cast("double"))
+        columns = [*columns, "cf_label"]
     return df.select(*columns, "split")
 
 
 def materialize(store, warehouse: str, level: str, days: list[str], versions: dict[str, int], columns: list[str],
                 files_per_split: int, cf_label_column: str | None = None, log=print) -> TrainSet:
+    # "layout" changes whenever what a cached set holds changes, so an old cache is never read as new
     key_src = json.dumps({"level": level, "days": days, "versions": versions, "columns": columns,
-                          "files": files_per_split, "cf": cf_label_column}, sort_keys=True)
+                          "files": files_per_split, "cf": cf_label_column, "layout": 2}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     root = os.path.join(warehouse, "_train_cache", key)
     done = os.path.join(root, "_DONE.json")

@@ -14,7 +14,7 @@ from liftlake.lib.runner import JobContext
 def test_small_report_end_to_end(spark, tmp_path):
     out = tmp_path / "reports"
     sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
-            "report.days=1", "report.epochs=1", "report.cvr_models=[esmm,escm2_dr]", "report.coupon_presets=[syn1]",
+            "report.days=1", "report.epochs=1", "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
             "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1}"]
     config = load_config([], sets, env={})
@@ -24,6 +24,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     path = run_report(JobContext("report", config, args, ["2026-11-20"], _spark=spark))
     text = open(path, encoding="utf-8").read()
     assert "## CVR over the entire exposure space" in text and "| escm2_dr |" in text
+    assert "| escim_max |" in text  # trained on the counterfactual labels the report's world wrote
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
     assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
