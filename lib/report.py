@@ -267,7 +267,7 @@ def run_report(ctx) -> str:
     """Body of ``liftlake report``: every world, every model, the Markdown page under report.out."""
     import json
 
-    import pyspark
+    from importlib.metadata import version as installed_version
     import torch
 
     cfg = ctx.config.report
@@ -292,7 +292,7 @@ def run_report(ctx) -> str:
     rows = len(_days(end, cfg.days)) * cfg.exposures
     header = ["# liftlake evidence report", "",
               f"Run {started} by `liftlake report`; {platform.platform()}, {os.cpu_count()} cores; "
-              f"pyspark {pyspark.__version__}, torch {torch.__version__}.",
+              f"pyspark {installed_version('pyspark')}, torch {torch.__version__}.",  # pyspark-client shadows __version__
               f"Seeds {cfg.seeds} ({len(cfg.seeds)} per cell); each world: {cfg.days} simulated day(s) x "
               f"{cfg.exposures:,} exposures = {rows:,} exposure rows (users ~ exposures / 20 per day); "
               f"{cfg.epochs} epoch(s) per model, local launcher; metrics on the test split (10% of users) against "
