@@ -206,24 +206,28 @@ def clean_exposures(exposures: DataFrame, ds: str, job: str) -> Cleaned:
     return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds)
 
 
+def _clean_follow_up(events: DataFrame, earlier: DataFrame, table: str, missing_rule: str, before_rule: str,
+                     duplicate_rule: str, ds: str, job: str) -> Cleaned:
+    """A funnel event (click, conversion) needs the earlier event on its exposure and a timestamp
+    not before it; one per exposure."""
+    joined = events.join(earlier.select("exposure_id", F.col("ts").alias("_earlier_ts")), "exposure_id", "left")
+    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
+            .when(F.col("_earlier_ts").isNull(), missing_rule)
+            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_earlier_ts")), before_rule))
+    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], duplicate_rule)
+    return split_tagged(tagged, table, "exposure_id", job, ds, helper_cols=["_earlier_ts"])
+
+
 def clean_clicks(clicks: DataFrame, exposures: DataFrame, ds: str, job: str) -> Cleaned:
     """A click needs its exposure and a timestamp not before it."""
-    joined = clicks.join(exposures.select("exposure_id", F.col("ts").alias("_exp_ts")), "exposure_id", "left")
-    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
-            .when(F.col("_exp_ts").isNull(), "click_without_exposure")
-            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_exp_ts")), "click_before_exposure"))
-    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], "duplicate_click")
-    return split_tagged(tagged, "raw.clicks", "exposure_id", job, ds, helper_cols=["_exp_ts"])
+    return _clean_follow_up(clicks, exposures, "raw.clicks", "click_without_exposure", "click_before_exposure",
+                            "duplicate_click", ds, job)
 
 
 def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: str) -> Cleaned:
     """A conversion needs a click on its exposure and comes after it (the conversion funnel)."""
-    joined = conversions.join(clicks.select("exposure_id", F.col("ts").alias("_click_ts")), "exposure_id", "left")
-    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
-            .when(F.col("_click_ts").isNull(), "conversion_without_click")
-            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_click_ts")), "conversion_before_click"))
-    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], "duplicate_conversion")
-    return split_tagged(tagged, "raw.conversions", "exposure_id", job, ds, helper_cols=["_click_ts"])
+    return _clean_follow_up(conversions, clicks, "raw.conversions", "conversion_without_click",
+                            "conversion_before_click", "duplicate_conversion", ds, job)
 
 
 def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: int, num_responses: int,
