@@ -77,6 +77,19 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
 EXTERNAL_T_LEARNER = "sklift T-learner (external)"
 
 
+def latest_artifact(warehouse: str, model: str):
+    """(artifact, batch layout) of the model's newest version in ``warehouse``, or None."""
+    from liftlake.lib.evaluation import layout_for
+    from liftlake.lib.features import FeatureSpec
+    from liftlake.lib.model_store import load_artifact, versions
+
+    have = versions(warehouse, model)
+    if not have:
+        return None
+    art = load_artifact(warehouse, model, have[-1])
+    return art, layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
+
+
 def external_t_learner(ctx, reference_model: str) -> dict | None:
     """scikit-uplift's TwoModels (one-hot features, a logistic regression per arm) fitted on the same
     train split as ``reference_model``'s artifact and judged by the same code on the same test rows:
@@ -87,16 +100,12 @@ def external_t_learner(ctx, reference_model: str) -> dict | None:
     from sklearn.preprocessing import OneHotEncoder
     from sklift.models import TwoModels
 
-    from liftlake.lib.evaluation import compute_metrics, layout_for, test_rows
-    from liftlake.lib.features import FeatureSpec
-    from liftlake.lib.model_store import load_artifact, versions
+    from liftlake.lib.evaluation import compute_metrics, test_rows
 
-    warehouse = ctx.store.root
-    have = versions(warehouse, reference_model)
-    if not have:
+    latest = latest_artifact(ctx.store.root, reference_model)
+    if latest is None:
         return None
-    art = load_artifact(warehouse, reference_model, have[-1])
-    layout = layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
+    art, layout = latest
     max_rows = ctx.config.train.eval_max_rows
     train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
     test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
@@ -319,9 +328,7 @@ def figures(ctx, workdir: str, cfg, end: str) -> list[str]:
     curves of the coupon models, Qini curves of the multi-treatment models."""
     from liftlake.lib import plots
     from liftlake.lib import uplift_metrics as U
-    from liftlake.lib.evaluation import layout_for, predict_frame, test_rows
-    from liftlake.lib.features import FeatureSpec
-    from liftlake.lib.model_store import load_artifact, versions
+    from liftlake.lib.evaluation import predict_frame, test_rows
 
     seed = cfg.seeds[0]
     out_dir = os.path.join(cfg.out, "figures")
@@ -329,11 +336,10 @@ def figures(ctx, workdir: str, cfg, end: str) -> list[str]:
 
     def predictions(preset, model):
         warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
-        have = versions(warehouse, model)
-        if not have:
+        latest = latest_artifact(warehouse, model)
+        if latest is None:
             return None
-        art = load_artifact(warehouse, model, have[-1])
-        layout = layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
+        art, layout = latest
         store = DeltaRsStore(ctx.spark, warehouse)
         cols, _ = test_rows(store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
         return cols, predict_frame(art.model, layout, cols)
