@@ -138,10 +138,11 @@ class UniMVTParams:
     lambda_o: float = 1e-3
     lambda_1: float = 1.0                 # eq. 14: squared error weight
     lambda_2: float = 1.0                 # eq. 14: absolute error weight
-    coupon_grid: list[float] = field(default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 8.0, 10.0])
-    cost_per_unit: float = 0.01           # coupon_decision: cost of one face-value unit / response value
-    min_ratio: float = 1.0                # coupon_decision: issue only at or above break-even
-    inference_space: str = "probability"  # prob_at: "probability" = eq. 25; "logit" = eq. 16's form
+    # The space eta is read in at inference. "logit" (default): the space eq. 16-19 train it in;
+    # sigma(logit p0 + eta * q) gives p_t, and the reported unit_uplift is the probability slope
+    # p(x; 1) - p0 like every other coupon model's. "probability": eq. 25 as printed, p0 + eta * q
+    # with the logit-space eta used as a probability slope (kept to reproduce that mismatch).
+    inference_space: str = "logit"
     x_treat_dose: str = "observed"        # dose of eq. 16 on treated rows: "observed" t or "predicted" t-hat
     eta_init: float = 0.1                 # initial unit uplift (output bias of the uplift head)
 
@@ -156,10 +157,6 @@ class UniMVTParams:
                    self.lambda_1, self.lambda_2)
         if min(weights) < 0:
             raise ValueError("loss weights must be non-negative")
-        if not self.coupon_grid or min(self.coupon_grid) <= 0:
-            raise ValueError("coupon_grid must be a non-empty list of positive face values")
-        if self.cost_per_unit <= 0:
-            raise ValueError("cost_per_unit must be > 0")
         if self.inference_space not in ("probability", "logit"):
             raise ValueError("inference_space must be 'probability' or 'logit'")
         if self.x_treat_dose not in ("observed", "predicted"):
@@ -295,29 +292,30 @@ class UniMVT(LiftlakeModel):
                                   "orthogonality": out["orth_penalty"]})
 
     # --- inference (4.5) -----------------------------------------------------------------------
+    def _inference(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """logit p0 and the network's eta (eq. 15) for rows x."""
+        u0, ut = self.represent(x)
+        return self.base_tower(u0).squeeze(-1), self.unit_uplift(ut)
+
     @torch.no_grad()
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        u0, ut = self.represent(batch["x"])
-        return {"p0": torch.sigmoid(self.base_tower(u0).squeeze(-1)), "unit_uplift": self.unit_uplift(ut)}
+        """p0 and ``unit_uplift``, the outcome probability one unit of face value adds (the coupon
+        contract every coupon model meets). With ``inference_space='logit'`` that is
+        sigma(logit p0 + eta) - p0: eta was fitted inside the sigmoid (eq. 16-19), and reading it as
+        a probability slope overstates it by about 1 / (p0 (1 - p0))."""
+        logit0, eta = self._inference(batch["x"])
+        p0 = torch.sigmoid(logit0)
+        if self.params.inference_space == "logit":
+            return {"p0": p0, "unit_uplift": torch.sigmoid(logit0 + eta) - p0}
+        return {"p0": p0, "unit_uplift": eta}
 
     @torch.no_grad()
     def prob_at(self, batch: dict[str, torch.Tensor], values: torch.Tensor) -> torch.Tensor:
-        """Outcome probability under each coupon value q (0 = no coupon), [B, G]. Eq. 25
-        (p0 + eta * q, clipped to [0, 1]) by default; ``inference_space='logit'`` uses the
-        X-network's form sigma(logit p0 + eta * q) instead."""
-        scores = self.predict(batch)
-        values = torch.as_tensor(values, dtype=torch.float32, device=scores["p0"].device).flatten()
+        """Outcome probability under each coupon value q (0 = no coupon), [B, G]:
+        sigma(logit p0 + eta * q) (eq. 16's form) with ``inference_space='logit'``, eq. 25's
+        p0 + eta * q clipped to [0, 1] with ``'probability'``."""
+        logit0, eta = self._inference(batch["x"])
+        values = torch.as_tensor(values, dtype=torch.float32, device=logit0.device).flatten()
         if self.params.inference_space == "logit":
-            logit0 = torch.logit(scores["p0"].clamp(1e-7, 1 - 1e-7))
-            return torch.sigmoid(logit0[:, None] + scores["unit_uplift"][:, None] * values[None, :])
-        return linear_outcome_prob(scores["p0"], scores["unit_uplift"], values)
-
-    @torch.no_grad()
-    def decide(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """p0, eta and the configured coupon decision: ``coupon_value`` q* (0 = none) and its
-        ``expected_gain`` (see ``coupon_decision``)."""
-        scores = self.predict(batch)
-        p = self.params
-        value, gain = coupon_decision(scores["p0"].cpu(), scores["unit_uplift"].cpu(), p.coupon_grid,
-                                      p.cost_per_unit, p.min_ratio)
-        return {**scores, "coupon_value": value, "expected_gain": gain}
+            return torch.sigmoid(logit0[:, None] + eta[:, None] * values[None, :])
+        return linear_outcome_prob(torch.sigmoid(logit0), eta, values)

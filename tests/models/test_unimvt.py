@@ -2,6 +2,7 @@
 the coupon decision, bad input, and that training lowers the loss."""
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -157,8 +158,8 @@ def test_intensity_hat_within_range_and_eta_never_negative():
         assert (eta > 0).all()
 
 
-def test_prob_at_is_eq_25():
-    model = model_with()
+def test_prob_at_is_eq_25_in_probability_space():
+    model = model_with(inference_space="probability")
     batch = coupon_batch(32, seed=1)
     scores = model.predict(batch)
     values = torch.tensor([0.0, 1.0, 2.5, 40.0])
@@ -167,6 +168,27 @@ def test_prob_at_is_eq_25():
     expected = np.clip(p0[:, None] + eta[:, None] * np.array([0.0, 1.0, 2.5, 40.0])[None, :], 0, 1)
     np.testing.assert_allclose(probs, expected, rtol=1e-6)
     assert probs.shape == (32, 4)
+
+
+def test_logit_space_reports_the_probability_slope_of_one_unit():
+    # the same weights read in both spaces: the network's eta (the probability-space read-out) is a
+    # logit shift, and the coupon contract's unit_uplift is what one unit adds to the probability
+    torch.manual_seed(4)
+    model = model_with(inference_space="logit")
+    as_printed = copy.deepcopy(model)
+    as_printed.params.inference_space = "probability"
+    batch = coupon_batch(64, seed=2)
+    scores, raw = model.predict(batch), as_printed.predict(batch)
+    p0, eta = raw["p0"].double(), raw["unit_uplift"].double()
+    logit0 = torch.log(p0 / (1 - p0))
+    torch.testing.assert_close(scores["p0"].double(), p0)
+    torch.testing.assert_close(scores["unit_uplift"].double(), torch.sigmoid(logit0 + eta) - p0, atol=1e-6, rtol=1e-5)
+    values = torch.tensor([0.0, 1.0, 3.0])
+    expected = torch.sigmoid(logit0[:, None] + eta[:, None] * values.double()[None, :])
+    torch.testing.assert_close(model.prob_at(batch, values).double(), expected, atol=1e-6, rtol=1e-5)
+    # eta > 0 and p0 (1 - p0) <= 1/4: the probability slope is well below the logit shift
+    assert (scores["unit_uplift"] < 0.26 * raw["unit_uplift"] + 1e-7).all()
+    assert (scores["unit_uplift"] > 0).all()
 
 
 def test_coupon_decision_by_hand():
@@ -223,7 +245,7 @@ def test_bad_params_raise():
     with pytest.raises(ModelConfigError):
         build_model("unimvt", FIELD_DIMS, {"t_min": 3.0, "t_max": 1.0})
     with pytest.raises(ModelConfigError):
-        build_model("unimvt", FIELD_DIMS, {"coupon_grid": [1.0, -2.0]})
+        build_model("unimvt", FIELD_DIMS, {"inference_space": "linear"})
 
 
 def test_training_lowers_the_loss(adam_steps):
@@ -232,5 +254,4 @@ def test_training_lowers_the_loss(adam_steps):
     batch = coupon_batch(512, seed=0)
     first, last = adam_steps(model, batch)
     assert last < 0.8 * first
-    decision = model.decide(batch)
-    assert set(decision) == {"p0", "unit_uplift", "coupon_value", "expected_gain"}
+    assert set(model.predict(batch)) == {"p0", "unit_uplift"}
