@@ -24,6 +24,7 @@ from liftlake.lib.config import warehouse_path
 from liftlake.lib.features import load_spec, window_days
 from liftlake.lib.pipeline import log
 from liftlake.lib.runner import InputError
+from liftlake.lib.trainset import top_share_label
 
 LABEL_COMMENTS = {
     "pcvr_cf": "counterfactual CVR under do(click=1) from the ESCIM labeler",
@@ -120,19 +121,16 @@ def label_day(store, config, ds: str, version: str, labeler) -> object:
     nonclicked = scored.where(F.col("click") == 0)
     n = nonclicked.count()
     k = min(n, -(-int(labeler.num_conversions) * n // max(int(labeler.num_clicks), 1)))
-    threshold = nonclicked.approxQuantile("pcvr_cf", [1.0 - k / n], 1e-4)[0] if n and k else float("inf")
-    labels = scored.select(
+    labels = top_share_label(scored, k / n if n else 0.0, "label_ratio").select(
         "exposure_id", "pcvr_cf",
         F.when(F.col("click") == 1, 0).when(F.col("pcvr_cf") >= float(labeler.factual_pcvr_max), 1)
         .otherwise(0).cast("int").alias("label_max"),
-        F.when(F.col("click") == 1, 0).when(F.col("pcvr_cf") >= threshold, 1).otherwise(0).cast("int")
-        .alias("label_ratio"),
-        F.lit(version).alias("labeler_version"), F.lit(ds).alias("ds"))
+        "label_ratio", F.lit(version).alias("labeler_version"), F.lit(ds).alias("ds"))
     res = store.write(labels, "labels.escim_counterfactual", mode="overwrite_partitions", partition_values=[ds],
                       comment="ESCIM counterfactual conversion labels per exposure", column_comments=LABEL_COMMENTS)
     scored.unpersist()
     log(f"escim-labels {ds}: labels.escim_counterfactual v{res.version} rows={res.rows} "
-        f"(ratio cut-off {threshold:.4g} for top {k} of {n} non-clicked; max cut-off "
+        f"(ratio: top {k} of {n} non-clicked; max cut-off "
         f"{float(labeler.factual_pcvr_max):.4g})")
     return res
 

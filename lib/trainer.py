@@ -75,7 +75,7 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
         columns = ["exposure_id"] + columns if cf_label_column else columns
     ranks = 1 if config.train.launcher == "local" else config.train.num_processes
     trainset = materialize(store, warehouse, level, days, versions, columns, files_per_split=4 * ranks,
-                           cf_label_column=cf_label_column, log=log)
+                           cf_label_column=cf_label_column, cf_label_rate=params.get("label_rate"), log=log)
     run_key = f"{name}-{trainset.key}-{config.train.seed}-{config.train.launcher}-{ranks}"
     plan = dataclasses.replace(
         probe, train_files=trainset.files["train"], train_rowgroup_rows=trainset.rowgroup_rows["train"],

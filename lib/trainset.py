@@ -36,15 +36,30 @@ def _row_groups(files: list[str]) -> list[int]:
     return out
 
 
+def top_share_label(df: DataFrame, rate: float, column: str) -> DataFrame:
+    """``df`` (with click and pcvr_cf) plus ``column``: 1 for the ``rate`` share of its non-clicked
+    rows with the highest pcvr_cf, 0 elsewhere (clicked rows included). The cut-off is one
+    approximate quantile of the non-clicked rows; rows strictly above it are labelled, so k rows
+    of n get k labels when their scores are distinct."""
+    cutoff = df.where(F.col("click") == 0).approxQuantile("pcvr_cf", [1.0 - rate], 1e-4) if rate > 0 else []
+    cutoff = cutoff[0] if cutoff else float("inf")
+    return df.withColumn(column, ((F.col("click") == 0) & (F.col("pcvr_cf") > F.lit(cutoff))).cast("int"))
+
+
 def training_frame(store, level: str, days: list[str], versions: dict[str, int], columns: list[str],
-                   cf_label_column: str | None = None) -> DataFrame:
+                   cf_label_column: str | None = None, cf_label_rate: float | None = None) -> DataFrame:
     """The rows of the window at the pinned versions, with the columns a rank needs."""
     table = "features.samples" if level == "exposure" else "features.user_samples"
     df = store.read(table, version=versions[table], partitions=days)
     if cf_label_column:
         labels = store.read("labels.escim_counterfactual", version=versions["labels.escim_counterfactual"],
-                            partitions=days).select("exposure_id", F.col(cf_label_column).alias("_cf"))
-        df = df.join(labels, "exposure_id", "left")
+                            partitions=days)
+        if cf_label_rate is None:
+            df = df.join(labels.select("exposure_id", F.col(cf_label_column).alias("_cf")), "exposure_id", "left")
+        else:
+            # a row without pcvr_cf keeps a null label, counted as missing below
+            df = top_share_label(df.join(labels.select("exposure_id", "pcvr_cf"), "exposure_id", "left"),
+                                 cf_label_rate, "_cf")
         # The factual label is used on clicked rows; a non-clicked row without a label is a gap
         # the label job must fill, so it is counted by the caller (never silently set to 0).
         df = df.withColumn("cf_label", F.when(F.col("click") == 1, F.lit(0.0)).otherwise(F.col("_cf")).cast("double"))
@@ -53,15 +68,17 @@ def training_frame(store, level: str, days: list[str], versions: dict[str, int],
 
 
 def materialize(store, warehouse: str, level: str, days: list[str], versions: dict[str, int], columns: list[str],
-                files_per_split: int, cf_label_column: str | None = None, log=print) -> TrainSet:
+                files_per_split: int, cf_label_column: str | None = None, cf_label_rate: float | None = None,
+                log=print) -> TrainSet:
     # "layout" changes whenever what a cached set holds changes, so an old cache is never read as new
     key_src = json.dumps({"level": level, "days": days, "versions": versions, "columns": columns,
-                          "files": files_per_split, "cf": cf_label_column, "layout": 2}, sort_keys=True)
+                          "files": files_per_split, "cf": cf_label_column, "layout": 2}
+                         | ({"cf_rate": cf_label_rate} if cf_label_rate is not None else {}), sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     root = os.path.join(warehouse, "_train_cache", key)
     done = os.path.join(root, "_DONE.json")
     if not os.path.exists(done):
-        df = training_frame(store, level, days, versions, columns, cf_label_column)
+        df = training_frame(store, level, days, versions, columns, cf_label_column, cf_label_rate)
         if cf_label_column:
             missing = df.where(F.col("cf_label").isNull()).count()
             if missing:

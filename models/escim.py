@@ -306,11 +306,16 @@ class EscimParams(CvrParams):
     alpha_f: float = 0.1  # factual CVR weight, as ESCM²'s lambda_c
     alpha_cf: float = 1e-4  # counterfactual CVR weight
     propensity_clip: float = 0.05
+    # None: the variant's transform (max, Alg. 2 / ratio, Alg. 3). A share in (0, 1): label 1 for
+    # that share of the window's non-clicked rows with the highest pcvr_cf instead -- the fixed
+    # cut-offs Fig. 3 sweeps to see where max and ratio sit.
+    label_rate: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _require(self.alpha_f >= 0 and self.alpha_cf >= 0, "alpha_f and alpha_cf must be >= 0")
         _check_clip(self.propensity_clip)
+        _require(self.label_rate is None or 0.0 < self.label_rate < 1.0, "label_rate must be null or in (0, 1)")
 
 
 class ESCIM(CvrModel):
@@ -320,7 +325,8 @@ class ESCIM(CvrModel):
     L_CVR-F (eq. 17) is ESCM²'s IPS risk, 1/|D| sum_D c * e(v^, v) / c^, so that alpha_CF = 0 gives
     ESCM²-IPS as III-C states. L_CVR-CF (eq. 18) is the same over the non-clicked rows with the
     counterfactual label: 1/|D| sum_D (1 - c) * e(v^, v*) / c^ -- weighted by 1/c^ as printed.
-    The trainer feeds the labeler's ``cf_label_column`` as batch key ``cf_label``.
+    The trainer feeds the labeler's ``cf_label_column`` (or, with ``label_rate``, the top share of
+    pcvr_cf) as batch key ``cf_label``.
     """
 
     Params = EscimParams
