@@ -135,6 +135,17 @@ class ReportConf:
         "unimvt", "s_learner", "t_learner", "tarnet", "cfrnet", "descn", "drnet", "vcnet", "efin"])
     multi_models: list[str] = field(default_factory=lambda: ["hmum", "hum_no_kl", "s_learner", "t_learner",
                                                               "tarnet", "efin", "m3tn"])
+    # A second run of the CVR and multi-treatment models with one optimizer for all (Adam at this
+    # learning rate and batch size, report.epochs): the papers' settings (e.g. lr 1e-4 with batch
+    # 512 or 8192) were chosen for tens of millions of rows and barely move on a report-sized world.
+    common_learning_rate: float = check(lambda v: 0 < v < 1, "must be in (0, 1)", default=1e-3)
+    common_batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=1024)
+    common_optimizer: bool = True
+    # ESCIM Fig. 3: ESCIM trained at fixed counterfactual label rates (share of non-clicked rows
+    # labelled 1), with the common optimizer, on the first sweep_seeds seeds; [] skips the sweep.
+    escim_label_rates: list[float] = check(lambda v: all(0 < x < 1 for x in v), "must hold rates in (0, 1)",
+                                           default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
+    sweep_seeds: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
     out: str = "reports"
 
 

@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from liftlake.lib.metrics import as_1d_float, as_binary, check_same_length
 
-__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_cumulative_slope"]
+__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_cumulative_slope",
+           "plot_label_rate_sweep"]
 
 Curves = Mapping[str, tuple[Any, Any]]
 
@@ -147,6 +148,33 @@ def plot_cumulative_slope(
                   linewidth=1.0, label="global slope")
     axes.set_xlabel("fraction of users targeted (phi)")
     axes.set_ylabel("beta(phi) x phi N")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    return _save(figure, path)
+
+
+def plot_label_rate_sweep(
+    curves: Curves,
+    path: str | os.PathLike[str],
+    markers: Mapping[str, float] | None = None,
+    title: str = "AUC vs. counterfactual label rate",
+) -> str:
+    """ESCIM Fig. 3's layout: each metric (``{name: (rates, values)}``) against the share of
+    non-clicked rows labelled 1, on a log axis, with a vertical line per named cut-off in
+    ``markers`` (e.g. the rates the max and ratio transforms gave)."""
+    checked = _checked_curves(curves)
+    if any((xs <= 0).any() for _, xs, _ in checked):
+        raise ValueError("label rates must be > 0 (log axis)")
+    figure = _new_figure()
+    axes = figure.add_subplot(1, 1, 1)
+    for name, xs, ys in checked:
+        axes.plot(xs, ys, marker="o", label=name, linewidth=1.6)
+    for (name, rate), style in zip((markers or {}).items(), ("-", ":", "-.", "--")):
+        axes.axvline(float(rate), color="black", linestyle=style, linewidth=1.0, label=f"{name} ({rate:.3g})")
+    axes.set_xscale("log")
+    axes.set_xlabel("share of non-clicked exposures labelled 1")
+    axes.set_ylabel("AUC")
     axes.set_title(title)
     axes.grid(alpha=0.3)
     axes.legend(loc="best", fontsize="small")

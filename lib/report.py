@@ -45,16 +45,21 @@ def _train_and_evaluate(ctx, model: str, seed: int, epochs: int, extra: list[str
     summary = train(run, ctx.days[-1])
     metrics = dict(summary["metrics"])
     metrics["train_seconds"] = time.time() - started
+    metrics["version"] = summary["version"]  # which artifact the figures read
     return metrics
+
+
+def _world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str) -> JobContext:
+    warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
+    return _context(spark, ctx_args, warehouse, _days(end, cfg.days),
+                    [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"])
 
 
 def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str, models: list[str],
               extra_for: dict[str, list[str]], with_labels: bool, external_reference: bool = False) -> dict[str, dict]:
     """One simulated world (preset, seed): its tables and every model's test metrics."""
-    warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
-    days = _days(end, cfg.days)
-    ctx = _context(spark, ctx_args, warehouse, days,
-                   [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"])
+    ctx = _world(ctx_args, spark, workdir, preset, seed, cfg, end)
+    days = ctx.days
     if not ctx.store.exists("features.samples") or set(days) - set(ctx.store.partition_counts("features.samples")):
         simulate_days(ctx)
         build_features_days(ctx)
@@ -77,16 +82,16 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
 EXTERNAL_T_LEARNER = "sklift T-learner (external)"
 
 
-def latest_artifact(warehouse: str, model: str):
-    """(artifact, batch layout) of the model's newest version in ``warehouse``, or None."""
+def latest_artifact(warehouse: str, model: str, version: str | None = None):
+    """(artifact, batch layout) of the model's ``version`` (default its newest) in ``warehouse``, or None."""
     from liftlake.lib.evaluation import layout_for
     from liftlake.lib.features import FeatureSpec
     from liftlake.lib.model_store import load_artifact, versions
 
     have = versions(warehouse, model)
-    if not have:
+    if not have or (version is not None and version not in have):
         return None
-    art = load_artifact(warehouse, model, have[-1])
+    art = load_artifact(warehouse, model, version or have[-1])
     return art, layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
 
 
@@ -169,11 +174,15 @@ def verdict(ok: bool | None) -> str:
     return "n/a (not measured)" if ok is None else ("holds" if ok else "does not hold")
 
 
-def cvr_section(per_seed, models) -> list[str]:
+PAPERS_SETTINGS = "each model with its paper's optimizer settings (conf/models/<name>.yaml)"
+
+
+def cvr_section(per_seed, models, heading: str = "## CVR over the entire exposure space (default preset)",
+                settings: str = PAPERS_SETTINGS) -> list[str]:
     cols = [("cvr_entire_auc", "CVR AUC, all exposures (truth)"), ("cvr_auc", "CVR AUC, clicks"),
             ("ctcvr_auc", "CTCVR AUC"), ("ieb_bias", "IEB bias (mean pred - true CVR)"),
             ("ieb_mean_pred", "mean CVR estimate"), ("ieb_mean_true", "true mean CVR"), ("crr", "CRR")]
-    lines = ["## CVR over the entire exposure space (default preset)", ""]
+    lines = [heading, "", f"Trained {settings}.", ""]
     lines += table(per_seed, cols, {"cvr_entire_auc": "max", "cvr_auc": "max", "ctcvr_auc": "max",
                                     "ieb_bias": "absmin"})
     esmm, escm = _mean(per_seed, "esmm", "ieb_bias"), [_mean(per_seed, m, "ieb_bias") for m in ("escm2_ips", "escm2_dr")]
@@ -231,12 +240,14 @@ def coupon_section(per_preset: dict[str, list], models) -> list[str]:
     return lines + ["Claims, as measured:", ""] + claims + [""]
 
 
-def multi_section(per_seed, models, num_responses: int = 2, num_treatments: int = 2) -> list[str]:
+def multi_section(per_seed, models, num_responses: int = 2, num_treatments: int = 2,
+                  heading: str = "## Multi-treatment uplift (HMUM Table 1 layout)",
+                  settings: str = PAPERS_SETTINGS) -> list[str]:
     cols = []
     for r in range(1, num_responses + 1):
         for k in range(1, num_treatments + 1):
             cols += [(f"qini_r{r}_k{k}", f"Qini r{r} t{k}"), (f"auuc_r{r}_k{k}", f"AUUC r{r} t{k}")]
-    lines = ["## Multi-treatment uplift (HMUM Table 1 layout)", ""]
+    lines = [heading, "", f"Trained {settings}.", ""]
     lines += table(per_seed, cols, {c: "max" for c, _ in cols})
     claims = []
     wins = 0
@@ -265,6 +276,68 @@ def multi_section(per_seed, models, num_responses: int = 2, num_treatments: int 
     return lines + ["", "Claims, as measured:", ""] + claims + [""]
 
 
+def label_rates(ctx) -> dict[str, float]:
+    """Share of the world's non-clicked exposures that the max and the ratio transforms labelled 1."""
+    from pyspark.sql import functions as F
+
+    nonclicked = ctx.store.read("features.samples", partitions=ctx.days).where(F.col("click") == 0).select("exposure_id")
+    labels = ctx.store.read("labels.escim_counterfactual", partitions=ctx.days)
+    row = labels.join(nonclicked, "exposure_id").agg(F.avg("label_max").alias("max"),
+                                                     F.avg("label_ratio").alias("ratio")).first()
+    return {"max": float(row["max"] or 0.0), "ratio": float(row["ratio"] or 0.0)}
+
+
+def escim_sweep(ctx_args, spark, workdir: str, seed: int, cfg, end: str, common: list[str]) -> dict:
+    """ESCIM Fig. 3 on one default world: escim_ratio's towers trained with the label cut-off at each
+    of ``report.escim_label_rates`` (top share of non-clicked rows by pcvr_cf), plus the rates the
+    max and ratio transforms themselves gave on that world."""
+    ctx = _world(ctx_args, spark, workdir, "default", seed, cfg, end)
+    runs = {}
+    for rate in cfg.escim_label_rates:
+        log(f"report: ESCIM label-rate sweep, seed {seed}: rate {rate:g}")
+        runs[f"{rate:g}"] = _train_and_evaluate(ctx, "escim_ratio", seed, cfg.epochs,
+                                                [*common, f"model.params.label_rate={rate}"])
+    return {"rates": runs, "transform_rates": label_rates(ctx)}
+
+
+def sweep_section(sweeps: list[dict], common_cvr: list[dict], settings: str) -> tuple[list[str], dict]:
+    """ESCIM Fig. 3 as a table and a claim; returns the lines and the curves for the figure."""
+    metrics = [("cvr_entire_auc", "CVR AUC, all exposures (truth)"), ("ctcvr_auc", "CTCVR AUC")]
+    rates = list(sweeps[0]["rates"])
+    lines = ["## ESCIM: AUC vs. the counterfactual label rate (ESCIM Fig. 3)", "",
+             f"escim_ratio's towers trained {settings}, the cut-off set so that the given share of non-clicked "
+             f"exposures is labelled 1; {len(sweeps)} seed(s). The max / ratio rows are escim_max / escim_ratio "
+             "from the same-optimizer table, at the share their transform labelled.", "",
+             "| label rate | " + " | ".join(label for _, label in metrics) + " |", "|---|" + "---|" * len(metrics)]
+    curves, means = {}, {}
+    for metric, label in metrics:
+        values = [[run["rates"][r].get(metric, np.nan) for run in sweeps] for r in rates]
+        means[metric] = [(float(np.nanmean(v)), float(np.nanstd(v))) for v in values]
+        curves[label] = ([float(r) for r in rates], [m for m, _ in means[metric]])
+    for i, rate in enumerate(rates):
+        lines.append(f"| {rate} | " + " | ".join(f"{means[m][i][0]:.4f} ± {means[m][i][1]:.4f}" for m, _ in metrics) + " |")
+    transform = {name: float(np.mean([run["transform_rates"][name] for run in sweeps])) for name in ("max", "ratio")}
+    at_transform = {}
+    for name in ("max", "ratio"):
+        stats = {m: aggregate(common_cvr, m).get(f"escim_{name}") for m, _ in metrics} if common_cvr else {}
+        if all(stats.values()) and stats:
+            at_transform[name] = stats["cvr_entire_auc"][0]
+            lines.append(f"| {name} transform ({transform[name]:.4g}) | "
+                         + " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m, _ in metrics) + " |")
+    best = int(np.argmax([m for m, _ in means["cvr_entire_auc"]]))
+    best_mean, best_std = means["cvr_entire_auc"][best]
+    lines += ["", "Claims, as measured:", ""]
+    if at_transform:
+        ours = max(at_transform.values())
+        lines.append(f"- the max / ratio cut-offs sit near the best label rate (ESCIM Fig. 3): best swept rate "
+                     f"{rates[best]} with CVR AUC {best_mean:.4f} ± {best_std:.4f}; max {at_transform.get('max', float('nan')):.4f}, "
+                     f"ratio {at_transform.get('ratio', float('nan')):.4f} at rates {transform['max']:.4g} / "
+                     f"{transform['ratio']:.4g} -> within one std of the best: {verdict(ours >= best_mean - best_std)}.")
+    spread = max(m for m, _ in means["cvr_entire_auc"]) - min(m for m, _ in means["cvr_entire_auc"])
+    lines += [f"- spread of CVR AUC over the swept rates: {spread:.4f}.", ""]
+    return lines, {"curves": curves, "markers": {f"{k} transform": v for k, v in transform.items() if v > 0}}
+
+
 def write_report(path: str, header: list[str], sections: list[list[str]]) -> str:
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
@@ -284,12 +357,20 @@ def run_report(ctx) -> str:
     workdir = os.path.join(cfg.out, "_work")
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     cvr_runs, coupon_runs, multi_runs = [], {p: [] for p in cfg.coupon_presets}, []
+    cvr_common, multi_common, sweeps = [], [], []
     escim = [m for m in cfg.cvr_models if m.startswith("escim")]
     multi_extra = {m: ["model.params.task=multi_treatment"] for m in cfg.multi_models if m not in ("hmum", "hum_no_kl")}
+    common = ["train.optimizer=adam", f"train.learning_rate={cfg.common_learning_rate}",
+              f"train.batch_size={cfg.common_batch_size}"]
     for seed in cfg.seeds:
         if cfg.cvr_models:
             cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models, {},
                                       with_labels=bool(escim)))
+            if cfg.common_optimizer:
+                cvr_common.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
+                                            {m: common for m in cfg.cvr_models}, with_labels=bool(escim)))
+            if escim and cfg.escim_label_rates and seed in cfg.seeds[:cfg.sweep_seeds]:
+                sweeps.append(escim_sweep(ctx.args, ctx.spark, workdir, seed, cfg, end, common))
         for preset in cfg.coupon_presets:
             if cfg.coupon_models:
                 coupon_runs[preset].append(run_world(ctx.args, ctx.spark, workdir, preset, seed, cfg, end,
@@ -298,6 +379,11 @@ def run_report(ctx) -> str:
         if cfg.multi_models:
             multi_runs.append(run_world(ctx.args, ctx.spark, workdir, "multi_treatment", seed, cfg, end,
                                         cfg.multi_models, multi_extra, with_labels=False))
+            if cfg.common_optimizer:
+                multi_common.append(run_world(ctx.args, ctx.spark, workdir, "multi_treatment", seed, cfg, end,
+                                              cfg.multi_models,
+                                              {m: [*multi_extra.get(m, []), *common] for m in cfg.multi_models},
+                                              with_labels=False))
     rows = len(_days(end, cfg.days)) * cfg.exposures
     header = ["# liftlake evidence report", "",
               f"Run {started} by `liftlake report`; {platform.platform()}, {os.cpu_count()} cores; "
@@ -307,25 +393,40 @@ def run_report(ctx) -> str:
               f"{cfg.epochs} epoch(s) per model, local launcher; metrics on the test split (10% of users) against "
               f"the simulator's truth. Mean ± std over the seeds; best mean in bold.", "",
               "A claim that does not hold here is a finding on this simulator at this scale, not tuned away.", ""]
-    sections = []
+    same = (f"with one optimizer for every model: Adam, learning rate {cfg.common_learning_rate:g}, batch "
+            f"{cfg.common_batch_size}, {cfg.epochs} epoch(s) (report.common_*)")
+    sections, sweep_figure = [], None
     if cvr_runs:
         sections.append(cvr_section(cvr_runs, cfg.cvr_models))
+    if cvr_common:
+        sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model", same))
+    if sweeps:
+        lines, sweep_figure = sweep_section(sweeps, cvr_common, same)
+        sections.append(lines)
     if any(coupon_runs.values()):
         sections.append(coupon_section({p: r for p, r in coupon_runs.items() if r}, cfg.coupon_models))
     if multi_runs:
         sections.append(multi_section(multi_runs, cfg.multi_models))
-    sections.append(figures(ctx, workdir, cfg, end))
+    if multi_common:
+        sections.append(multi_section(multi_common, cfg.multi_models, heading="## Multi-treatment uplift, one "
+                                      "optimizer for every model", settings=same))
+    first_seed = {"default": cvr_runs[0] if cvr_runs else {}, "multi_treatment": multi_runs[0] if multi_runs else {},
+                  **{p: r[0] for p, r in coupon_runs.items() if r}}
+    sections.append(figures(ctx, workdir, cfg, first_seed, sweep_figure))
     path = write_report(os.path.join(cfg.out, "report.md"), header, sections)
     with open(os.path.join(cfg.out, "report.json"), "w", encoding="utf-8") as fh:
-        json.dump({"config": asdict(cfg), "cvr": cvr_runs, "coupon": coupon_runs, "multi": multi_runs}, fh,
-                  indent=1, default=float)
+        json.dump({"config": asdict(cfg), "cvr": cvr_runs, "coupon": coupon_runs, "multi": multi_runs,
+                   "cvr_common_optimizer": cvr_common, "multi_common_optimizer": multi_common,
+                   "escim_label_rate_sweep": sweeps}, fh, indent=1, default=float)
     log(f"report written: {path}")
     return path
 
 
-def figures(ctx, workdir: str, cfg, end: str) -> list[str]:
-    """PNG figures from the first seed's worlds: calibration of the CVR models, cumulative-slope
-    curves of the coupon models, Qini curves of the multi-treatment models."""
+def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | None = None) -> list[str]:
+    """PNG figures from the first seed's worlds, of the artifacts trained with the papers' settings
+    (``first_seed``: preset -> model -> metrics with its version): calibration of the CVR models,
+    cumulative-slope curves of the coupon models, Qini curves of the multi-treatment models, and
+    the ESCIM label-rate sweep (mean over its seeds)."""
     from liftlake.lib import plots
     from liftlake.lib import uplift_metrics as U
     from liftlake.lib.evaluation import predict_frame, test_rows
@@ -336,7 +437,7 @@ def figures(ctx, workdir: str, cfg, end: str) -> list[str]:
 
     def predictions(preset, model):
         warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
-        latest = latest_artifact(warehouse, model)
+        latest = latest_artifact(warehouse, model, first_seed.get(preset, {}).get(model, {}).get("version"))
         if latest is None:
             return None
         art, layout = latest
@@ -378,4 +479,9 @@ def figures(ctx, workdir: str, cfg, end: str) -> list[str]:
         path = plots.plot_qini_curves(curves, os.path.join(out_dir, "qini_r1_k1.png"),
                                       title="Qini, response 1 under treatment 1 (RCT slice)")
         lines.append(f"![qini](figures/{os.path.basename(path)})")
+    if sweep:
+        path = plots.plot_label_rate_sweep(sweep["curves"], os.path.join(out_dir, "escim_label_rate.png"),
+                                           markers=sweep["markers"],
+                                           title="ESCIM: AUC vs. counterfactual label rate (mean over seeds)")
+        lines.append(f"![escim label rate](figures/{os.path.basename(path)})")
     return lines + [""]

@@ -16,7 +16,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
             "report.days=1", "report.epochs=1", "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
-            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1}"]
+            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1}", "report.escim_label_rates=[0.01,0.1]"]
     config = load_config([], sets, env={})
     args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
     from liftlake.lib.report import run_report
@@ -30,6 +30,12 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
     assert "ESMM over-estimates CVR" in text  # the claim line is computed, whatever its verdict
     assert "Seeds [1] (1 per cell)" in text
+    # the second run with one optimizer for all, and ESCIM's label-rate sweep with its claim
+    assert "## CVR, one optimizer for every model" in text and "learning rate 0.001, batch 1024" in text
+    assert "## Multi-treatment uplift, one optimizer for every model" in text
+    assert "## ESCIM: AUC vs. the counterfactual label rate" in text
+    assert "| 0.01 |" in text and "| 0.1 |" in text and "the max / ratio cut-offs sit near" in text
+    assert "figures/escim_label_rate.png" in text
     pngs = [f for f in os.listdir(out / "figures") if f.endswith(".png")]
     assert pngs
     for name in pngs:

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from liftlake.lib.plots import plot_calibration, plot_cumulative_slope, plot_qini_curves, plot_uplift_curves
+from liftlake.lib.plots import (plot_calibration, plot_cumulative_slope, plot_label_rate_sweep, plot_qini_curves,
+                                plot_uplift_curves)
 from liftlake.lib.uplift_metrics import cumulative_slope_curve, global_slope, qini_curve, uplift_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -60,6 +61,15 @@ def test_cumulative_slope(tmp_path, rct):
     written = plot_cumulative_slope(curves, tmp_path / "cs.png", global_slope=global_slope(clicks, dose),
                                     n_rows=x.size)
     _assert_png(written)
+
+
+def test_label_rate_sweep(tmp_path):
+    rates = [0.001, 0.01, 0.1]
+    written = plot_label_rate_sweep({"CVR AUC": (rates, [0.60, 0.62, 0.58]), "CTCVR AUC": (rates, [0.70, 0.71, 0.69])},
+                                    tmp_path / "sweep.png", markers={"max": 0.004, "ratio": 0.02})
+    _assert_png(written)
+    with pytest.raises(ValueError, match="> 0"):
+        plot_label_rate_sweep({"CVR AUC": ([0.0, 0.1], [0.5, 0.6])}, tmp_path / "zero.png")
 
 
 def test_bad_input_is_refused(tmp_path):
