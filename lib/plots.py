@@ -47,6 +47,16 @@ def _checked_curves(curves: Curves) -> list[tuple[str, np.ndarray, np.ndarray]]:
     return checked
 
 
+def _finish(axes, path: str | os.PathLike[str], xlabel: str, ylabel: str, title: str) -> str:
+    """Labels, grid and legend of a one-panel figure, then the PNG."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    return _save(axes.figure, path)
+
+
 def _gain_plot(curves: Curves, path: str | os.PathLike[str], title: str, ylabel: str) -> str:
     figure = _new_figure()
     axes = figure.add_subplot(1, 1, 1)
@@ -55,12 +65,7 @@ def _gain_plot(curves: Curves, path: str | os.PathLike[str], title: str, ylabel:
         # Each curve's random-targeting baseline: the chord from its first to its last point.
         axes.plot([xs[0], xs[-1]], [ys[0], ys[-1]], linestyle="--", linewidth=0.9,
                   color=line.get_color(), label="random" if index == 0 else None)
-    axes.set_xlabel("number of users targeted")
-    axes.set_ylabel(ylabel)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
-    return _save(figure, path)
+    return _finish(axes, path, "number of users targeted", ylabel, title)
 
 
 def plot_uplift_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Uplift curve") -> str:
@@ -146,12 +151,7 @@ def plot_cumulative_slope(
     if global_slope is not None and n_rows is not None:
         axes.plot([0.0, 1.0], [0.0, float(global_slope) * n_rows], linestyle="--", color="black",
                   linewidth=1.0, label="global slope")
-    axes.set_xlabel("fraction of users targeted (phi)")
-    axes.set_ylabel("beta(phi) x phi N")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
-    return _save(figure, path)
+    return _finish(axes, path, "fraction of users targeted (phi)", "beta(phi) x phi N", title)
 
 
 def plot_label_rate_sweep(
@@ -173,9 +173,4 @@ def plot_label_rate_sweep(
     for (name, rate), style in zip((markers or {}).items(), ("-", ":", "-.", "--")):
         axes.axvline(float(rate), color="black", linestyle=style, linewidth=1.0, label=f"{name} ({rate:.3g})")
     axes.set_xscale("log")
-    axes.set_xlabel("share of non-clicked exposures labelled 1")
-    axes.set_ylabel("AUC")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best", fontsize="small")
-    return _save(figure, path)
+    return _finish(axes, path, "share of non-clicked exposures labelled 1", "AUC", title)
