@@ -335,7 +335,12 @@ class DeltaRsStore(TableStore):
         writer = df.write.mode("error")
         if partition_by:
             writer = writer.partitionBy(partition_by)
-        writer.parquet(staging)
+        try:
+            writer.parquet(staging)
+        except BaseException:
+            # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         if mode == "overwrite_partitions":
             # Checked on the staged folders, not with a query before the write: that query would run
             # the whole plan (a scoring UDF, a feature join) a second time.

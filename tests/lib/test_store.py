@@ -120,6 +120,19 @@ def test_failure_before_commit_leaves_table_unchanged(spark, store, monkeypatch)
     assert len(parquet) == len(store.referenced_files("raw.events"))
 
 
+def test_a_failed_spark_write_leaves_no_staging_folder(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 20), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    # a row that fails while Spark writes the staged files (the task's error is not retried away)
+    bad = day_frame(spark, "2026-11-20", 50).withColumn(
+        "value", F.when(F.col("event_id") == 7, F.raise_error(F.lit("bad row 7"))).otherwise(F.col("value")))
+    with pytest.raises(Exception, match="bad row 7"):
+        store.write(bad, "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert store.version("raw.events") == 0
+    assert store.partition_counts("raw.events") == {"2026-11-20": 20}
+    staging = os.path.join(store.path("raw.events"), "_staging")
+    assert not os.path.exists(staging) or os.listdir(staging) == []
+
+
 KILL_SCRIPT = r"""
 import sys
 from pyspark.sql import functions as F

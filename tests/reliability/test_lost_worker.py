@@ -4,9 +4,8 @@ row exactly once.
 The process that dies is the Python worker of one task (the process a scoring UDF runs in) killed
 with SIGKILL on its first attempt, in a session whose master allows task retries (``local[2,4]``: a
 Spark local master retries a task only when given a failure count). That needs its own JVM, so the
-write runs in a child process. A whole executor JVM lost on a cluster goes through the same path: its
-tasks fail and are re-run, and the delta-rs commit happens once, on the driver, after every task
-has succeeded.
+write runs in a child process. A whole executor JVM lost on a standalone cluster is
+tests/reliability/test_lost_executor.py.
 """
 from __future__ import annotations
 
