@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv first (tools/setup-env; fast when done).
-.PHONY: setup quickstart test bench package
+.PHONY: setup quickstart test bench bench-backfill package
 
 setup:
 	@bash tools/setup-env
@@ -12,6 +12,10 @@ test: setup
 
 bench: setup
 	.venv/bin/python -m bench.run
+
+# 30-day Airflow backfill of liftlake_daily (real scheduler, pool of 2) vs. one-day runs -> reports/backfill.md
+bench-backfill: setup
+	.venv/bin/python -m bench.backfill
 
 package: setup
 	bash tools/package
