@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import os
 
@@ -76,7 +78,14 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
     ranks = 1 if config.train.launcher == "local" else config.train.num_processes
     trainset = materialize(store, warehouse, level, days, versions, columns, files_per_split=4 * ranks,
                            cf_label_column=cf_label_column, cf_label_rate=params.get("label_rate"), log=log)
-    run_key = f"{name}-{trainset.key}-{config.train.seed}-{config.train.launcher}-{ranks}"
+    # Checkpoints resume a killed run of the SAME training: everything that shapes the run is in
+    # the key, so a re-run with another learning rate, batch size, epoch count or model parameter
+    # starts fresh instead of resuming (and returning) the earlier run's weights.
+    run_src = json.dumps({"params": params, "optimizer": probe.optimizer, "lr": probe.learning_rate,
+                          "weight_decay": probe.weight_decay, "batch": probe.batch_size, "epochs": probe.epochs,
+                          "patience": probe.early_stopping_patience, "seed": probe.seed,
+                          "launcher": config.train.launcher, "ranks": ranks}, sort_keys=True, default=str)
+    run_key = f"{name}-{trainset.key}-{hashlib.sha256(run_src.encode()).hexdigest()[:12]}"
     plan = dataclasses.replace(
         probe, train_files=trainset.files["train"], train_rowgroup_rows=trainset.rowgroup_rows["train"],
         valid_files=trainset.files["valid"],

@@ -118,3 +118,25 @@ def test_old_model_version_scores_after_newer_tables_and_models(world):
     score(ctx, "dcmt", versions["dcmt"])
     rows = ctx.store.read("scores.cvr").where((F.col("model") == "dcmt"))
     assert {r.version for r in rows.select("version").distinct().collect()} == {versions["dcmt"]}
+
+
+def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
+    # a finished run's checkpoint must only resume the same training: with another learning rate
+    # the earlier weights coming back would be a silent no-op retrain
+    import torch
+
+    from liftlake.lib.model_store import load_artifact
+    from liftlake.lib.trainer import build_plan, train
+
+    ctx, versions = world
+    base = ["model.name=unimvt", "train.epochs=1", "train.gate_min_coupon=0"]
+    same, _, _ = build_plan(ctx.store, make_ctx(ctx.spark, ctx.store.root, [DS], *base).config, DS)
+    again, _, _ = build_plan(ctx.store, make_ctx(ctx.spark, ctx.store.root, [DS], *base).config, DS)
+    assert same.checkpoint_dir == again.checkpoint_dir
+    for other in ("train.learning_rate=0.01", "train.batch_size=256", "train.epochs=2", "model.params.eta_init=0.2"):
+        changed, _, _ = build_plan(ctx.store, make_ctx(ctx.spark, ctx.store.root, [DS], *base, other).config, DS)
+        assert changed.checkpoint_dir != same.checkpoint_dir, other
+    retrained = train(make_ctx(ctx.spark, ctx.store.root, [DS], *base, "train.learning_rate=0.01"), DS)["version"]
+    first = load_artifact(ctx.store.root, "unimvt", versions["unimvt"]).model.state_dict()
+    second = load_artifact(ctx.store.root, "unimvt", retrained).model.state_dict()
+    assert any(not torch.equal(first[k], second[k]) for k in first)
