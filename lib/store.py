@@ -391,12 +391,26 @@ class DeltaRsStore(TableStore):
                                                       "liftlake.txn": txn}, max_commit_retries=5)
             partitions = tuple(sorted({a.partition_values.get(partition_by) or "" for a in adds})) \
                 if partition_by else ()
+            created = False
             if not exists:
-                create_table_with_add_actions(
-                    table_path, delta_schema, adds, mode="error",
-                    partition_by=[partition_by] if partition_by else None, name=name, description=comment,
-                    commit_properties=props)
-            else:
+                try:
+                    create_table_with_add_actions(
+                        table_path, delta_schema, adds, mode="error",
+                        partition_by=[partition_by] if partition_by else None, name=name, description=comment,
+                        commit_properties=props)
+                    created = True
+                except Exception:
+                    if not self.exists(name):
+                        raise
+                    # Lost a race: another job created the table after our check (two days of a
+                    # backfill starting at once). Commit onto it, after the checks an existing table gets.
+                    if self.partition_column(name) != partition_by:
+                        raise TableError(f"table {name} is partitioned by {self.partition_column(name)!r}, "
+                                         f"the write by {partition_by!r}") from None
+                    mismatch = schema_mismatch(name, self.spark_schema(name), df.schema)
+                    if mismatch:
+                        raise TableError(mismatch) from None
+            if not created:
                 table = DeltaTable(table_path)
                 if mode == "append":
                     table.create_write_transaction(adds, "append", delta_schema,

@@ -186,6 +186,29 @@ def test_concurrent_writers_lose_nothing(spark, store):
     assert len(ids) == len(set(ids)) == 53
 
 
+def test_losing_the_race_to_create_a_table_commits_onto_it(spark, store, monkeypatch):
+    # two days of a backfill both find no table and both create it: the second must land on the
+    # first one's table (seen in the 30-day Airflow backfill, where it cost a retry)
+    store.write(day_frame(spark, "2026-11-19", 4), "raw.events", "overwrite_partitions", ["2026-11-19"])
+    real_exists = store.exists
+    checks = []
+
+    def stale_exists(name):
+        checks.append(name)
+        return False if len(checks) == 1 else real_exists(name)  # the check made before the other commit
+
+    monkeypatch.setattr(store, "exists", stale_exists)
+    res = store.write(day_frame(spark, "2026-11-20", 6, offset=100), "raw.events", "overwrite_partitions",
+                      ["2026-11-20"])
+    assert res.version == 1
+    assert store.partition_counts("raw.events") == {"2026-11-19": 4, "2026-11-20": 6}
+    checks.clear()
+    wrong = day_frame(spark, "2026-11-21", 2).withColumn("value", F.col("value").cast("string"))
+    with pytest.raises(TableError, match="value"):
+        store.write(wrong, "raw.events", "overwrite_partitions", ["2026-11-21"])
+    assert real_exists("raw.events") and store.version("raw.events") == 1
+
+
 def test_concurrent_overwrites_of_one_day_leave_one_whole_write(spark, store):
     store.write(day_frame(spark, "2026-11-20", 3), "raw.events", "overwrite_partitions", ["2026-11-20"])
     outcomes = []
