@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import uuid
 from typing import Iterator
 
 import numpy as np
@@ -39,6 +40,21 @@ def labeler_dir(warehouse: str) -> str:
     return os.path.join(warehouse, "_models", "_escim_labeler")
 
 
+def claim_version(folder: str, staging: str) -> str:
+    """Publish the complete ``staging`` folder as the next free ``vNNNN`` under ``folder``: the rename
+    fails when another job took that number first (a version folder is never empty), and the
+    next number is tried."""
+    while True:
+        existing = sorted(v for v in os.listdir(folder) if v.startswith("v"))
+        version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+        try:
+            os.rename(staging, os.path.join(folder, version))
+            return version
+        except OSError:
+            if not os.path.isdir(os.path.join(folder, version)):
+                raise
+
+
 def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object]:
     from liftlake.models.escim import EscimLabelParams, fit_counterfactual_labeler
 
@@ -62,16 +78,15 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object]:
                                          spec.field_dims("exposure"), params, log=log)
     folder = labeler_dir(warehouse)
     os.makedirs(folder, exist_ok=True)
-    existing = sorted(v for v in os.listdir(folder) if v.startswith("v"))
-    version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-    staging = os.path.join(folder, f"_staging-{version}")
-    os.makedirs(staging, exist_ok=True)
+    # a staging folder of this job's own: two jobs fitting at once never write into each other's
+    staging = os.path.join(folder, f"_staging-{uuid.uuid4().hex[:12]}")
+    os.makedirs(staging)
     torch.save(labeler.state_dict(), os.path.join(staging, "weights.pt"))
     with open(os.path.join(staging, "labeler.json"), "w", encoding="utf-8") as fh:
         json.dump({"params": dataclasses.asdict(params), "field_dims": spec.field_dims("exposure"),
                    "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
                    "features.samples version": version_read}, fh, indent=1)
-    os.rename(staging, os.path.join(folder, version))
+    version = claim_version(folder, staging)
     log(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]}")
     return version, labeler
 
