@@ -45,7 +45,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import secrets
 import shutil
 import signal
@@ -551,19 +550,11 @@ def compare_days(spark, backfill_wh: str, references: dict) -> dict:
 
 # -- report ------------------------------------------------------------------------------------------------
 def machine() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+    from bench.run import machine_basics
 
-    def installed(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
-
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-            **{d: installed(d) for d in ("apache-airflow", "apache-airflow-providers-apache-spark",
-                                         "apache-airflow-task-sdk", "pyspark", "deltalake", "torch")}}
+    return {**machine_basics(("apache-airflow", "apache-airflow-providers-apache-spark", "apache-airflow-task-sdk",
+                              "pyspark", "deltalake", "torch")),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
 def fmt_s(v) -> str:

@@ -80,20 +80,27 @@ def timed(results: dict, key: str):
     results[key] = time.perf_counter() - start
 
 
-def machine() -> dict:
+def installed(dist: str) -> str:
+    """The installed version of a distribution (pyspark's own __version__ is pyspark-client's)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import torch
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
 
-    def installed(dist: str) -> str:
-        try:
-            return version(dist)
-        except PackageNotFoundError:
-            return "not installed"
 
+def machine_basics(dists: tuple[str, ...]) -> dict:
+    """Python, platform, cores, memory and the versions of ``dists``: the top of every bench report."""
     return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            **{dist: installed(dist) for dist in ("pyspark", "torch", "deltalake", "duckdb", "horovod")},
+            **{dist: installed(dist) for dist in dists}}
+
+
+def machine() -> dict:
+    import torch
+
+    return {**machine_basics(("pyspark", "torch", "deltalake", "duckdb", "horovod")),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
