@@ -12,8 +12,9 @@
 * publish         jobs/tables.py --json   logs every table's new version and rows per partition
 
 ``ds`` is the day a run processes: the DAG uses a data-interval timetable, so the run for
-2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). Catchup is on, one run at a
-time, and every task takes a slot of the ``liftlake_spark`` pool, so a backfill is serial. Each job
+2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). Catchup is on with one scheduled
+run at a time; an ``airflow backfill create`` runs up to its own ``--max-active-runs``, and every task
+takes a slot of the ``liftlake_spark`` pool, so the pool's size is how many Spark drivers run at once. Each job
 overwrites its day's partitions, so re-running a day (or a retried task) leaves one copy of it.
 """
 from __future__ import annotations
