@@ -321,12 +321,7 @@ class DeltaRsStore(TableStore):
         table_path = self.path(name)
         exists = self.exists(name)
         if exists:
-            existing_part = self.partition_column(name)
-            if existing_part != partition_by:
-                raise TableError(f"table {name} is partitioned by {existing_part!r}, the write by {partition_by!r}")
-            mismatch = schema_mismatch(name, self.spark_schema(name), df.schema)
-            if mismatch:
-                raise TableError(mismatch)
+            self._check_fits(name, partition_by, df.schema)
         # Column order: data columns then the partition column, as Spark reads it back.
         data_cols = [c for c in df.columns if c != partition_by]
         df = df.select(*data_cols, *([partition_by] if partition_by else []))
@@ -404,12 +399,7 @@ class DeltaRsStore(TableStore):
                         raise
                     # Lost a race: another job created the table after our check (two days of a
                     # backfill starting at once). Commit onto it, after the checks an existing table gets.
-                    if self.partition_column(name) != partition_by:
-                        raise TableError(f"table {name} is partitioned by {self.partition_column(name)!r}, "
-                                         f"the write by {partition_by!r}") from None
-                    mismatch = schema_mismatch(name, self.spark_schema(name), df.schema)
-                    if mismatch:
-                        raise TableError(mismatch) from None
+                    self._check_fits(name, partition_by, df.schema)
             if not created:
                 table = DeltaTable(table_path)
                 if mode == "append":
@@ -435,6 +425,15 @@ class DeltaRsStore(TableStore):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return WriteResult(name, self.version(name), rows, len(adds), partitions)
+
+    def _check_fits(self, name: str, partition_by: str | None, schema) -> None:
+        """A write onto an existing table needs its partitioning and its schema."""
+        existing_part = self.partition_column(name)
+        if existing_part != partition_by:
+            raise TableError(f"table {name} is partitioned by {existing_part!r}, the write by {partition_by!r}")
+        mismatch = schema_mismatch(name, self.spark_schema(name), schema)
+        if mismatch:
+            raise TableError(mismatch)
 
     @staticmethod
     def _maybe_inject_fault(name: str) -> None:
