@@ -221,7 +221,8 @@ def coupon_section(per_preset: dict[str, list], models) -> list[str]:
                                                                "cs_auuc_rct": "max", "cs_qini_rct": "max",
                                                                "eta_rmse": "min",
                                                                "coupon_policy_normalized": "max"}) + [""]
-        cs = {m: v for m, v in aggregate(per_seed, "cs_auuc_rct").items() if m in models}
+        cs_all = aggregate(per_seed, "cs_auuc_rct")
+        cs = {m: v for m, v in cs_all.items() if m in models}
         if "unimvt" in cs:
             lead = max(cs, key=lambda m: cs[m][0])
             claims.append(f"- {preset}: UniMVT leads CS-AUUC -> {verdict(lead == 'unimvt')} (leader {lead}, "
@@ -232,8 +233,7 @@ def coupon_section(per_preset: dict[str, list], models) -> list[str]:
             claims.append(f"- {preset}: UniMVT's coupon decisions (eq. 25) are worth {pv['unimvt'][0]:.5f} per user "
                           f"net of cost vs. random {rnd['unimvt'][0]:.5f} and the truth's best {orc['unimvt'][0]:.5f} "
                           f"-> pays over random: {verdict(pv['unimvt'][0] > rnd['unimvt'][0])}.")
-        ours, ext = aggregate(per_seed, "cs_auuc_rct").get("t_learner"), aggregate(per_seed, "cs_auuc_rct").get(
-            EXTERNAL_T_LEARNER)
+        ours, ext = cs_all.get("t_learner"), cs_all.get(EXTERNAL_T_LEARNER)
         if ours and ext:
             claims.append(f"- {preset}: sanity check, the platform's T-Learner vs. scikit-uplift's TwoModels on the "
                           f"same rows: CS-AUUC {ours[0]:.4f} vs. {ext[0]:.4f}.")
