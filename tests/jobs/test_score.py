@@ -140,3 +140,22 @@ def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
     first = load_artifact(ctx.store.root, "unimvt", versions["unimvt"]).model.state_dict()
     second = load_artifact(ctx.store.root, "unimvt", retrained).model.state_dict()
     assert any(not torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_day_encoded_with_another_feature_spec_is_refused_before_writing(world):
+    # runs last in this module: it re-encodes the day with a freshly fitted spec
+    from liftlake.lib.features import load_spec
+
+    ctx, versions = world
+    model_spec = load_spec(ctx.store.root).version
+    score(ctx, "dcmt", versions["dcmt"])
+    before = (ctx.store.version("scores.cvr"), ctx.store.partition_counts("scores.cvr"))
+    # a spec refitted with another vocabulary cut-off re-encodes the day (the same settings on the same
+    # day fit the same spec: its version is a hash of its content)
+    build_features_days(make_ctx(ctx.spark, ctx.store.root, [DS], "features.min_count=50"), refit=True)
+    day_spec = load_spec(ctx.store.root).version
+    assert day_spec != model_spec
+    with pytest.raises(InputError, match=rf"table features.samples: ds={DS} is encoded with feature spec "
+                                         rf"\['{day_spec}'\], the model with {model_spec}"):
+        score(ctx, "dcmt", versions["dcmt"])
+    assert (ctx.store.version("scores.cvr"), ctx.store.partition_counts("scores.cvr")) == before

@@ -65,6 +65,24 @@ def test_encoded_ids_stay_inside_the_spec(day):
     assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
 
 
+def test_exposures_outside_the_day_are_quarantined(spark):
+    # the simulator never writes these; a late or clock-skewed log line does
+    import datetime as dt
+
+    from liftlake.lib.features import clean_exposures
+
+    rows = [(1, 10, 100, dt.datetime(2026, 11, 20, 0, 0, 0)),      # first instant of the day: kept
+            (2, 10, 100, dt.datetime(2026, 11, 20, 23, 59, 59)),   # last second: kept
+            (3, 10, 100, dt.datetime(2026, 11, 19, 23, 59, 59)),   # the day before
+            (4, 10, 100, dt.datetime(2026, 11, 21, 0, 0, 0)),      # the next day starts here
+            (5, 10, 100, None)]
+    exposures = spark.createDataFrame(rows, "exposure_id long, user_id long, item_id long, ts timestamp")
+    cleaned = clean_exposures(exposures, DS, "test")
+    assert sorted(r.exposure_id for r in cleaned.good.collect()) == [1, 2]
+    rejected = {int(r.row_key): r.rule for r in cleaned.rejected.collect()}
+    assert rejected == {3: "ts_outside_day", 4: "ts_outside_day", 5: "ts_outside_day"}
+
+
 def test_tables_are_delta_partitioned_by_ds(day):
     ctx, _ = day
     for name in ctx.store.tables():
