@@ -374,6 +374,20 @@ def run_backfill(args, work: Path, days: list[str]) -> dict:
     if not db_query(db, "select dag_id from dag where dag_id = ?", (DAG_ID,)):
         raise RuntimeError(f"{DAG_ID} is not in the metadata DB after reserialize; import errors:\n{errors}")
 
+    # Create the backfill while the DAG is paused, then unpause: the scheduler's own catchup finds a
+    # run for every day already there and creates none (only backfill runs exist). It is created before
+    # the services start: its 30 run inserts in one SQLite transaction failed with "database is locked"
+    # once when the scheduler and dag-processor were writing at the same moment.
+    out = airflow_cli(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", days[0],
+                      "--to-date", days[-1], "--max-active-runs", str(args.concurrency))
+    backfills = db_query(db, "select id, max_active_runs from backfill where dag_id = ? order by id", (DAG_ID,))
+    if not backfills:
+        raise RuntimeError(f"no backfill row after `airflow backfill create`:\n{out}")
+    backfill_id = backfills[-1]["id"]
+    info["backfill_id"] = backfill_id
+    info["backfill_command"] = (f"airflow backfill create --dag-id {DAG_ID} --from-date {days[0]} "
+                                f"--to-date {days[-1]} --max-active-runs {args.concurrency}")
+
     services = Services(env, work / "logs")
     (work / "logs").mkdir()
     try:
@@ -381,17 +395,6 @@ def run_backfill(args, work: Path, days: list[str]) -> dict:
         wait_for_port(port, services)
         services.start("scheduler", "scheduler")
         services.start("dag-processor", "dag-processor")
-        # Create the backfill while the DAG is paused, then unpause: the scheduler's own catchup finds a
-        # run for every day already there and creates none (only backfill runs exist).
-        out = airflow_cli(env, "backfill", "create", "--dag-id", DAG_ID, "--from-date", days[0],
-                          "--to-date", days[-1], "--max-active-runs", str(args.concurrency))
-        backfills = db_query(db, "select id, max_active_runs from backfill where dag_id = ? order by id", (DAG_ID,))
-        if not backfills:
-            raise RuntimeError(f"no backfill row after `airflow backfill create`:\n{out}")
-        backfill_id = backfills[-1]["id"]
-        info["backfill_id"] = backfill_id
-        info["backfill_command"] = (f"airflow backfill create --dag-id {DAG_ID} --from-date {days[0]} "
-                                    f"--to-date {days[-1]} --max-active-runs {args.concurrency}")
         t0 = time.time()
         airflow_cli(env, "dags", "unpause", DAG_ID)
         log(f"backfill {backfill_id} created for {days[0]}..{days[-1]} ({len(days)} runs), DAG unpaused")
