@@ -5,12 +5,15 @@
 
 Sections:
   pipeline  simulate + build-features rows/s for one day at each size, and the same feature SQL in
-            DuckDB over the same Parquet files (ratio Spark local / DuckDB)
+            DuckDB over the same Parquet files (ratio Spark local / DuckDB); then the ESCIM label step
+            on the day (fit the labeler on its bounded sample, label every exposure), with its own peak
   training  samples/s of the training function under local, torch-distributor and horovod with 1 and 2
             processes vs. a single-process torch loop over in-memory tensors (same model, batch, cores)
   scoring   rows/s of the Spark scoring job vs. in-process torch inference on the same rows, with the
             peak resident memory of the process tree while scoring
 Every number in the report comes from this run; the machine, versions and sizes are at the top.
+With --pipeline-only only the pipeline section is measured; the training and scoring sections are
+carried from the JSON of the previous report at --out, and the report says which run each came from.
 """
 from __future__ import annotations
 
@@ -139,6 +142,7 @@ from e left join read_parquet({users}) u on e.user_id = u.user_id
 
 
 def bench_pipeline(spark, size: int, ds: str, root: str) -> dict:
+    from liftlake.lib.escim_labels import escim_labels
     from liftlake.lib.pipeline import build_features_days, simulate_days
 
     warehouse = os.path.join(root, f"wh-{size}")
@@ -154,6 +158,13 @@ def bench_pipeline(spark, size: int, ds: str, root: str) -> dict:
     out["simulate_rows_per_s"] = size / out["simulate_s"]
     out["build_features_rows_per_s"] = size / out["build_features_s"]
     out["both_rows_per_s"] = size / (out["simulate_s"] + out["build_features_s"])
+    # the DAG's next step; its driver holds at most escim_labels.max_fit_rows rows of the day
+    with PeakRSS() as mem:
+        with timed(out, "escim_labels_s"):
+            escim_labels(ctx)
+    out["escim_labels_peak_rss_mib"] = round(mem.peak)
+    out["escim_labels_worker_peak_rss_mib"] = round(mem.worker_peak)
+    out["escim_labels_fit_rows"] = min(size, ctx.config.escim_labels.max_fit_rows)
     try:
         import duckdb
     except ImportError:
@@ -303,6 +314,8 @@ def daily_steps(pipeline: list, scoring: list) -> dict[int, list[tuple[str, floa
     for p in pipeline:
         size = p["exposures"]
         steps[size] = [("simulate", p["simulate_s"]), ("build-features", p["build_features_s"])]
+        if "escim_labels_s" in p:
+            steps[size].append(("escim-labels", p["escim_labels_s"]))
         steps[size] += [(f"score {s['model']} ({s['rows']:,} rows)", s["spark_s"]) for s in scoring
                         if s.get("exposures") == size]
     return steps
@@ -339,8 +352,8 @@ def daily_pipeline_section(pipeline: list, scoring: list) -> list[str]:
         for name, t in steps:
             lines.append(f"| {size:,} | {name} | {fmt(t)} | {100 * t / total:.0f} % |")
         lines.append(f"| {size:,} | **all steps** | **{fmt(total)}** | 100 % |")
-    lines += ["", "Steps as run by the daily DAG on the embedded default (Spark local[*], delta-rs commits). "
-              "The ESCIM label step is left out: it needs a trained ESCIM pre-training model on the day.", ""]
+    lines += ["", "Steps as run by the daily DAG on the embedded default (Spark local[*], delta-rs commits); "
+              "the publish step (a metadata read) is left out.", ""]
     return lines
 
 
@@ -393,7 +406,11 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
              f"{info['machine']['memory_gib']} GiB, GPU: {info['machine']['gpu']}.",
              f"Versions: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()
                                        if k in ("python", "pyspark", "torch", "deltalake", "duckdb")) + ".",
-             f"Command: `{info['command']}`. Every figure below was measured in this run.", ""]
+             f"Command: `{info['command']}`. " + (
+                 "Every figure below was measured in this run." if not info.get("carried") else
+                 f"The pipeline figures were measured in this run; the training and scoring figures are "
+                 f"carried from the run of {info['carried']['started']} (`{info['carried']['command']}`), "
+                 f"on the same kind of machine."), ""]
     lines += ["## Pipeline: simulate + build-features, one day", "",
               "| exposures | simulate s | build-features s | both rows/s | DuckDB feature SQL s | Spark/DuckDB speed | peak RSS MiB |",
               "|---|---|---|---|---|---|---|"]
@@ -404,6 +421,19 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
     lines += ["", "Spark/DuckDB speed = DuckDB seconds / Spark build-features seconds (below 1: DuckDB is faster). "
               "The DuckDB query does the joins, dedupe and labels of the feature job, without quarantine and "
               "vocabulary encoding, on the same Parquet files.", ""]
+    escim = [p for p in pipeline if "escim_labels_s" in p]
+    if escim:
+        lines += ["## ESCIM labels: fit the labeler, label every exposure of the day", "",
+                  "| exposures | rows the labeler is fitted on | wall s | labelled rows/s | "
+                  "peak RSS MiB, largest Python worker | peak RSS MiB, whole process tree |",
+                  "|---|---|---|---|---|---|"]
+        for p in escim:
+            lines.append(f"| {p['exposures']:,} | {p['escim_labels_fit_rows']:,} | {fmt(p['escim_labels_s'])} | "
+                         f"{fmt(p['exposures'] / p['escim_labels_s'])} | {p['escim_labels_worker_peak_rss_mib']} | "
+                         f"{p['escim_labels_peak_rss_mib']} |")
+        lines += ["", "The labeler is fitted on the driver from a sample of at most `escim_labels.max_fit_rows` "
+                  "rows of the window; every exposure is then labelled on the executors (mapInPandas) and the "
+                  "ratio cut-off is one approximate quantile, so no step collects rows that grow with the day.", ""]
     for t in training:
         lines += [f"## Training: {t['model']}, {t['train_rows']:,} rows, global batch {t['batch_size']}", "",
                   f"Single-process torch loop over in-memory tensors: {fmt(t['inmemory_samples_per_s'])} samples/s.", "",
@@ -448,7 +478,16 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="local and torch-distributor x2 only")
     parser.add_argument("--out", default="reports/bench.md")
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
+    parser.add_argument("--pipeline-only", action="store_true",
+                        help="measure the pipeline section only; carry training and scoring from the JSON at --out")
     args = parser.parse_args(argv)
+    carried = None
+    if args.pipeline_only:
+        previous = os.path.splitext(args.out)[0] + ".json"
+        if not os.path.exists(previous):
+            parser.error(f"--pipeline-only carries training and scoring from {previous}, which does not exist")
+        with open(previous, encoding="utf-8") as fh:
+            carried = json.load(fh)
     from liftlake.lib.spark import build_session
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
@@ -462,6 +501,12 @@ def main(argv=None) -> int:
     for size in sizes:
         print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
         pipeline.append(bench_pipeline(spark, size, ds, root))
+    if carried is not None:
+        info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
+        path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
+        print(f"[bench] report: {path}", file=sys.stderr)
+        spark.stop()
+        return 0
     train_size = args.train_size or sizes[0]
     warehouse = os.path.join(root, f"wh-{train_size}")
     if train_size not in sizes:
