@@ -335,6 +335,7 @@ class DeltaRsStore(TableStore):
         except BaseException:
             # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
             shutil.rmtree(staging, ignore_errors=True)
+            self._release_failed_task_files()
             raise
         if mode == "overwrite_partitions":
             # Checked on the staged folders, not with a query before the write: that query would run
@@ -425,6 +426,17 @@ class DeltaRsStore(TableStore):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return WriteResult(name, self.version(name), rows, len(adds), partitions)
+
+    def _release_failed_task_files(self) -> None:
+        """A Parquet writer whose close failed (disk full) keeps its file open in the JVM that ran
+        the task, so the deleted staging files hold their space until that stream is collected. In
+        local mode that JVM is this driver's: collect now, so that a session which goes on after the
+        failure (a notebook, the report, a retry in-process) gets the space back. Executors on a
+        cluster release theirs at their next GC; a spark-submit job exits and releases everything."""
+        try:
+            self.spark.sparkContext._jvm.System.gc()
+        except Exception:  # noqa: BLE001 - no JVM handle (Spark Connect): nothing to collect from here
+            pass
 
     def _check_fits(self, name: str, partition_by: str | None, schema) -> None:
         """A write onto an existing table needs its partitioning and its schema."""
