@@ -11,7 +11,9 @@ saved under ``<warehouse>/_features/spec/``; scoring re-uses the spec a model wa
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -121,6 +123,22 @@ def save_spec(warehouse: str, spec: FeatureSpec) -> str:
         fh.write(spec.version)
     os.replace(tmp, pointer)
     return path
+
+
+@contextlib.contextmanager
+def spec_fit_lock(warehouse: str):
+    """Held while a job loads-or-fits the CURRENT spec: the first days of a backfill start at once
+    on a fresh warehouse, and each fitting its own spec would encode neighbouring days differently.
+    An flock on the warehouse's local folder (the embedded default); the OS drops it when the
+    holder dies, so a killed job never leaves it taken."""
+    folder = spec_dir(warehouse)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, ".fit.lock"), "a", encoding="utf-8") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def load_spec(warehouse: str, version: str | None = None) -> FeatureSpec | None:
@@ -410,6 +428,18 @@ def read_raw_day(store, ds: str) -> dict[str, DataFrame]:
     return out
 
 
+def fit_and_save_spec(store, warehouse: str, cfg, ds: str, log=print) -> FeatureSpec:
+    fit_days = [d for d in window_days(ds, cfg.fit_window_days) if d in store.partition_counts("raw.exposures")]
+    log(f"fitting the feature spec on {fit_days[0]}..{fit_days[-1]} ({len(fit_days)} day(s))")
+    window = exposure_rows(store.read("raw.exposures", partitions=fit_days).where(F.col("user_id").isNotNull()),
+                           store.read("raw.users", partitions=fit_days).dropDuplicates(["user_id"]),
+                           store.read("raw.items", partitions=fit_days).dropDuplicates(["item_id"]))
+    spec = fit_spec(window, fit_days, cfg.min_count, cfg.max_vocab, cfg.numeric_buckets)
+    save_spec(warehouse, spec)
+    log(f"feature spec {spec.version}: exposure field dims {spec.field_dims('exposure')}")
+    return spec
+
+
 def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, num_responses: int,
                       job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
     """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec."""
@@ -422,15 +452,10 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
     rows = exposure_rows(labels(exposures.good, clicks.good, conversions.good), raw["raw.users"], raw["raw.items"])
     spec = None if refit else load_spec(warehouse)
     if spec is None:
-        fit_days = [d for d in window_days(ds, cfg.fit_window_days)
-                    if d in store.partition_counts("raw.exposures")]
-        log(f"fitting the feature spec on {fit_days[0]}..{fit_days[-1]} ({len(fit_days)} day(s))")
-        window = exposure_rows(store.read("raw.exposures", partitions=fit_days).where(F.col("user_id").isNotNull()),
-                               store.read("raw.users", partitions=fit_days).dropDuplicates(["user_id"]),
-                               store.read("raw.items", partitions=fit_days).dropDuplicates(["item_id"]))
-        spec = fit_spec(window, fit_days, cfg.min_count, cfg.max_vocab, cfg.numeric_buckets)
-        save_spec(warehouse, spec)
-        log(f"feature spec {spec.version}: exposure field dims {spec.field_dims('exposure')}")
+        with spec_fit_lock(warehouse):
+            spec = None if refit else load_spec(warehouse)  # fitted by the job we waited for
+            if spec is None:
+                spec = fit_and_save_spec(store, warehouse, cfg, ds, log)
     samples = samples_table(rows, spec, ds, cfg.valid_share, cfg.test_share)
     user_samples = user_samples_table(user_day.good, raw["raw.users"], spec, ds, num_responses,
                                       cfg.valid_share, cfg.test_share)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 from deltalake import DeltaTable
@@ -120,3 +121,35 @@ def test_missing_partition_and_missing_column_are_named(day, spark, tmp_path):
     shutil.copytree(store2.path("raw.items_copy"), store2.path("raw.items"))
     with pytest.raises(InputError, match=r"table raw.items: missing column\(s\) \['i_brand'\]"):
         build_features_days(broken)
+
+
+def test_two_first_feature_jobs_at_once_share_one_spec(spark, tmp_path):
+    # a backfill starts its first days together on a fresh warehouse: the job that waits for the
+    # spec lock must use the spec the other fitted (its own window would fit another one)
+    import threading
+
+    from liftlake.lib.features import build_feature_day, spec_dir
+
+    days = ["2026-11-20", "2026-11-21"]
+    ctx = make_ctx(spark, str(tmp_path / "wh"), days, "simulator.exposures=800")
+    simulate_days(ctx)
+    cfg = ctx.config
+    specs, errors = {}, []
+    start = threading.Barrier(2)
+
+    def first_feature_job(ds):
+        try:
+            start.wait()
+            specs[ds] = build_feature_day(ctx.store, ctx.store.root, cfg.features, ds, cfg.simulator.num_treatments,
+                                          cfg.simulator.num_responses, log=lambda *_: None).spec.version
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_feature_job, args=(ds,)) for ds in days]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert specs[days[0]] == specs[days[1]] == load_spec(ctx.store.root).version
+    assert [f for f in os.listdir(spec_dir(ctx.store.root)) if f.endswith(".json")] == [f"{specs[days[0]]}.json"]
