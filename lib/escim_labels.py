@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 
 from liftlake.lib.config import warehouse_path
 from liftlake.lib.features import load_spec, window_days
-from liftlake.lib.pipeline import log
+from liftlake.lib.pipeline import log, log_commits
 from liftlake.lib.runner import InputError
 from liftlake.lib.trainset import top_share_label
 
@@ -144,7 +144,7 @@ def label_day(store, config, ds: str, version: str, labeler) -> object:
     res = store.write(labels, "labels.escim_counterfactual", mode="overwrite_partitions", partition_values=[ds],
                       comment="ESCIM counterfactual conversion labels per exposure", column_comments=LABEL_COMMENTS)
     scored.unpersist()
-    log(f"escim-labels {ds}: labels.escim_counterfactual v{res.version} rows={res.rows} "
+    log(f"escim-labels {ds}: labels.escim_counterfactual rows={res.rows} staged "
         f"(ratio: top {k} of {n} non-clicked; max cut-off "
         f"{float(labeler.factual_pcvr_max):.4g})")
     return res
@@ -152,5 +152,7 @@ def label_day(store, config, ds: str, version: str, labeler) -> object:
 
 def escim_labels(ctx) -> None:
     version, labeler = fit_and_save_labeler(ctx.store, ctx.config, ctx.days[-1])
-    for ds in ctx.days:
-        label_day(ctx.store, ctx.config, ds, version, labeler)
+    with ctx.store.commit_together() as batch:
+        for ds in ctx.days:
+            label_day(ctx.store, ctx.config, ds, version, labeler)
+    log_commits("escim-labels", batch.results)

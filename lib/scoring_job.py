@@ -5,7 +5,7 @@ import dataclasses
 
 from liftlake.lib.config import ConfigError, warehouse_path
 from liftlake.lib.model_store import current_version, versions
-from liftlake.lib.pipeline import log
+from liftlake.lib.pipeline import log, log_commits
 from liftlake.lib.scoring import score_model_day, write_scores
 
 
@@ -34,14 +34,16 @@ def score_days(ctx, only_model: str | None = None, version: str | None = None) -
         log("score: no model has a CURRENT version yet; nothing to score")
         return {}
     summary = {}
-    for ds in ctx.days:
-        by_table: dict[str, list] = {}
-        for name, v in chosen:
-            table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
-                                           config.simulator.num_responses, config.simulator.num_treatments)
-            by_table.setdefault(table, []).append((name, frame))
-        for table, items in by_table.items():
-            res = write_scores(ctx.store, table, [f for _, f in items], [n for n, _ in items], ds)
-            summary[(ds, table)] = res.rows
-            log(f"score {ds}: {table} v{res.version} rows={res.rows} models={[n for n, _ in items]}")
+    with ctx.store.commit_together() as batch:  # scores.cvr and scores.uplift_user: both or neither
+        for ds in ctx.days:
+            by_table: dict[str, list] = {}
+            for name, v in chosen:
+                table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
+                                               config.simulator.num_responses, config.simulator.num_treatments)
+                by_table.setdefault(table, []).append((name, frame))
+            for table, items in by_table.items():
+                res = write_scores(ctx.store, table, [f for _, f in items], [n for n, _ in items], ds)
+                summary[(ds, table)] = res.rows
+                log(f"score {ds}: {table} rows={res.rows} models={[n for n, _ in items]} staged")
+    log_commits("score", batch.results)
     return summary

@@ -7,7 +7,10 @@ Two backends share one interface (``read``, ``write``, ``history``, ``vacuum``, 
   (row counts, null counts, min / max) and commits them in ONE Delta transaction through delta-rs.
   A partition overwrite commits the removes of the old files in that same transaction. Readers see
   all of a write or none of it; a write that dies before its commit leaves only unreferenced files,
-  which ``vacuum`` removes.
+  which ``vacuum`` removes. Inside ``store.commit_together()`` (every job that writes tables) the
+  commits wait until the job's last table is staged and are made one after the other at its end:
+  a job that fails while computing leaves every table as before, and a commit that fails there
+  has the job's earlier commits undone (their partitions get their old files back).
 * ``DeltaSparkStore`` (clusters that carry the Delta jars): plain ``format("delta")`` with
   ``replaceWhere`` for a partition overwrite.
 
@@ -22,8 +25,9 @@ import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -58,10 +62,31 @@ def validate_table_name(name: str) -> str:
 @dataclass(frozen=True)
 class WriteResult:
     table: str
-    version: int
+    version: int | None  # None while the commit waits for the end of ``commit_together()``
     rows: int
     files: int
     partitions: tuple[str, ...]
+
+
+@dataclass
+class _PendingCommit:
+    result: WriteResult
+    txn: str
+    commit: Callable[[], None]
+    discard: Callable[[], None]
+    undo: Callable[[set[str]], None]
+    committed: bool = False
+
+
+def _undo_txn(batch_txns: set[str]) -> str:
+    """The txn id the undo commits of a batch carry (one per batch, whatever the table)."""
+    return f"undo-{min(batch_txns)}"
+
+
+@dataclass
+class CommitBatch:
+    """What ``commit_together()`` yields: ``results`` holds the committed writes once it is left."""
+    results: list[WriteResult] = field(default_factory=list)
 
 
 def schema_mismatch(table: str, expected: StructType, got: StructType) -> str | None:
@@ -90,6 +115,14 @@ class TableStore:
     def __init__(self, spark: SparkSession, root: str):
         self.spark = spark
         self.root = os.path.abspath(root)
+        self._pending: list[_PendingCommit] | None = None
+
+    @contextmanager
+    def commit_together(self) -> Iterator[CommitBatch]:
+        """Writes inside wait for the end of the block and commit there, one table after the other.
+        This backend commits each write at once (Spark's Delta writer commits as it writes); the
+        delta-rs store defers them."""
+        yield CommitBatch()
 
     # -- names and paths ---------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -308,6 +341,72 @@ class DeltaRsStore(TableStore):
     def _staging_dir(self, name: str, txn: str) -> str:
         return os.path.join(self.path(name), "_staging", txn)
 
+    @contextmanager
+    def commit_together(self) -> Iterator[CommitBatch]:
+        """Stage every write of the block (Spark writes the Parquet, the files move into the table)
+        and commit them all at its end, in the order written. Delta has no transaction across
+        tables, so this is the next best: a failure while the block computes (the usual failure: a
+        bad row, a lost executor, a full disk) commits nothing and removes the staged files; a commit
+        that fails at the end undoes the block's commits made before it. What is left is a kill
+        inside the commit loop itself (milliseconds of delta-rs log writes), which a re-run of the
+        day repairs like any partition overwrite. Nested blocks join the outer one."""
+        batch = CommitBatch()
+        if self._pending is not None:
+            yield batch
+            return
+        self._pending = pending = []
+        try:
+            yield batch
+            for p in pending:
+                p.commit()
+                p.committed = True
+                batch.results.append(replace(p.result, version=self.version(p.result.table)))
+        except BaseException:
+            txns = {p.txn for p in pending}
+            for p in reversed(pending):
+                try:
+                    p.undo(txns) if p.committed else p.discard()
+                except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
+                    print(f"[liftlake] table {p.result.table}: could not undo the job's commit "
+                          f"({undo_error}); re-run the day to repair it", flush=True)
+            raise
+        finally:
+            self._pending = None
+
+    def _undo_partition_overwrite(self, name: str, before: int | None, partition_by: str,
+                                  values: Sequence[str], batch_txns: set[str], schema) -> None:
+        """Give the partitions of a committed overwrite their files of version ``before`` back (one
+        more commit, scoped to those partitions: other days written meanwhile stay)."""
+        from deltalake import DeltaTable
+        from deltalake.transaction import AddAction, CommitProperties
+
+        table_path = self.path(name)
+        if before is None:
+            # the batch created the table: remove it when every commit on it is the batch's own
+            ours = batch_txns | {_undo_txn(batch_txns)}
+            if all(h.get("liftlake.txn") in ours for h in DeltaTable(table_path).history()):
+                shutil.rmtree(table_path, ignore_errors=True)
+                return
+            old_paths = []
+        else:
+            old = pa.table(DeltaTable(table_path, version=before).get_add_actions(flatten=True))
+            key = f"partition.{partition_by}"
+            old_paths = [(path, value) for path, value in zip(old.column("path").to_pylist(),
+                                                              old.column(key).to_pylist())
+                         if str(value) in {str(v) for v in values}]
+        data_cols = [f.name for f in schema.fields if f.name != partition_by]
+        adds = []
+        for path, value in old_paths:
+            full = os.path.join(table_path, path)
+            adds.append(AddAction(path=path, size=os.path.getsize(full), partition_values={partition_by: value},
+                                  modification_time=int(os.path.getmtime(full) * 1000), data_change=True,
+                                  stats=_stats_from_footer(pq.read_metadata(full), data_cols)))
+        DeltaTable(table_path).create_write_transaction(
+            adds, "overwrite", schema, partition_by=[partition_by],
+            partition_filters=[(partition_by, "in", sorted(str(v) for v in values))],
+            commit_properties=CommitProperties(custom_metadata={"liftlake.mode": "undo",
+                                                                "liftlake.txn": _undo_txn(batch_txns)}))
+
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
               partition_by: str | None = "ds", comment: str | None = None,
               column_comments: dict[str, str] | None = None) -> WriteResult:
@@ -349,6 +448,17 @@ class DeltaRsStore(TableStore):
                                  f"{stray[:5]} outside the partitions it replaces {sorted(wanted)}")
 
         adds, moved = [], []
+
+        def discard() -> None:
+            # Nothing was committed: the moved files are unreferenced. Remove them so that a failed
+            # write leaves the folder as it found it (vacuum would also catch them).
+            for target in moved:
+                try:
+                    os.remove(target)
+                except OSError:
+                    pass
+            shutil.rmtree(staging, ignore_errors=True)
+
         try:
             for dirpath, _, filenames in os.walk(staging):
                 for fname in sorted(filenames):
@@ -376,19 +486,31 @@ class DeltaRsStore(TableStore):
             arrow_schema = to_arrow_schema(df.schema)
             fields = []
             for f in arrow_schema:
-                field = Field.from_arrow(f)
+                field_ = Field.from_arrow(f)
                 if column_comments and f.name in column_comments:
-                    field = Field(f.name, field.type, nullable=field.nullable,
-                                  metadata={"comment": column_comments[f.name]})
-                fields.append(field)
+                    field_ = Field(f.name, field_.type, nullable=field_.nullable,
+                                   metadata={"comment": column_comments[f.name]})
+                fields.append(field_)
             delta_schema = Schema(fields)
             rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
             props = CommitProperties(custom_metadata={"liftlake.rows": rows, "liftlake.mode": mode,
                                                       "liftlake.txn": txn}, max_commit_retries=5)
             partitions = tuple(sorted({a.partition_values.get(partition_by) or "" for a in adds})) \
                 if partition_by else ()
+        except BaseException:
+            discard()
+            raise
+        version_before: list[int | None] = []
+
+        def commit() -> None:
+            # the table may have appeared since the write was staged (an earlier write of the same
+            # commit_together() block, or another job)
+            exists_now = self.exists(name)
+            if exists_now:
+                self._check_fits(name, partition_by, df.schema)
+            version_before.append(self.version(name) if exists_now else None)
             created = False
-            if not exists:
+            if not exists_now:
                 try:
                     create_table_with_add_actions(
                         table_path, delta_schema, adds, mode="error",
@@ -403,29 +525,31 @@ class DeltaRsStore(TableStore):
                     self._check_fits(name, partition_by, df.schema)
             if not created:
                 table = DeltaTable(table_path)
-                if mode == "append":
-                    table.create_write_transaction(adds, "append", delta_schema,
-                                                   partition_by=[partition_by] if partition_by else None,
-                                                   commit_properties=props)
-                elif mode == "overwrite":
-                    table.create_write_transaction(adds, "overwrite", delta_schema,
+                if mode in ("append", "overwrite"):
+                    table.create_write_transaction(adds, mode, delta_schema,
                                                    partition_by=[partition_by] if partition_by else None,
                                                    commit_properties=props)
                 else:
                     filters = [(partition_by, "in", sorted({str(v) for v in partition_values}))]
                     table.create_write_transaction(adds, "overwrite", delta_schema, partition_by=[partition_by],
                                                    partition_filters=filters, commit_properties=props)
+
+        def undo(batch_txns: set[str]) -> None:
+            if mode != "overwrite_partitions":
+                raise TableError(f"table {name}: a committed {mode} write is not undone (only partition overwrites)")
+            self._undo_partition_overwrite(name, version_before[-1], partition_by, partition_values,
+                                           batch_txns, delta_schema)
+
+        result = WriteResult(name, None, rows, len(adds), partitions)
+        if self._pending is not None:
+            self._pending.append(_PendingCommit(result, txn, commit, discard, undo))
+            return result
+        try:
+            commit()
         except BaseException:
-            # Nothing was committed: the moved files are unreferenced. Remove them so that a failed
-            # write leaves the folder as it found it (vacuum would also catch them).
-            for target in moved:
-                try:
-                    os.remove(target)
-                except OSError:
-                    pass
-            shutil.rmtree(staging, ignore_errors=True)
+            discard()
             raise
-        return WriteResult(name, self.version(name), rows, len(adds), partitions)
+        return replace(result, version=self.version(name))
 
     def _release_failed_task_files(self) -> None:
         """A Parquet writer whose close failed (disk full) keeps its file open in the JVM that ran

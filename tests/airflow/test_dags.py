@@ -212,9 +212,9 @@ def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
 @pytest.mark.slow
 def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_daily_run, monkeypatch):
     """Run the same day again, and kill build_features' Spark driver (exit 137) on its first try after
-    ops.quarantine committed and after its features.samples files were moved into the table, before
-    that commit. Airflow retries the task (dag.test honours retries and their delay in-process); the
-    run ends with every table holding the same rows for the day as after the first run."""
+    ops.quarantine was staged and after its features.samples files were moved into the table, before
+    the job's commits. Airflow retries the task (dag.test honours retries and their delay in-process);
+    the run ends with every table holding the same rows for the day as after the first run."""
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
@@ -242,6 +242,6 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
         assert after[name]["version"] == tables[name]["version"] + 1, name
     # features.samples: the killed try committed nothing, the retry committed once.
     assert after["features.samples"]["version"] == tables["features.samples"]["version"] + 1
-    # ops.quarantine is written before features.samples: both tries committed it (so the first try
-    # really died at the features.samples commit), and it still holds one copy of the day.
-    assert after["ops.quarantine"]["version"] == tables["ops.quarantine"]["version"] + 2
+    # ops.quarantine is staged before features.samples, and the job's tables commit together at its
+    # end: the killed try committed neither, the retry each once; one copy of the day.
+    assert after["ops.quarantine"]["version"] == tables["ops.quarantine"]["version"] + 1

@@ -237,3 +237,60 @@ def test_sql_by_table_name(spark, store):
     rows = store.sql("select ds, count(*) as n from raw.events where label != 'raw.events' group by ds").collect()
     assert [(r.ds, r.n) for r in rows] == [("2026-11-20", 12)]
     assert "raw.events" in store.tables()
+
+
+def parquet_on_disk(store, name: str) -> set[str]:
+    root = store.path(name)
+    return {os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+            for d, _, fs in os.walk(root) for f in fs if f.endswith(".parquet") and "_staging" not in d}
+
+
+def test_writes_of_one_block_commit_at_its_end_or_not_at_all(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    files_before = store.referenced_files("raw.events")
+    # a failure after two writes were staged: neither is committed, their files are gone
+    with pytest.raises(RuntimeError, match="the job failed"):
+        with store.commit_together():
+            staged = store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events",
+                                 "overwrite_partitions", ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 5), "raw.other", "overwrite_partitions", ["2026-11-20"])
+            assert staged.version is None and store.version("raw.events") == 0
+            raise RuntimeError("the job failed")
+    assert store.version("raw.events") == 0 and store.referenced_files("raw.events") == files_before
+    assert parquet_on_disk(store, "raw.events") == files_before
+    assert not store.exists("raw.other")
+    # the same block left normally commits both, in the order written
+    with store.commit_together() as batch:
+        store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events", "overwrite_partitions",
+                    ["2026-11-20"])
+        store.write(day_frame(spark, "2026-11-20", 5), "raw.other", "overwrite_partitions", ["2026-11-20"])
+    assert [(r.table, r.version, r.rows) for r in batch.results] == [("raw.events", 1, 40), ("raw.other", 0, 5)]
+    assert store.read("raw.events").count() == 40
+
+
+def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, store, monkeypatch):
+    store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    store.write(day_frame(spark, "2026-11-21", 20, offset=500), "raw.events", "overwrite_partitions", ["2026-11-21"])
+    store.write(day_frame(spark, "2026-11-20", 7), "raw.last", "overwrite_partitions", ["2026-11-20"])
+    files_before = store.referenced_files("raw.events")
+    real = DeltaTable.create_write_transaction
+
+    def fail_on_the_last_table(self, *args, **kwargs):
+        if self.table_uri.rstrip("/").endswith("raw/last"):
+            raise OSError("commit of raw.last failed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", fail_on_the_last_table)
+    with pytest.raises(OSError, match="commit of raw.last failed"):
+        with store.commit_together():
+            store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events", "overwrite_partitions",
+                        ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 3), "raw.created", "overwrite_partitions", ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 9), "raw.last", "overwrite_partitions", ["2026-11-20"])
+    monkeypatch.undo()
+    # raw.events was committed, then given its old files back: the same rows, from the same files
+    assert store.version("raw.events") == 3
+    assert store.referenced_files("raw.events") == files_before
+    assert store.partition_counts("raw.events") == {"2026-11-20": 30, "2026-11-21": 20}
+    assert not store.exists("raw.created")  # made by the block alone: removed
+    assert store.version("raw.last") == 0 and store.read("raw.last").count() == 7
