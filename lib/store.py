@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -368,7 +369,7 @@ class DeltaRsStore(TableStore):
                     p.undo(txns) if p.committed else p.discard()
                 except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
                     print(f"[liftlake] table {p.result.table}: could not undo the job's commit "
-                          f"({undo_error}); re-run the day to repair it", flush=True)
+                          f"({undo_error}); re-run the day to repair it", file=sys.stderr, flush=True)
             raise
         finally:
             self._pending = None
