@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from liftlake.lib.config import warehouse_path
-from liftlake.lib.features import load_spec, window_days
+from liftlake.lib.features import load_spec, require_day_spec, spec_versions_by_day, window_days
 from liftlake.lib.pipeline import log, log_commits
 from liftlake.lib.runner import InputError
 from liftlake.lib.trainset import top_share_label
@@ -55,7 +55,9 @@ def claim_version(folder: str, staging: str) -> str:
                 raise
 
 
-def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object]:
+def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
+    """(labeler version, labeler, feature spec version): fitted on the window's days encoded with the
+    spec of its last day (the labeler's embeddings index that spec's vocabularies)."""
     from liftlake.models.escim import EscimLabelParams, fit_counterfactual_labeler
 
     warehouse = warehouse_path(config)
@@ -63,10 +65,19 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object]:
     days = [d for d in window_days(ds, config.escim_labels.window_days) if d in have]
     if not days:
         raise InputError(f"table features.samples has no partition in the window ending {ds}")
-    spec = load_spec(warehouse)
-    cols = spec.columns("exposure")
     version_read = store.version("features.samples")
-    df = store.read("features.samples", version=version_read, partitions=days).where(F.col("split") == "train")
+    window = store.read("features.samples", version=version_read, partitions=days)
+    specs = spec_versions_by_day(window)
+    if len(specs[days[-1]]) != 1:
+        raise InputError(f"table features.samples: ds={days[-1]} mixes feature specs {sorted(specs[days[-1]])} "
+                         f"(rule: one spec per day; rebuild the day's features)")
+    spec = load_spec(warehouse, next(iter(specs[days[-1]])))
+    other = [d for d in days if specs[d] != {spec.version}]
+    if other:
+        log(f"escim labeler: leaving out {other}: encoded with another feature spec than {spec.version}")
+        days = [d for d in days if d not in other]
+    cols = spec.columns("exposure")
+    df = window.where(F.col("ds").isin(days) & (F.col("split") == "train"))
     total = sum(have[d] for d in days)
     fraction = min(1.0, config.escim_labels.max_fit_rows / max(total, 1))
     pdf = df.sample(fraction=fraction, seed=config.train.seed).select(*cols, "click", "conversion") \
@@ -87,8 +98,9 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object]:
                    "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
                    "features.samples version": version_read}, fh, indent=1)
     version = claim_version(folder, staging)
-    log(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]}")
-    return version, labeler
+    log(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]} "
+        f"(feature spec {spec.version})")
+    return version, labeler, spec.version
 
 
 def _load_labeler(warehouse: str, version: str):
@@ -125,11 +137,13 @@ def _pcvr_batches(batches: Iterator[pd.DataFrame], warehouse: str, version: str,
                             "pcvr_cf": out["pcvr_cf"].numpy().astype(np.float64)})
 
 
-def label_day(store, config, ds: str, version: str, labeler) -> object:
+def label_day(store, config, ds: str, version: str, labeler, spec_version: str) -> object:
     warehouse = warehouse_path(config)
-    spec = load_spec(warehouse)
+    spec = load_spec(warehouse, spec_version)
     cols = spec.columns("exposure")
-    day = store.read("features.samples", partitions=[ds]).select("exposure_id", *cols, "click")
+    rows = store.read("features.samples", partitions=[ds])
+    require_day_spec(rows, "features.samples", ds, spec.version, f"the ESCIM labeler {version}")
+    day = rows.select("exposure_id", *cols, "click")
     schema = T.StructType([T.StructField("exposure_id", T.StringType()), T.StructField("click", T.IntegerType()),
                            T.StructField("pcvr_cf", T.DoubleType())])
     scored = day.mapInPandas(lambda it: _pcvr_batches(it, warehouse, version, cols), schema=schema).cache()
@@ -151,8 +165,8 @@ def label_day(store, config, ds: str, version: str, labeler) -> object:
 
 
 def escim_labels(ctx) -> None:
-    version, labeler = fit_and_save_labeler(ctx.store, ctx.config, ctx.days[-1])
+    version, labeler, spec_version = fit_and_save_labeler(ctx.store, ctx.config, ctx.days[-1])
     with ctx.store.commit_together() as batch:
         for ds in ctx.days:
-            label_day(ctx.store, ctx.config, ds, version, labeler)
+            label_day(ctx.store, ctx.config, ds, version, labeler, spec_version)
     log_commits("escim-labels", batch.results)

@@ -156,6 +156,24 @@ def load_spec(warehouse: str, version: str | None = None) -> FeatureSpec | None:
         return FeatureSpec.from_json(fh.read())
 
 
+def require_day_spec(rows: DataFrame, table: str, ds: str, spec_version: str, user: str) -> None:
+    """Refuse a day of ``table`` encoded with another spec than the one ``user`` (a model, the
+    ESCIM labeler) was built on: its ids would index other vocabulary entries, silently."""
+    versions = sorted(r[0] for r in rows.select("feature_spec_version").distinct().limit(3).collect())
+    if versions != [spec_version]:
+        raise InputError(f"table {table}: ds={ds} is encoded with feature spec {versions}, {user} with "
+                         f"{spec_version} (rule: a day is read with the spec it was encoded with; rebuild the "
+                         f"day's features with that spec, or retrain)")
+
+
+def spec_versions_by_day(rows: DataFrame) -> dict[str, set[str]]:
+    """{ds: feature spec versions its rows carry}: one row per day and spec reaches the driver."""
+    found: dict[str, set[str]] = {}
+    for r in rows.select("ds", "feature_spec_version").distinct().collect():
+        found.setdefault(r[0], set()).add(r[1])
+    return found
+
+
 # -- checks of the raw input ---------------------------------------------------------------------
 def check_raw_schema(table: str, df: DataFrame, expected: T.StructType) -> None:
     """Refuse missing columns and wrong types (naming them); extra columns are ignored but named."""

@@ -14,7 +14,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from liftlake.lib.features import FeatureSpec
+from liftlake.lib.features import FeatureSpec, require_day_spec
 from liftlake.lib.runner import InputError
 
 CVR_SCHEMA = T.StructType([
@@ -115,11 +115,7 @@ def day_rows(store, spec: FeatureSpec, level: str, ds: str) -> DataFrame:
     if missing:
         raise InputError(f"table {table}: column(s) {missing} of the model's feature spec {spec.version} "
                          f"are missing on ds={ds}")
-    versions = [r[0] for r in df.select("feature_spec_version").distinct().limit(3).collect()]
-    if versions != [spec.version]:
-        raise InputError(f"table {table}: ds={ds} is encoded with feature spec {versions}, the model with "
-                         f"{spec.version} (rule: score with the spec the model was trained on; rebuild the day's "
-                         f"features with that spec or retrain)")
+    require_day_spec(df, table, ds, spec.version, "the model")
     return df
 
 

@@ -163,3 +163,26 @@ def test_a_day_encoded_with_another_feature_spec_is_refused_before_writing(world
                                          rf"\['{day_spec}'\], the model with {model_spec}"):
         score(ctx, "dcmt", versions["dcmt"])
     assert (ctx.store.version("scores.cvr"), ctx.store.partition_counts("scores.cvr")) == before
+
+
+def test_the_escim_labeler_reads_a_day_with_the_spec_it_was_encoded_with(world):
+    # after the previous test the day is encoded with a refitted spec; point CURRENT back at the
+    # first one, as a later refit or a concurrent first day can leave it
+    import json
+
+    from liftlake.lib.escim_labels import escim_labels, label_day, labeler_dir
+    from liftlake.lib.features import FeatureSpec, load_spec, save_spec
+    from liftlake.lib.model_store import load_artifact
+
+    ctx, versions = world
+    day_spec = ctx.store.read("features.samples", partitions=[DS]).select("feature_spec_version").first()[0]
+    model_spec = FeatureSpec.from_json(load_artifact(ctx.store.root, "dcmt", versions["dcmt"]).feature_spec_json)
+    save_spec(ctx.store.root, model_spec)
+    assert load_spec(ctx.store.root).version == model_spec.version != day_spec
+    escim_labels(ctx)
+    latest = sorted(v for v in os.listdir(labeler_dir(ctx.store.root)) if v.startswith("v"))[-1]
+    with open(os.path.join(labeler_dir(ctx.store.root), latest, "labeler.json"), encoding="utf-8") as fh:
+        assert json.load(fh)["feature_spec"] == day_spec
+    with pytest.raises(InputError, match=rf"features.samples: ds={DS} is encoded with feature spec "
+                                         rf"\['{day_spec}'\], the ESCIM labeler v0001 with {model_spec.version}"):
+        label_day(ctx.store, ctx.config, DS, "v0001", None, model_spec.version)
