@@ -16,6 +16,10 @@ What it does, in order:
    ``airflow backfill create --dag-id liftlake_daily --from-date D1 --to-date DN --max-active-runs C``
    and ``airflow dags unpause liftlake_daily``. The metadata DB is polled (read-only SQLite) until
    every backfill run has finished; run states, every task try, and durations are read from it.
+   Before it, unless ``--models ''``: the day before the first backfilled day is simulated, its features
+   built (this fits the warehouse's feature spec) and the ``--models`` trained on it with the ``liftlake``
+   CLI (local launcher, one epoch), their CURRENT pointers set, so every backfilled day's ``score`` task
+   writes ``scores.cvr`` / ``scores.uplift_user`` with them.
 3. The reference: for every day d, a one-day run of the same day (simulate -> build features ->
    ESCIM labels -> score) in its own fresh warehouse, as library calls in one long-lived
    SparkSession with the same YAML and Spark settings the jobs get (``local[1]``).
@@ -33,7 +37,9 @@ Two settings make a one-day run comparable to a day inside a backfill (both writ
   warehouse, and reused by every later day. The reference warehouse of day d gets the spec version the
   backfill's ``features.samples`` names for d (a re-run of one day in the production warehouse uses that
   spec too); without it a fresh warehouse fits its own spec on d and the ``f_*`` encodings differ by
-  design. The report lists which spec versions the backfill used for which days.
+  design. The report lists which spec versions the backfill used for which days. The reference
+  warehouse of d also gets a copy of the seeded models (``_models/<name>``), as a re-run of d in the
+  production warehouse would score with them.
 
 Excluded columns (they differ by design between two warehouses): ``labels.escim_counterfactual.labeler_version``
 (a per-warehouse counter ``v0001, v0002, ...`` of fitted labelers). No table has a write timestamp or job
@@ -348,12 +354,49 @@ KNOWN_CAUSES = {
 }
 
 
+def seed_models(conf_file: Path, warehouse: Path, seed_day: str, models: list[str], logdir: Path) -> dict:
+    """Simulate and build the day before the backfill and train ``models`` on it, with the ``liftlake`` CLI
+    (each command its own spark-submit-like process, like a person would run them); CURRENT of each model
+    points at the new version afterwards, so that the backfill's ``score`` tasks have models to score with.
+
+    The evaluation gate of ``liftlake train`` judges a model trained on one small day; where it holds CURRENT
+    back the bench sets it anyway (said in the report): the bench measures scoring, not model quality."""
+    from liftlake.lib import model_store
+
+    cli = str(Path(sys.executable).parent / "liftlake")
+    common = ["--ds", seed_day, "--conf", str(conf_file), "--set", f"warehouse.path={warehouse}", "--quiet-config"]
+    steps = [["simulate"], ["build-features"]] + [
+        ["train", "--model", m, "--set", "train.launcher=local", "--set", "train.epochs=1"] for m in models]
+    logdir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    for step in steps:
+        log_file = logdir / f"seed-{'-'.join(step[:1] + step[2:3])}.log"
+        log(f"seed {seed_day}: liftlake {' '.join(step[:3])} (log {log_file})")
+        with open(log_file, "w", encoding="utf-8") as fh:
+            rc = subprocess.run([cli, step[0], *common, *step[1:]], stdout=fh, stderr=subprocess.STDOUT,
+                                cwd=str(REPO), timeout=1800).returncode
+        if rc != 0:
+            raise RuntimeError(f"seeding failed: liftlake {' '.join(step)} exited {rc}; see {log_file}")
+    seeded = {}
+    for m in models:
+        latest = model_store.versions(str(warehouse), m)[-1]
+        gate_passed = model_store.current_version(str(warehouse), m) == latest
+        if not gate_passed:
+            model_store.set_current(str(warehouse), m, latest)
+        seeded[m] = {"version": latest, "gate_passed": gate_passed}
+    log(f"seeded {seed_day} and models {seeded} in {time.time() - started:.0f} s")
+    return {"day": seed_day, "models": seeded, "seconds": time.time() - started}
+
+
 def run_backfill(args, work: Path, days: list[str]) -> dict:
     home, warehouse = work / "airflow_home", work / "warehouse"
     home.mkdir(parents=True)
     warehouse.mkdir(parents=True)
     conf_file = work / "liftlake-bench.yaml"
     conf_file.write_text(bench_yaml(args.exposures), encoding="utf-8")
+    models = [m for m in args.models.split(",") if m]
+    seed_day = (dt.date.fromisoformat(days[0]) - dt.timedelta(days=1)).isoformat()
+    seed = seed_models(conf_file, warehouse, seed_day, models, work / "logs") if models else None
     port = free_port()
     parallelism = max(2 * args.concurrency, 4)
     env = airflow_env(home, warehouse, conf_file, days[0], port, parallelism)
@@ -362,7 +405,7 @@ def run_backfill(args, work: Path, days: list[str]) -> dict:
                   "conf_yaml": bench_yaml(args.exposures), "executor": "LocalExecutor", "database": "SQLite",
                   "parallelism": parallelism, "pool_slots": args.concurrency,
                   "backfill_max_active_runs": args.concurrency, "spark_master": "local[1]",
-                  "start_date_env": days[0]}
+                  "start_date_env": days[0], "seed": seed}
 
     log("airflow db migrate")
     airflow_cli(env, "db", "migrate", timeout=600)
@@ -389,7 +432,7 @@ def run_backfill(args, work: Path, days: list[str]) -> dict:
                                 f"--to-date {days[-1]} --max-active-runs {args.concurrency}")
 
     services = Services(env, work / "logs")
-    (work / "logs").mkdir()
+    (work / "logs").mkdir(exist_ok=True)
     try:
         services.start("api-server", "api-server")
         wait_for_port(port, services)
@@ -497,7 +540,8 @@ def summarize(snap: dict, home: Path, days: list[str]) -> dict:
 
 
 # -- the reference: one-day runs in process -------------------------------------------------------------
-def reference_days(spark, conf_file: Path, ref_root: Path, backfill_store, days: list[str]) -> dict:
+def reference_days(spark, conf_file: Path, ref_root: Path, backfill_store, days: list[str],
+                   models: Iterable[str] = ()) -> dict:
     import argparse as _argparse
 
     from liftlake.lib.config import load_config
@@ -520,6 +564,9 @@ def reference_days(spark, conf_file: Path, ref_root: Path, backfill_store, days:
             if len(rows) == 1:
                 spec_version = rows[0][0]
                 save_spec(str(wh), load_spec(backfill_store.root, spec_version))
+        for name in models:  # the backfill's trained models (artifacts and CURRENT), not its checkpoints
+            shutil.copytree(Path(backfill_store.root) / "_models" / name, wh / "_models" / name,
+                            ignore=shutil.ignore_patterns("_checkpoints"))
         sets = [f"warehouse.path={wh}"]
         config = load_config([str(conf_file)], sets, env={})
         ns = _argparse.Namespace(conf=[str(conf_file)], overrides=sets, json=False, model=None, quiet_config=True)
@@ -571,7 +618,8 @@ def verdict(result: dict) -> tuple[str, str]:
     n = bf["runs_expected"]
     mism = sum(not r["match"] for rows in comp.values() for r in rows)
     days_ok = sum(bool(rows) and all(r["match"] for r in rows) for rows in comp.values())
-    if bf["runs_failed"] or bf["tasks_failed"] or mism:
+    unscored = days_without_scores(result)
+    if bf["runs_failed"] or bf["tasks_failed"] or mism or unscored:
         status = "FAIL"
     elif bf.get("timed_out") or bf["runs_success"] < n:
         status = "INCOMPLETE"
@@ -584,8 +632,18 @@ def verdict(result: dict) -> tuple[str, str]:
                f"{result['config']['timeout_min']:g}-minute limit stopped it" if bf.get("timed_out") else "")
             + f") in {fmt_s(bf['wall_s'])} s; {bf['tasks_failed']} failed tasks; {len(bf['failed_tries'])} failed "
             f"tries (retried by Airflow); {days_ok}/{len(comp)} compared days match their one-day run on "
-            f"every table ({mism} table mismatches).")
+            f"every table ({mism} table mismatches)"
+            + (f"; {len(unscored)} days without scores from the seeded models" if unscored else "") + ".")
     return status, text
+
+
+def days_without_scores(result: dict) -> list[str]:
+    """Compared days where models were seeded but the backfill wrote no scores: a match of two empty
+    score tables would say nothing."""
+    if not ((result["backfill"].get("seed") or {}).get("models")):
+        return []
+    scored = lambda rows: {r["table"] for r in rows if r["table"].startswith("scores.") and (r["rows_a"] or 0) > 0}
+    return [ds for ds, rows in (result.get("comparison") or {}).items() if not scored(rows)]
 
 
 def write_report(path: Path, result: dict) -> None:
@@ -609,6 +667,17 @@ def write_report(path: Path, result: dict) -> None:
     L.append(f"- Every task is `spark-submit jobs/<job>.py` against the Spark connection `{SPARK_CONN_ID}` "
              f"(`local[1]`), into one fresh warehouse. `LIFTLAKE_CONF`:")
     L += ["", "```yaml", bf["conf_yaml"].rstrip(), "```", ""]
+    seed = bf.get("seed")
+    if seed:
+        L.append(f"- Models: before the backfill, {seed['day']} (the day before the first) was simulated and its "
+                 f"features built with the `liftlake` CLI into the same warehouse (this fitted its feature spec), "
+                 f"then " + ", ".join(
+                     f"{m} {v['version']}" + ("" if v["gate_passed"] else " (CURRENT set by the bench: the "
+                                              "evaluation gate held it back)")
+                     for m, v in seed["models"].items())
+                 + f" trained on it (`liftlake train`, local launcher, 1 epoch; {fmt_s(seed['seconds'])} s in all) and "
+                 f"made CURRENT, so every `score` task scores the day with them. The reference warehouses get a "
+                 f"copy of these models.")
     L.append("- Reference: each day run alone (simulate -> build features -> ESCIM labels -> score, the "
              "library calls of the jobs) in its own fresh warehouse, in one SparkSession (`local[1]`, the "
              "same YAML).")
@@ -650,9 +719,11 @@ def write_report(path: Path, result: dict) -> None:
               + " Tries and states are read before the bench stops the scheduler; the tasks still running "
                 "then are killed by that stop and not counted."]
     L += ["", "Task durations (successful tries, seconds, from the metadata DB, including the tries of runs "
-              "not finished when stopped). Each includes the `spark-submit` start-up (JVM and Python driver): "
-              "`score` (no model has a CURRENT version in a fresh warehouse) and `publish` do almost no work, so "
-              "their time is close to that fixed cost per task.", "",
+              "not finished when stopped). Each includes the `spark-submit` start-up (JVM and Python driver)"
+              + (": `publish` (a metadata read) does almost no work, so its time is close to that fixed cost per "
+                 "task." if bf.get("seed") else
+                 ": `score` (no model has a CURRENT version in a fresh warehouse) and `publish` do almost no "
+                 "work, so their time is close to that fixed cost per task."), "",
           "| task | n | mean | median | min | max | total |", "|---|---|---|---|---|---|---|"]
     for task in TASKS:
         s = bf["task_seconds"].get(task)
@@ -697,6 +768,9 @@ def write_report(path: Path, result: dict) -> None:
     L += ["", "Mismatches:" if mism else "Mismatches: none.", ""]
     for r in mism:
         L.append(f"- {r['ds']} `{r['table']}`: {r['reason']} (rows backfill {r['rows_a']}, reference {r['rows_b']})")
+    unscored = days_without_scores(result)
+    if unscored:
+        L += ["", f"Days without scores although models were seeded: {', '.join(unscored)}."]
     if refs:
         secs = [v["seconds"] for v in refs.values()]
         L += ["", f"Reference one-day runs: {len(refs)} days, {fmt_s(sum(secs))} s in all "
@@ -720,6 +794,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-min", type=float, default=120.0,
                         help="stop the backfill after this many minutes and compare the days it finished")
     parser.add_argument("--progress-s", type=float, default=30.0)
+    parser.add_argument("--models", default="dcmt,unimvt",
+                        help="trained on the day before the backfill so that its score tasks score; '' for none")
     parser.add_argument("--render", metavar="JSON", help="only rewrite --out from the JSON of an earlier run")
     args = parser.parse_args(argv)
     t_start = time.time()
@@ -741,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                     "command": command.strip(), "machine": machine(), "days": days,
                     "config": {"days": args.days, "first_day": days[0], "last_day": days[-1],
-                               "exposures": args.exposures, "concurrency": args.concurrency,
+                               "exposures": args.exposures, "concurrency": args.concurrency, "models": args.models,
                                "pool_slots": args.concurrency, "timeout_min": args.timeout_min,
                                "excluded_columns": EXCLUDED_COLUMNS}}
     log(f"{args.days} days {days[0]}..{days[-1]}, {args.exposures} exposures/day, concurrency {args.concurrency}; "
@@ -752,6 +828,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{bf['tasks_failed']} failed tasks, {len(bf['failed_tries'])} failed tries, wall {fmt_s(bf['wall_s'])} s")
 
     os.environ["PYARROW_IGNORE_TIMEZONE"] = "1"
+    from pyspark.sql import functions as F
+
     from liftlake.lib.config import load_config
     from liftlake.lib.spark import build_session
     from liftlake.lib.store import DeltaRsStore
@@ -765,13 +843,16 @@ def main(argv: list[str] | None = None) -> int:
         backfill_store = DeltaRsStore(spark, bf["warehouse"])
         if backfill_store.exists("features.samples"):
             specs: dict[str, list[str]] = {}
-            for r in backfill_store.read("features.samples").groupBy("feature_spec_version", "ds").count() \
+            for r in backfill_store.read("features.samples").where(F.col("ds").isin(days)) \
+                    .groupBy("feature_spec_version", "ds").count() \
                     .orderBy("ds").collect():
                 specs.setdefault(r["feature_spec_version"], []).append(r["ds"])
             result["feature_specs"] = specs
         finished = [d for d in days if bf["by_day"].get(d, {}).get("state") in ("success", "failed")]
         t = time.time()
-        result["reference"] = reference_days(spark, Path(bf["conf_file"]), work / "reference", backfill_store, finished)
+        seeded = list(((bf.get("seed") or {}).get("models") or {}))
+        result["reference"] = reference_days(spark, Path(bf["conf_file"]), work / "reference", backfill_store,
+                                             finished, seeded)
         result["reference_s"] = time.time() - t
         t = time.time()
         result["comparison"] = compare_days(spark, bf["warehouse"], result["reference"])

@@ -14,7 +14,7 @@ from liftlake.lib.store import DeltaRsStore
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # bench/ is a folder of the checkout, not an installed package
     sys.path.insert(0, str(REPO))
-from bench.backfill import compare_table, fingerprint  # noqa: E402
+from bench.backfill import compare_table, fingerprint, verdict  # noqa: E402
 
 DAY = "2026-11-20"
 ROWS = [(f"e{i}", i % 3, float(i) / 7.0, None if i % 4 == 0 else f"u{i}", f"v000{i % 2 + 1}", DAY)
@@ -88,3 +88,24 @@ def test_excluded_columns_and_missing_partitions(spark, tmp_path, a):
     assert not res["match"] and res["reason"] == "missing in backfill"
     assert fingerprint(b.read(table).where(F.col("ds") == DAY))["hash"] == \
         fingerprint(b.read(table, partitions=[DAY]))["hash"]
+
+
+def _result(score_rows: dict, seeded: bool) -> dict:
+    """A finished one-day backfill whose tables all match; ``score_rows`` are the backfill's rows per
+    scores table."""
+    rows = [{"table": "raw.exposures", "match": True, "rows_a": 3000}] + [
+        {"table": t, "match": True, "rows_a": n} for t, n in score_rows.items()]
+    seed = {"day": "2026-11-19", "models": {"dcmt": {"version": "v0001", "gate_passed": True}}} if seeded else None
+    backfill = {"runs_expected": 1, "runs_success": 1, "runs_failed": 0, "tasks_failed": 0, "failed_tries": [],
+                "timed_out": False, "wall_s": 60.0, "seed": seed}
+    return {"backfill": backfill, "comparison": {DAY: rows}, "config": {"timeout_min": 120}}
+
+
+def test_a_day_without_scores_fails_the_bench_when_models_were_seeded():
+    """Two empty score tables match, and would say nothing about scoring: with seeded models a day must
+    have scores in the backfill."""
+    assert verdict(_result({"scores.cvr": 3000, "scores.uplift_user": 900}, seeded=True))[0] == "PASS"
+    status, line = verdict(_result({"scores.cvr": 0}, seeded=True))
+    assert status == "FAIL" and "1 days without scores" in line
+    assert verdict(_result({}, seeded=True))[0] == "FAIL"
+    assert verdict(_result({}, seeded=False))[0] == "PASS"  # --models '': nothing to score, nothing asked
