@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv first (tools/setup-env; fast when done).
-.PHONY: setup quickstart test bench bench-backfill package
+.PHONY: setup quickstart test test-reliability bench bench-backfill package
 
 setup:
 	@bash tools/setup-env
@@ -9,6 +9,10 @@ quickstart: setup
 
 test: setup
 	.venv/bin/python -m pytest -q -ra tests
+
+# Every bad-input and fault case of docs/reliability.md (a subset of `make test`)
+test-reliability: setup
+	.venv/bin/python -m pytest -q -ra -m reliability tests
 
 bench: setup
 	.venv/bin/python -m bench.run

@@ -31,3 +31,11 @@ def warehouse(tmp_path, monkeypatch):
 
 def pytest_configure(config):
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def pytest_collection_modifyitems(config, items):
+    # tests/reliability/ is all reliability cases; the others carry the mark where they are defined.
+    folder = os.path.join(os.path.dirname(__file__), "reliability") + os.sep
+    for item in items:
+        if str(item.path).startswith(folder):
+            item.add_marker(pytest.mark.reliability)

@@ -209,6 +209,7 @@ def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
     assert not [name for name in tables if name.startswith("scores.")]
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_daily_run, monkeypatch):
     """Run the same day again, and kill build_features' Spark driver (exit 137) on its first try after

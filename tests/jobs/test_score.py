@@ -84,6 +84,7 @@ def test_spark_scores_equal_the_model_called_directly(world):
         np.testing.assert_allclose(spark_scores[k].to_numpy(), direct[k], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.reliability
 def test_scoring_job_killed_before_its_commit_changes_nothing(world):
     # killed while staging the second table (scores.uplift_user, after scores.cvr was staged): the
     # job's tables commit together at its end, so neither changes
@@ -100,6 +101,7 @@ def test_scoring_job_killed_before_its_commit_changes_nothing(world):
     assert {t: (ctx.store.version(t), ctx.store.referenced_files(t)) for t in tables} == before
 
 
+@pytest.mark.reliability
 def test_a_day_without_features_is_refused_before_writing(world):
     ctx, versions = world
     other = make_ctx(ctx.spark, ctx.store.root, ["2026-11-23"])
@@ -146,6 +148,7 @@ def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
     assert any(not torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.reliability
 def test_a_day_encoded_with_another_feature_spec_is_refused_before_writing(world):
     # runs last in this module: it re-encodes the day with a freshly fitted spec
     from liftlake.lib.features import load_spec
@@ -165,6 +168,7 @@ def test_a_day_encoded_with_another_feature_spec_is_refused_before_writing(world
     assert (ctx.store.version("scores.cvr"), ctx.store.partition_counts("scores.cvr")) == before
 
 
+@pytest.mark.reliability
 def test_the_escim_labeler_reads_a_day_with_the_spec_it_was_encoded_with(world):
     # after the previous test the day is encoded with a refitted spec; point CURRENT back at the
     # first one, as a later refit or a concurrent first day can leave it

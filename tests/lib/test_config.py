@@ -32,6 +32,7 @@ def test_set_and_env_override(tmp_path):
     ("model:\n  name: dcmt\n  params: {towers: 3}\n", "model.params", "unknown parameter"),
     ("bogus:\n  x: 1\n", "bogus", "unknown key"),
 ])
+@pytest.mark.reliability
 def test_bad_config_names_file_key_and_rule(tmp_path, yaml_text, key, rule):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml_text)
@@ -41,6 +42,7 @@ def test_bad_config_names_file_key_and_rule(tmp_path, yaml_text, key, rule):
     assert str(path) in msg and key in msg and rule in msg, msg
 
 
+@pytest.mark.reliability
 def test_bad_set_names_the_flag():
     with pytest.raises(ConfigError, match=r"--set: train.num_processes: must be an integer in \[1, 64\]"):
         load_config([], ["train.num_processes=0"], env={})
@@ -54,6 +56,7 @@ def run_cli(*args, env_extra=None, tmp_path=None):
                           env=env, timeout=120, cwd=tmp_path)
 
 
+@pytest.mark.reliability
 def test_cli_exit_code_2_with_one_line_for_bad_config(tmp_path):
     proc = run_cli("simulate", "--ds", "2026-11-20", "--set", "simulator.exposures=-5", tmp_path=tmp_path)
     assert proc.returncode == 2

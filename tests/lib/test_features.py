@@ -32,6 +32,7 @@ def day(spark, tmp_path_factory):
     return ctx, summary
 
 
+@pytest.mark.reliability
 def test_every_row_is_kept_or_quarantined_with_its_rule(day):
     ctx, summary = day
     store = ctx.store
@@ -66,6 +67,7 @@ def test_encoded_ids_stay_inside_the_spec(day):
     assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
 
 
+@pytest.mark.reliability
 def test_exposures_outside_the_day_are_quarantined(spark):
     # the simulator never writes these; a late or clock-skewed log line does
     import datetime as dt
@@ -103,6 +105,7 @@ def test_rerunning_the_day_keeps_row_counts(day):
         assert after["version"] == info["version"] + 1, t
 
 
+@pytest.mark.reliability
 def test_missing_partition_and_missing_column_are_named(day, spark, tmp_path):
     ctx, _ = day
     other = make_ctx(spark, ctx.store.root, ["2026-11-25"])
@@ -123,6 +126,7 @@ def test_missing_partition_and_missing_column_are_named(day, spark, tmp_path):
         build_features_days(broken)
 
 
+@pytest.mark.reliability
 def test_two_first_feature_jobs_at_once_share_one_spec(spark, tmp_path):
     # a backfill starts its first days together on a fresh warehouse: the job that waits for the
     # spec lock must use the spec the other fitted (its own window would fit another one)

@@ -77,6 +77,7 @@ def test_partition_read(spark, store):
     assert store.read("raw.events", partitions=["2026-11-22"]).count() == 0
 
 
+@pytest.mark.reliability
 def test_schema_mismatch_names_the_columns(spark, store):
     store.write(day_frame(spark, "2026-11-20", 5), "raw.events", "append")
     bad = day_frame(spark, "2026-11-21", 5).drop("label").withColumn("extra", F.lit(1)) \
@@ -88,6 +89,7 @@ def test_schema_mismatch_names_the_columns(spark, store):
     assert store.version("raw.events") == 0
 
 
+@pytest.mark.reliability
 def test_overwrite_refuses_rows_outside_the_partition(spark, store):
     with pytest.raises(TableError, match="outside the partitions"):
         store.write(day_frame(spark, "2026-11-21", 5), "raw.events", "overwrite_partitions", ["2026-11-20"])
@@ -101,12 +103,14 @@ def test_overwrite_refuses_rows_outside_the_partition(spark, store):
     assert not os.path.isdir(staging) or not os.listdir(staging)  # the staged files are gone
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("name", ["raw", "raw.Events", "../etc.passwd", "raw.events;drop", "a.b.c", "raw.`x`"])
 def test_table_names_outside_the_rule_are_refused(name):
     with pytest.raises(TableError, match="a-z0-9_"):
         validate_table_name(name)
 
 
+@pytest.mark.reliability
 def test_failure_before_commit_leaves_table_unchanged(spark, store, monkeypatch):
     store.write(day_frame(spark, "2026-11-20", 20), "raw.events", "overwrite_partitions", ["2026-11-20"])
     monkeypatch.setenv("LIFTLAKE_FAULT_BEFORE_COMMIT", "raw.events")
@@ -120,6 +124,7 @@ def test_failure_before_commit_leaves_table_unchanged(spark, store, monkeypatch)
     assert len(parquet) == len(store.referenced_files("raw.events"))
 
 
+@pytest.mark.reliability
 def test_a_failed_spark_write_leaves_no_staging_folder(spark, store):
     store.write(day_frame(spark, "2026-11-20", 20), "raw.events", "overwrite_partitions", ["2026-11-20"])
     # a row that fails while Spark writes the staged files (the task's error is not retried away)
@@ -145,6 +150,7 @@ store.write(df, "raw.killed", "overwrite_partitions", ["2026-11-20"])
 """
 
 
+@pytest.mark.reliability
 def test_process_killed_before_commit_leaves_only_unreferenced_files(spark, store, tmp_path):
     store.write(spark.range(10).withColumnRenamed("id", "event_id").withColumn("ds", F.lit("2026-11-20")),
                 "raw.killed", "overwrite_partitions", ["2026-11-20"])
@@ -166,6 +172,7 @@ def test_process_killed_before_commit_leaves_only_unreferenced_files(spark, stor
     assert delta_rows(store.path("raw.killed")) == 10
 
 
+@pytest.mark.reliability
 def test_concurrent_writers_lose_nothing(spark, store):
     store.write(day_frame(spark, "2026-11-19", 3), "raw.events", "append")
     errors = []
@@ -186,6 +193,7 @@ def test_concurrent_writers_lose_nothing(spark, store):
     assert len(ids) == len(set(ids)) == 53
 
 
+@pytest.mark.reliability
 def test_losing_the_race_to_create_a_table_commits_onto_it(spark, store, monkeypatch):
     # two days of a backfill both find no table and both create it: the second must land on the
     # first one's table (seen in the 30-day Airflow backfill, where it cost a retry)
@@ -209,6 +217,7 @@ def test_losing_the_race_to_create_a_table_commits_onto_it(spark, store, monkeyp
     assert real_exists("raw.events") and store.version("raw.events") == 1
 
 
+@pytest.mark.reliability
 def test_concurrent_overwrites_of_one_day_leave_one_whole_write(spark, store):
     store.write(day_frame(spark, "2026-11-20", 3), "raw.events", "overwrite_partitions", ["2026-11-20"])
     outcomes = []
@@ -245,6 +254,7 @@ def parquet_on_disk(store, name: str) -> set[str]:
             for d, _, fs in os.walk(root) for f in fs if f.endswith(".parquet") and "_staging" not in d}
 
 
+@pytest.mark.reliability
 def test_writes_of_one_block_commit_at_its_end_or_not_at_all(spark, store):
     store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
     files_before = store.referenced_files("raw.events")
@@ -268,6 +278,7 @@ def test_writes_of_one_block_commit_at_its_end_or_not_at_all(spark, store):
     assert store.read("raw.events").count() == 40
 
 
+@pytest.mark.reliability
 def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, store, monkeypatch):
     store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
     store.write(day_frame(spark, "2026-11-21", 20, offset=500), "raw.events", "overwrite_partitions", ["2026-11-21"])

@@ -260,6 +260,7 @@ def test_predict_returns_exactly_ctr_cvr_ctcvr(name):
     torch.testing.assert_close(pred["cvr"], model(batch)["cvr"])  # DCMT: the factual head
 
 
+@pytest.mark.reliability
 def test_predict_refuses_out_of_vocabulary_ids():
     dims, batch = synthetic(8)
     model = build_model("esmm", dims, {})
@@ -293,6 +294,7 @@ def _corrupt(batch, kind, dims):
     ("id_out_of_range", "outside"), ("negative_id", "outside"), ("click_is_2", "0 or 1"),
     ("conversion_nan", "NaN"), ("conversion_on_non_click", "conversion label on a non-click"),
     ("wrong_label_shape", "shape")])
+@pytest.mark.reliability
 def test_bad_batches_raise_bad_batch_error(name, kind, message):
     dims, batch = synthetic(16)
     model = build_model(name, dims, {"embed_dim": 4, "hidden_dims": [8]})
@@ -328,6 +330,7 @@ def test_registry_lists_the_eleven_cvr_models():
     ({"propensity_clip": 0.0}, "propensity_clip"),
     ({"lambda_c": -1.0}, "lambda_c"),
 ])
+@pytest.mark.reliability
 def test_bad_parameters_fail_before_training(params, message):
     with pytest.raises(ModelConfigError, match=message):
         build_model("escm2_ips", DIMS, params)

@@ -146,6 +146,7 @@ def test_feature_selection_depends_on_the_treatment_only():
     assert torch.allclose(w[0], w[1]) and not torch.allclose(w[0], w[2])
 
 
+@pytest.mark.reliability
 def test_bad_batches_raise():
     model = build_model("hmum", FIELD_DIMS, SMALL)
     for key, value, match in [

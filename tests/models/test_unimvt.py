@@ -221,6 +221,7 @@ def test_coupon_decision_only_returns_zero_or_a_grid_value():
         assert (gn[~issued] == 0).all()
 
 
+@pytest.mark.reliability
 def test_bad_batches_raise():
     model = model_with()
     bad = tiny_batch()
@@ -241,6 +242,7 @@ def test_bad_batches_raise():
         model.compute_loss(bad, tiny_out())
 
 
+@pytest.mark.reliability
 def test_bad_params_raise():
     with pytest.raises(ModelConfigError):
         build_model("unimvt", FIELD_DIMS, {"t_min": 3.0, "t_max": 1.0})

@@ -84,6 +84,7 @@ def test_horovod_two_ranks(spark, plan, single_process_auc, tmp_path):
     assert abs(auc - single_process_auc) <= 0.01, (auc, single_process_auc)
 
 
+@pytest.mark.reliability
 def test_killed_run_resumes_to_the_same_step_count(plan, tmp_path):
     from liftlake.lib.training import TrainingError
 
@@ -97,6 +98,7 @@ def test_killed_run_resumes_to_the_same_step_count(plan, tmp_path):
     assert resumed["final_digest"] == fresh["final_digest"]
 
 
+@pytest.mark.reliability
 def test_nan_loss_stops_with_the_step(plan, tmp_path):
     from liftlake.lib.training import TrainingError
 
