@@ -384,8 +384,14 @@ def seed_models(conf_file: Path, warehouse: Path, seed_day: str, models: list[st
         if not gate_passed:
             model_store.set_current(str(warehouse), m, latest)
         seeded[m] = {"version": latest, "gate_passed": gate_passed}
-    log(f"seeded {seed_day} and models {seeded} in {time.time() - started:.0f} s")
-    return {"day": seed_day, "models": seeded, "seconds": time.time() - started}
+    seconds = time.time() - started
+    log(f"seeded {seed_day} and models {seeded} in {seconds:.0f} s")
+    return {"day": seed_day, "models": seeded, "seconds": seconds}
+
+
+def seeded_models(backfill: dict) -> list[str]:
+    """The models seed_models() trained for this backfill (none with ``--models ''``)."""
+    return list((backfill.get("seed") or {}).get("models") or {})
 
 
 def run_backfill(args, work: Path, days: list[str]) -> dict:
@@ -640,10 +646,10 @@ def verdict(result: dict) -> tuple[str, str]:
 def days_without_scores(result: dict) -> list[str]:
     """Compared days where models were seeded but the backfill wrote no scores: a match of two empty
     score tables would say nothing."""
-    if not ((result["backfill"].get("seed") or {}).get("models")):
+    if not seeded_models(result["backfill"]):
         return []
-    scored = lambda rows: {r["table"] for r in rows if r["table"].startswith("scores.") and (r["rows_a"] or 0) > 0}
-    return [ds for ds, rows in (result.get("comparison") or {}).items() if not scored(rows)]
+    return [ds for ds, rows in (result.get("comparison") or {}).items()
+            if not any(r["table"].startswith("scores.") and (r["rows_a"] or 0) > 0 for r in rows)]
 
 
 def write_report(path: Path, result: dict) -> None:
@@ -850,9 +856,8 @@ def main(argv: list[str] | None = None) -> int:
             result["feature_specs"] = specs
         finished = [d for d in days if bf["by_day"].get(d, {}).get("state") in ("success", "failed")]
         t = time.time()
-        seeded = list(((bf.get("seed") or {}).get("models") or {}))
         result["reference"] = reference_days(spark, Path(bf["conf_file"]), work / "reference", backfill_store,
-                                             finished, seeded)
+                                             finished, seeded_models(bf))
         result["reference_s"] = time.time() - t
         t = time.time()
         result["comparison"] = compare_days(spark, bf["warehouse"], result["reference"])
