@@ -28,8 +28,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from liftlake.models.base import BadBatchError, LossOutput
-from liftlake.models.cvr import (CvrModel, CvrParams, _check_clip, _require, ctcvr_risk, ctr_risk, ips_risk,
-                                 log_loss, propensity)
+from liftlake.models.cvr_base import (
+    CvrModel,
+    CvrParams,
+    _check_clip,
+    _require,
+    ctcvr_risk,
+    ctr_risk,
+    ips_risk,
+    log_loss,
+    propensity,
+)
 from liftlake.models.layers import MLP, FieldEmbedding
 from liftlake.models.registry import register
 

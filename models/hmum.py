@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from liftlake.models.base import LiftlakeModel, LossOutput
-from liftlake.models.layers import MLP, MMoE, FieldEmbedding
+from liftlake.models.layers import MLP, FieldEmbedding, MMoE
 from liftlake.models.registry import register
-from liftlake.models.uplift import check_multi_treatment_batch
-
+from liftlake.models.uplift_base import check_multi_treatment_batch
 
 # --------------------------------------------------------------------------------------------
 # Pure pieces (tested on their own).

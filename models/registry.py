@@ -16,7 +16,9 @@ FAMILIES = ("cvr", "uplift")
 
 # Modules whose import registers models; kept here so the registry is complete without the
 # caller knowing which file holds which model.
-_MODEL_MODULES = ("liftlake.models.cvr", "liftlake.models.escim", "liftlake.models.uplift",
+_MODEL_MODULES = ("liftlake.models.esmm", "liftlake.models.escm2", "liftlake.models.dcmt", "liftlake.models.escim",
+                  "liftlake.models.meta_learners", "liftlake.models.representation", "liftlake.models.dose_response",
+                  "liftlake.models.interaction",
                   "liftlake.models.unimvt", "liftlake.models.hmum")
 
 

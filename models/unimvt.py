@@ -20,8 +20,7 @@ from torch import nn
 from liftlake.models.base import LiftlakeModel, LossOutput
 from liftlake.models.layers import MLP, FieldEmbedding
 from liftlake.models.registry import register
-from liftlake.models.uplift import COUPON_KEYS, check_coupon_batch
-
+from liftlake.models.uplift_base import COUPON_KEYS, check_coupon_batch
 
 # --------------------------------------------------------------------------------------------
 # Pure pieces (tested on their own).

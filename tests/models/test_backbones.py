@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from liftlake.models.backbones import (AutoIntBackbone, BackboneConfig, CrossLayer, build_backbone,
-                                       fm_pairwise)
+from liftlake.models.backbones import AutoIntBackbone, BackboneConfig, CrossLayer, build_backbone, fm_pairwise
 from liftlake.models.layers import FieldEmbedding
 
 FIELD_DIMS = [5, 4, 3]
@@ -42,7 +41,7 @@ def test_unknown_backbone_is_a_clear_value_error():
 
 
 def test_backbone_config_reads_a_params_dataclass_and_a_mapping():
-    from liftlake.models.cvr import CvrParams
+    from liftlake.models.cvr_base import CvrParams
 
     cfg = BackboneConfig.from_params(CvrParams(hidden_dims=(7,), cross_layers=3))
     assert cfg.hidden_dims == (7,) and cfg.cross_layers == 3 and cfg.autoint_heads == 2

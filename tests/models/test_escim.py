@@ -9,8 +9,15 @@ import pytest
 import torch
 
 from liftlake.models.base import BadBatchError
-from liftlake.models.escim import (CounterfactualLabeler, EscimLabelParams, fit_counterfactual_labeler, kl_weight,
-                                   label_counterfactuals, max_transform, ratio_transform)
+from liftlake.models.escim import (
+    CounterfactualLabeler,
+    EscimLabelParams,
+    fit_counterfactual_labeler,
+    kl_weight,
+    label_counterfactuals,
+    max_transform,
+    ratio_transform,
+)
 from liftlake.models.registry import build_model
 
 DIMS = [4, 6, 3]

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from liftlake.models.base import BadBatchError
+from liftlake.models.dose_response import truncated_power_basis
 from liftlake.models.registry import ModelConfigError, build_model
-from liftlake.models.uplift import linear_mmd, truncated_power_basis
+from liftlake.models.representation import linear_mmd
 
 FIELD_DIMS = [4, 6, 3]
 SMALL = {"embed_dim": 4, "hidden_dims": [16, 8], "head_dims": [8]}
