@@ -1,26 +1,17 @@
-"""One distribution, one import namespace: lib/, models/ and jobs/ install as liftlake.lib,
-liftlake.models and liftlake.jobs, so nothing called ``lib`` or ``models`` lands in site-packages.
-Versions are pinned in constraints.txt, which the setup script (tools/setup-env) applies."""
-from setuptools import setup
+"""One distribution, one import namespace: lib/, models/, jobs/ and conf/ import as liftlake.lib,
+liftlake.models, liftlake.jobs and liftlake.conf through the symlinks in liftlake/, so the imports
+resolve from the files alone (editors, type checkers) and nothing called ``lib`` or ``models`` lands
+in site-packages. Versions are pinned in constraints.txt, which the setup script (tools/setup-env)
+applies."""
+from setuptools import find_packages, setup
 
 setup(
     name="liftlake",
     version="0.1.0",
     description="Causal CTR / CVR and uplift models on Spark + Delta Lake",
     python_requires=">=3.11,<3.12",
-    packages=["liftlake", "liftlake.lib", "liftlake.models", "liftlake.jobs", "liftlake.conf",
-              "liftlake.conf.models", "liftlake.conf.jobs"],
-    package_dir={
-        "liftlake": "liftlake",
-        "liftlake.lib": "lib",
-        "liftlake.models": "models",
-        "liftlake.jobs": "jobs",
-        "liftlake.conf": "conf",
-        "liftlake.conf.models": "conf/models",
-        "liftlake.conf.jobs": "conf/jobs",
-    },
-    package_data={"liftlake.conf": ["*.yaml"], "liftlake.conf.models": ["*.yaml"],
-                  "liftlake.conf.jobs": ["*.yaml"]},
+    packages=find_packages(include=["liftlake", "liftlake.*"]),
+    package_data={"liftlake": ["py.typed"], "liftlake.conf": ["*.yaml"], "liftlake.conf.models": ["*.yaml"]},
     install_requires=[
         "pyspark>=4.0,<4.1",
         "pyarrow==14.0.2",
@@ -37,5 +28,5 @@ setup(
         "airflow": ["apache-airflow>=3.3,<3.4", "apache-airflow-providers-apache-spark>=6"],
         "test": ["pytest>=8", "scikit-uplift==0.5.1", "duckdb>=2.0,<2.1"],
     },
-    entry_points={"console_scripts": ["liftlake=liftlake.lib.cli:main"]},
+    entry_points={"console_scripts": ["liftlake=liftlake.lib.cli.main:main"]},
 )

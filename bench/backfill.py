@@ -361,7 +361,7 @@ def seed_models(conf_file: Path, warehouse: Path, seed_day: str, models: list[st
 
     The evaluation gate of ``liftlake train`` judges a model trained on one small day; where it holds CURRENT
     back the bench sets it anyway (said in the report): the bench measures scoring, not model quality."""
-    from liftlake.lib import model_store
+    from liftlake.lib.artifacts import model_store
 
     cli = str(Path(sys.executable).parent / "liftlake")
     common = ["--ds", seed_day, "--conf", str(conf_file), "--set", f"warehouse.path={warehouse}", "--quiet-config"]
@@ -550,13 +550,14 @@ def reference_days(spark, conf_file: Path, ref_root: Path, backfill_store, days:
                    models: Iterable[str] = ()) -> dict:
     import argparse as _argparse
 
+    from liftlake.lib.artifacts.feature_specs import load_spec, save_spec
+    from liftlake.lib.cli.runner import JobContext
     from liftlake.lib.config import load_config
-    from liftlake.lib.escim_labels import escim_labels
-    from liftlake.lib.features import load_spec, save_spec
-    from liftlake.lib.pipeline import build_features_days, simulate_days
-    from liftlake.lib.runner import JobContext
-    from liftlake.lib.scoring_job import score_days
-    from liftlake.lib.store import DeltaRsStore
+    from liftlake.lib.pipelines.build_features import build_features_days
+    from liftlake.lib.pipelines.escim_labels import escim_labels
+    from liftlake.lib.pipelines.score import score_days
+    from liftlake.lib.pipelines.simulate import simulate_days
+    from liftlake.lib.storage.store import DeltaRsStore
 
     out = {}
     for i, ds in enumerate(days):
@@ -587,7 +588,7 @@ def reference_days(spark, conf_file: Path, ref_root: Path, backfill_store, days:
 
 
 def compare_days(spark, backfill_wh: str, references: dict) -> dict:
-    from liftlake.lib.store import DeltaRsStore
+    from liftlake.lib.storage.store import DeltaRsStore
 
     a = DeltaRsStore(spark, backfill_wh)
     out = {}
@@ -837,8 +838,8 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     from liftlake.lib.config import load_config
-    from liftlake.lib.spark import build_session
-    from liftlake.lib.store import DeltaRsStore
+    from liftlake.lib.storage.spark import build_session
+    from liftlake.lib.storage.store import DeltaRsStore
 
     cfg = load_config([bf["conf_file"]], [], env={})
     # The jobs' Spark settings (the bench YAML); the console progress bar off (output only).

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -109,9 +108,9 @@ def machine() -> dict:
 
 # -- contexts ----------------------------------------------------------------------------------------------
 def job_context(warehouse: str, overrides: list[str], days: list[str], spark):
+    from liftlake.lib.cli.runner import JobContext
     from liftlake.lib.config import load_config
-    from liftlake.lib.runner import JobContext
-    from liftlake.lib.store import open_store
+    from liftlake.lib.storage.store import open_store
 
     config = load_config([], [f"warehouse.path={warehouse}", *overrides], env={})
     args = argparse.Namespace(conf=[], overrides=[f"warehouse.path={warehouse}", *overrides], json=False,
@@ -142,8 +141,9 @@ from e left join read_parquet({users}) u on e.user_id = u.user_id
 
 
 def bench_pipeline(spark, size: int, ds: str, root: str) -> dict:
-    from liftlake.lib.escim_labels import escim_labels
-    from liftlake.lib.pipeline import build_features_days, simulate_days
+    from liftlake.lib.pipelines.build_features import build_features_days
+    from liftlake.lib.pipelines.escim_labels import escim_labels
+    from liftlake.lib.pipelines.simulate import simulate_days
 
     warehouse = os.path.join(root, f"wh-{size}")
     shutil.rmtree(warehouse, ignore_errors=True)
@@ -199,7 +199,8 @@ def inmemory_loop(plan, epochs: int = 1) -> float:
     every core; samples/s of its best epoch, as for the launchers."""
     import torch
 
-    from liftlake.lib.training import batch_columns, read_all, to_batch
+    from liftlake.lib.training.loop import read_all
+    from liftlake.lib.training.plan import batch_columns, to_batch
     from liftlake.models.registry import build_model
 
     torch.manual_seed(plan.seed)
@@ -225,8 +226,8 @@ def inmemory_loop(plan, epochs: int = 1) -> float:
 
 
 def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, launchers: list[tuple[str, int]]) -> dict:
-    from liftlake.lib.trainer import build_plan
-    from liftlake.lib.training import launch
+    from liftlake.lib.training.launchers import launch
+    from liftlake.lib.training.plan import build_plan
 
     out: dict = {"model": model, "runs": []}
     for launcher, procs in launchers:
@@ -253,12 +254,12 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
 
 # -- section: scoring ---------------------------------------------------------------------------------------------
 def bench_scoring(spark, warehouse: str, ds: str, model: str, version: str) -> dict:
+    from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.config import warehouse_path
-    from liftlake.lib.evaluation import layout_for, predict_frame
-    from liftlake.lib.features import FeatureSpec
-    from liftlake.lib.model_store import load_artifact
-    from liftlake.lib.scoring import score_model_day, write_scores
-    from liftlake.lib.training import batch_columns
+    from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
+    from liftlake.lib.features.spec import FeatureSpec
+    from liftlake.lib.scoring.scorer import score_model_day, write_scores
+    from liftlake.lib.training.plan import batch_columns
 
     ctx = job_context(warehouse, [], [ds], spark)
     art = load_artifact(warehouse_path(ctx.config), model, version)
@@ -369,7 +370,7 @@ def capacity_section(info: dict, pipeline: list, training: list, scoring: list) 
     size = max(p["exposures"] for p in pipeline)
     steps = daily_steps(pipeline, scoring)[size]
     need = BILLION / WINDOW_S
-    lines = [f"## Capacity: 1 billion exposures a day inside a 2-hour window", "",
+    lines = ["## Capacity: 1 billion exposures a day inside a 2-hour window", "",
              f"Measured at {size:,} exposures on {cores} cores (per core = rows/s / {cores}). "
              f"Needed: {BILLION:,} / {WINDOW_S:,} s = {need:,.0f} exposures/s.", "",
              "| step | exposures/s | per core | cores for 1B in 2 h |", "|---|---|---|---|"]
@@ -404,7 +405,7 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
     lines = ["# liftlake benchmark report", "",
              f"Run {info['started']} on {info['machine']['platform']}, {info['machine']['cpus']} CPU cores, "
              f"{info['machine']['memory_gib']} GiB, GPU: {info['machine']['gpu']}.",
-             f"Versions: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()
+             "Versions: " + ", ".join(f"{k} {v}" for k, v in info["machine"].items()
                                        if k in ("python", "pyspark", "torch", "deltalake", "duckdb")) + ".",
              f"Command: `{info['command']}`. " + (
                  "Every figure below was measured in this run." if not info.get("carried") else
@@ -488,7 +489,7 @@ def main(argv=None) -> int:
             parser.error(f"--pipeline-only carries training and scoring from {previous}, which does not exist")
         with open(previous, encoding="utf-8") as fh:
             carried = json.load(fh)
-    from liftlake.lib.spark import build_session
+    from liftlake.lib.storage.spark import build_session
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
@@ -515,9 +516,8 @@ def main(argv=None) -> int:
     if not args.quick:
         launchers += [("horovod", 1), ("horovod", 2)]
     training, scoring = [], []
-    from liftlake.lib.model_store import versions
-
-    from liftlake.lib.trainer import train
+    from liftlake.lib.artifacts.model_store import versions
+    from liftlake.lib.pipelines.train import train
 
     for model in BENCH_MODELS:
         print(f"[bench] training {model}", file=sys.stderr, flush=True)

@@ -3,8 +3,8 @@
 Raw logs -> features.samples, features.user_samples and ops.quarantine for each day."""
 import sys
 
-from liftlake.lib.pipeline import build_features_days
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
+from liftlake.lib.pipelines.build_features import build_features_days
 
 
 def main(argv=None) -> int:

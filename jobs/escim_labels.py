@@ -4,12 +4,12 @@ Fits the ESCIM labeler on the window ending at the last day and writes
 labels.escim_counterfactual for each day (partition overwrite)."""
 import sys
 
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
 
 
 def main(argv=None) -> int:
     def body(ctx):
-        from liftlake.lib.escim_labels import escim_labels
+        from liftlake.lib.pipelines.escim_labels import escim_labels
 
         escim_labels(ctx)
 

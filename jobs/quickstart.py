@@ -4,8 +4,8 @@ simulate -> build features -> ESCIM labels -> train one model per family -> scor
 tables it wrote and one SQL query over them. Days: the ``quickstart`` section of conf/base.yaml."""
 import sys
 
-from liftlake.lib.quickstart import run_quickstart
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
+from liftlake.lib.pipelines.quickstart import run_quickstart
 
 
 def main(argv=None) -> int:

@@ -4,12 +4,12 @@ Checks each paper's headline claim on the simulator against its truth (mean +- s
 writes reports/report.md with PNG figures. Benchmarks (speed) are `python -m bench.run`."""
 import sys
 
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
 
 
 def main(argv=None) -> int:
     def body(ctx):
-        from liftlake.lib.report import run_report
+        from liftlake.lib.pipelines.report import run_report
 
         print(run_report(ctx))
 

@@ -4,7 +4,7 @@ Scores the day with every model that has a CURRENT version (or the one named), w
 scores.cvr and scores.uplift_user with a partition overwrite of the day."""
 import sys
 
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
 
 
 def main(argv=None) -> int:
@@ -12,7 +12,7 @@ def main(argv=None) -> int:
         parser.add_argument("--version", help="score with this version instead of CURRENT (needs --model)")
 
     def body(ctx):
-        from liftlake.lib.scoring_job import score_days
+        from liftlake.lib.pipelines.score import score_days
 
         score_days(ctx, only_model=ctx.args.model, version=ctx.args.version)
 

@@ -4,8 +4,8 @@ Writes the simulator's raw logs and ground truth for each day (partition overwri
 day replaces it)."""
 import sys
 
-from liftlake.lib.pipeline import simulate_days
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
+from liftlake.lib.pipelines.simulate import simulate_days
 
 
 def main(argv=None) -> int:

@@ -1,8 +1,8 @@
 """liftlake sql "select ... from features.samples where ds = '2026-11-20'" [--json]"""
 import sys
 
-from liftlake.lib.pipeline import print_query
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
+from liftlake.lib.pipelines.sql import print_query
 
 
 def main(argv=None) -> int:

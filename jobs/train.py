@@ -5,12 +5,12 @@ store, evaluates it on the test split and moves the model's CURRENT pointer if t
 import json
 import sys
 
-from liftlake.lib.runner import run_job
+from liftlake.lib.cli.runner import run_job
 
 
 def main(argv=None) -> int:
     def body(ctx):
-        from liftlake.lib.trainer import train
+        from liftlake.lib.pipelines.train import train
 
         summary = train(ctx, ctx.days[-1])
         if ctx.args.json:

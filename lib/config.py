@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from liftlake.lib.simulator import SimulatorConfig
+from liftlake.lib.sim.simulator import SimulatorConfig
 
 
 class ConfigError(ValueError):

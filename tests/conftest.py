@@ -8,7 +8,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark():
-    from liftlake.lib.spark import build_session
+    from liftlake.lib.storage.spark import build_session
 
     session = build_session(
         "liftlake-tests",

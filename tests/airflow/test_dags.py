@@ -121,8 +121,8 @@ def test_train_dag_has_one_independent_task_per_model(dagbag):
         assert task.application_args[0] == "--ds"
         assert task.application_args[2:] == ["--conf", conf, "--model", name]
     # The week [Sun 2026-11-15, Sun 2026-11-22) trains on the window ending at its last day.
-    from airflow.sdk.execution_time import macros
     import pendulum
+    from airflow.sdk.execution_time import macros
 
     template = dag.get_task("train_unimvt").application_args[1]
     rendered = dag.get_template_env().from_string(template).render(

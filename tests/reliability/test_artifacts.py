@@ -9,8 +9,8 @@ import shutil
 import pytest
 import torch
 
-from liftlake.lib import model_store
-from liftlake.lib.model_store import ArtifactError, load_artifact, save_artifact
+from liftlake.lib.artifacts import model_store
+from liftlake.lib.artifacts.model_store import ArtifactError, load_artifact, save_artifact
 from liftlake.models.registry import build_model
 
 FIELDS = [10, 5, 3]

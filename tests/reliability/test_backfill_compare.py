@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from liftlake.lib.store import DeltaRsStore
+from liftlake.lib.storage.store import DeltaRsStore
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # bench/ is a folder of the checkout, not an installed package

@@ -7,8 +7,8 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from liftlake.lib import store as store_module
-from liftlake.lib.store import DeltaRsStore
+from liftlake.lib.storage import store as store_module
+from liftlake.lib.storage.store import DeltaRsStore
 
 
 def frame(spark, n, ds="2026-11-20", offset=0):

@@ -43,8 +43,8 @@ CHILD = textwrap.dedent("""
     from deltalake import DeltaTable
     from pyspark import TaskContext
     from pyspark.sql import functions as F
-    from liftlake.lib.spark import build_session
-    from liftlake.lib.store import DeltaRsStore
+    from liftlake.lib.storage.spark import build_session
+    from liftlake.lib.storage.store import DeltaRsStore
 
     master, warehouse, marker, max_failures = sys.argv[1:5]
     DAY, OLD_DAY, ROWS, OLD_ROWS = "2026-11-20", "2026-11-19", 40_000, 1_000

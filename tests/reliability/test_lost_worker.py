@@ -20,8 +20,8 @@ CHILD = textwrap.dedent("""
     import pandas as pd
     from pyspark import TaskContext
     from pyspark.sql import functions as F
-    from liftlake.lib.spark import build_session
-    from liftlake.lib.store import DeltaRsStore
+    from liftlake.lib.storage.spark import build_session
+    from liftlake.lib.storage.store import DeltaRsStore
 
     warehouse, marker = sys.argv[1], sys.argv[2]
     spark = build_session("lost-worker", master="local[2,4]",

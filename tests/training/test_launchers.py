@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from liftlake.lib.training import TrainPlan, launch, train_rank
+from liftlake.lib.training.launchers import launch
+from liftlake.lib.training.loop import train_rank
+from liftlake.lib.training.plan import TrainPlan
 
 FIELDS = [50, 20, 10]
 
@@ -86,7 +88,7 @@ def test_horovod_two_ranks(spark, plan, single_process_auc, tmp_path):
 
 @pytest.mark.reliability
 def test_killed_run_resumes_to_the_same_step_count(plan, tmp_path):
-    from liftlake.lib.training import TrainingError
+    from liftlake.lib.training.plan import TrainingError
 
     ckpt = str(tmp_path / "ckpt")
     interrupted = dataclasses.replace(plan, checkpoint_dir=ckpt, stop_after_steps=60, checkpoint_every_steps=25)
@@ -100,7 +102,7 @@ def test_killed_run_resumes_to_the_same_step_count(plan, tmp_path):
 
 @pytest.mark.reliability
 def test_nan_loss_stops_with_the_step(plan, tmp_path):
-    from liftlake.lib.training import TrainingError
+    from liftlake.lib.training.plan import TrainingError
 
     bad = dataclasses.replace(plan, learning_rate=1e12, optimizer="sgd", checkpoint_dir=str(tmp_path / "c"))
     with pytest.raises(TrainingError, match=r"loss is (nan|inf).*epoch \d+ step \d+ on rank 0"):

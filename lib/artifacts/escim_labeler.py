@@ -1,0 +1,111 @@
+"""ESCIM's counterfactual labeler as an artifact under ``<warehouse>/_models/_escim_labeler``: fitted on a bounded
+sample of the window, saved with a claimed version, loaded once per Python worker."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import uuid
+
+import numpy as np
+import torch
+from pyspark.sql import functions as F
+
+from liftlake.lib.artifacts.feature_specs import load_spec
+from liftlake.lib.cli.runner import InputError
+from liftlake.lib.config import warehouse_path
+from liftlake.lib.days import window_days
+from liftlake.lib.features.spec import spec_versions_by_day
+
+logger = logging.getLogger(__name__)
+
+
+def labeler_dir(warehouse: str) -> str:
+    return os.path.join(warehouse, "_models", "_escim_labeler")
+
+
+def claim_version(folder: str, staging: str) -> str:
+    """Publish the complete ``staging`` folder as the next free ``vNNNN`` under ``folder``: the rename
+    fails when another job took that number first (a version folder is never empty), and the
+    next number is tried."""
+    while True:
+        existing = sorted(v for v in os.listdir(folder) if v.startswith("v"))
+        version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
+        try:
+            os.rename(staging, os.path.join(folder, version))
+            return version
+        except OSError:
+            if not os.path.isdir(os.path.join(folder, version)):
+                raise
+
+
+def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
+    """(labeler version, labeler, feature spec version): fitted on the window's days encoded with the
+    spec of its last day (the labeler's embeddings index that spec's vocabularies)."""
+    from liftlake.models.escim import EscimLabelParams, fit_counterfactual_labeler
+
+    warehouse = warehouse_path(config)
+    have = store.partition_counts("features.samples")
+    days = [d for d in window_days(ds, config.escim_labels.window_days) if d in have]
+    if not days:
+        raise InputError(f"table features.samples has no partition in the window ending {ds}")
+    version_read = store.version("features.samples")
+    window = store.read("features.samples", version=version_read, partitions=days)
+    specs = spec_versions_by_day(window)
+    if len(specs[days[-1]]) != 1:
+        raise InputError(f"table features.samples: ds={days[-1]} mixes feature specs {sorted(specs[days[-1]])} "
+                         f"(rule: one spec per day; rebuild the day's features)")
+    spec = load_spec(warehouse, next(iter(specs[days[-1]])))
+    other = [d for d in days if specs[d] != {spec.version}]
+    if other:
+        logger.info(f"escim labeler: leaving out {other}: encoded with another feature spec than {spec.version}")
+        days = [d for d in days if d not in other]
+    cols = spec.columns("exposure")
+    df = window.where(F.col("ds").isin(days) & (F.col("split") == "train"))
+    total = sum(have[d] for d in days)
+    fraction = min(1.0, config.escim_labels.max_fit_rows / max(total, 1))
+    pdf = df.sample(fraction=fraction, seed=config.train.seed).select(*cols, "click", "conversion") \
+        .limit(config.escim_labels.max_fit_rows).toPandas()
+    params = EscimLabelParams(**config.escim_labels.params)
+    x = torch.from_numpy(np.stack([pdf[c].to_numpy(np.int64) for c in cols], axis=1))
+    labeler = fit_counterfactual_labeler(x, torch.from_numpy(pdf["click"].to_numpy(np.float32)),
+                                         torch.from_numpy(pdf["conversion"].to_numpy(np.float32)),
+                                         spec.field_dims("exposure"), params, log=logger.info)
+    folder = labeler_dir(warehouse)
+    os.makedirs(folder, exist_ok=True)
+    # a staging folder of this job's own: two jobs fitting at once never write into each other's
+    staging = os.path.join(folder, f"_staging-{uuid.uuid4().hex[:12]}")
+    os.makedirs(staging)
+    torch.save(labeler.state_dict(), os.path.join(staging, "weights.pt"))
+    with open(os.path.join(staging, "labeler.json"), "w", encoding="utf-8") as fh:
+        json.dump({"params": dataclasses.asdict(params), "field_dims": spec.field_dims("exposure"),
+                   "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
+                   "features.samples version": version_read}, fh, indent=1)
+    version = claim_version(folder, staging)
+    logger.info(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]} "
+        f"(feature spec {spec.version})")
+    return version, labeler, spec.version
+
+
+def _load_labeler(warehouse: str, version: str):
+    key = f"{warehouse}|{version}"
+    if key not in _LABELER_CACHE:
+        from liftlake.models.escim import CounterfactualLabeler, EscimLabelParams
+
+        torch.set_num_threads(1)
+        folder = os.path.join(labeler_dir(warehouse), version)
+        with open(os.path.join(folder, "labeler.json"), encoding="utf-8") as fh:
+            meta = json.load(fh)
+        params = meta["params"]
+        for k, v in params.items():
+            if isinstance(v, list):
+                params[k] = tuple(v)
+        labeler = CounterfactualLabeler(meta["field_dims"], EscimLabelParams(**params))
+        labeler.load_state_dict(torch.load(os.path.join(folder, "weights.pt"), map_location="cpu", weights_only=True))
+        labeler.eval()
+        _LABELER_CACHE[key] = labeler
+    return _LABELER_CACHE[key]
+
+
+_LABELER_CACHE: dict[str, object] = {}

@@ -1,0 +1,153 @@
+"""What every job shares: the command-line contract, the resolved config print, exit codes.
+
+``liftlake <job> [--ds D | --start D --end D] [--conf FILE]... [--set key.path=value]...``
+Exit codes: 0 done; 2 bad input or configuration (one line on stderr); 1 an internal failure.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable
+
+from liftlake.lib.config import Config, ConfigError, load_config, warehouse_path
+from liftlake.lib.log import LEVELS, configure
+
+logger = logging.getLogger(__name__)
+
+
+class InputError(ValueError):
+    """Input data that breaks a rule the job cannot work around (names table, column and rule)."""
+
+
+@dataclass
+class JobContext:
+    name: str
+    config: Config
+    args: argparse.Namespace
+    days: list[str] = field(default_factory=list)
+    _spark: object = None
+    _store: object = None
+
+    @property
+    def spark(self):
+        if self._spark is None:
+            from liftlake.lib.storage.spark import build_session
+
+            cfg = self.config.spark
+            self._spark = build_session(f"{cfg.app_name}-{self.name}", master=_master(cfg.master),
+                                        conf=cfg.conf, delta_jars=self.config.warehouse.backend == "delta-spark")
+            self._spark.sparkContext.setLogLevel("WARN")
+        return self._spark
+
+    @property
+    def store(self):
+        if self._store is None:
+            from liftlake.lib.storage.store import open_store
+
+            self._store = open_store(self.spark, warehouse_path(self.config), self.config.warehouse.backend)
+        return self._store
+
+
+def _master(configured: str) -> str | None:
+    # Under spark-submit the master given on its command line wins over the config file.
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    return configured
+
+
+def parse_day(text: str, flag: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text}: expected a day as YYYY-MM-DD") from None
+
+
+def day_range(args: argparse.Namespace, default_end: str | None = None, default_days: int = 1) -> list[str]:
+    if args.ds and (args.start or args.end):
+        raise ConfigError("--ds and --start/--end: give one day or one range, not both")
+    if args.ds:
+        return [parse_day(args.ds, "--ds").isoformat()]
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise ConfigError("--start and --end go together")
+        start, end = parse_day(args.start, "--start"), parse_day(args.end, "--end")
+        if end < start:
+            raise ConfigError(f"--end {end} is before --start {start}")
+        return [(start + dt.timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
+    if default_end:
+        end = parse_day(default_end, "default end")
+        return [(end - dt.timedelta(days=default_days - 1 - i)).isoformat() for i in range(default_days)]
+    return []
+
+
+def base_parser(job: str, description: str, days: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"liftlake {job}", description=description)
+    if days:
+        parser.add_argument("--ds", help="the day to process, YYYY-MM-DD")
+        parser.add_argument("--start", help="first day of a range, YYYY-MM-DD")
+        parser.add_argument("--end", help="last day of a range, YYYY-MM-DD")
+    parser.add_argument("--conf", action="append", default=[], metavar="FILE",
+                        help="a YAML file layered over conf/ (repeatable)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one setting, e.g. --set train.epochs=2 (repeatable)")
+    parser.add_argument("--model", help="shortcut for --set model.name=NAME")
+    parser.add_argument("--json", action="store_true", help="machine-readable output where the job has it")
+    parser.add_argument("--quiet-config", action="store_true",
+                        help="do not log the resolved config even at --log-level DEBUG")
+    parser.add_argument("--log-level", choices=LEVELS, default=os.environ.get("LIFTLAKE_LOG_LEVEL", "INFO"),
+                        help="the platform's log level (default INFO, or LIFTLAKE_LOG_LEVEL); DEBUG adds the resolved config")
+    return parser
+
+
+def run_job(
+    job: str,
+    description: str,
+    body: Callable[[JobContext], int | None],
+    argv: list[str] | None = None,
+    days: bool = True,
+    extend_parser: Callable[[argparse.ArgumentParser], None] | None = None,
+    default_days_from_quickstart: bool = False,
+) -> int:
+    """Parse, load and print the config, run ``body``; map failures onto the exit-code contract."""
+    parser = base_parser(job, description, days=days)
+    if extend_parser:
+        extend_parser(parser)
+    args = parser.parse_args(argv)
+    configure(args.log_level)
+    started = time.time()
+    ctx = None
+    try:
+        overrides = list(args.overrides)
+        if args.model:
+            overrides.append(f"model.name={args.model}")
+        config = load_config(args.conf, overrides, job=job.replace("-", "_"))
+        ctx = JobContext(name=job, config=config, args=args)
+        if days:
+            q = config.quickstart
+            ctx.days = day_range(args, q.end if default_days_from_quickstart else None, q.days)
+        if not args.quiet_config:
+            logger.debug(f"{job}: resolved config\n{config.dump()}")
+        code = body(ctx) or 0
+    except (ConfigError, InputError) as exc:
+        print(f"liftlake {job}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the contract: anything else is an internal failure
+        from liftlake.lib.artifacts.model_store import ArtifactError
+        from liftlake.lib.storage.store import TableError
+        from liftlake.models.base import BadBatchError
+        from liftlake.models.registry import ModelConfigError
+
+        if isinstance(exc, (TableError, ModelConfigError, BadBatchError, ArtifactError)):
+            print(f"liftlake {job}: error: {exc}", file=sys.stderr)
+            return 2
+        traceback.print_exc()
+        print(f"liftlake {job}: internal failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    logger.info(f"{job}: done in {time.time() - started:.1f}s")
+    return int(code)

@@ -1,0 +1,200 @@
+"""Evaluate a saved model version on its test split, against the simulator's truth where it exists,
+and write the numbers to ``ops.model_metrics`` (one row per metric)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from liftlake.lib.config import warehouse_path
+from liftlake.lib.evaluation import cvr_metrics as M
+from liftlake.lib.evaluation import policy
+from liftlake.lib.evaluation import uplift_metrics as U
+from liftlake.lib.features.spec import FeatureSpec
+from liftlake.lib.training.plan import BatchLayout, batch_columns, to_batch
+
+logger = logging.getLogger(__name__)
+
+METRICS_SCHEMA = T.StructType([
+    T.StructField("model", T.StringType(), False),
+    T.StructField("version", T.StringType(), False),
+    T.StructField("split", T.StringType(), False),
+    T.StructField("metric", T.StringType(), False),
+    T.StructField("value", T.DoubleType(), True),
+    T.StructField("ds", T.StringType(), False),
+])
+
+
+def layout_for(info: dict, spec: FeatureSpec, config: dict) -> BatchLayout:
+    level = "exposure" if info["task"] == "cvr" else "user"
+    sim = config.get("simulator", {})
+    return BatchLayout(task=info["task"], feature_columns=spec.columns(level),
+                       num_responses=sim.get("num_responses", 2), num_treatments=sim.get("num_treatments", 2))
+
+
+def predict_frame(model, layout: BatchLayout, columns: dict[str, np.ndarray], batch_size: int = 65536) -> dict:
+    import torch
+
+    n = len(columns[layout.feature_columns[0]])
+    out: dict[str, list] = {}
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            part = {c: v[start:start + batch_size] for c, v in columns.items()}
+            for k, v in model.predict(to_batch(part, layout)).items():
+                out.setdefault(k, []).append(v.cpu().numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def test_rows(store, info: dict, data: dict, layout: BatchLayout, max_rows: int, split: str = "test"):
+    """The pinned ``split`` (test unless told) joined with the truth (when the simulator wrote it), as
+    numpy columns."""
+    task = info["task"]
+    table = "features.samples" if task == "cvr" else "features.user_samples"
+    df = store.read(table, version=data["table_versions"][table], partitions=data["days"]).where(F.col("split") == split)
+    key = "exposure_id" if task == "cvr" else "user_id"
+    truth_table = "sim.truth" if task == "cvr" else "sim.truth_user"
+    has_truth = store.exists(truth_table)
+    if has_truth:
+        truth = store.read(truth_table, partitions=data["days"])
+        keys = [key] if task == "cvr" else [key, "ds"]
+        df = df.join(truth, keys, "left")
+    cols = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")]
+    truth_cols = []
+    if has_truth:
+        truth_cols = ["cvr_do_click_true", "conversion_potential"] if task == "cvr" else \
+            [c for c in df.columns if c.endswith("_true")]
+    pdf = df.select(*cols, *truth_cols).limit(max_rows).toPandas()
+    return {c: pdf[c].to_numpy() for c in pdf.columns}, has_truth
+
+
+def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layout: BatchLayout,
+                    score_conf=None) -> dict[str, float]:
+
+    out: dict[str, float] = {"n_rows": float(len(columns[layout.feature_columns[0]]))}
+    if task == "cvr":
+        out.update(M.cvr_report(
+            columns["click"], columns["conversion"], pred["cvr"], pred_ctr=pred["ctr"], pred_ctcvr=pred["ctcvr"],
+            true_cvr=columns["cvr_do_click_true"] if has_truth else None,
+            potential_conversion=columns["conversion_potential"] if has_truth else None))
+        return out
+    if task == "coupon":
+        p_given = np.clip(pred["p0"] + pred["unit_uplift"] * columns["intensity"], 1e-6, 1 - 1e-6)
+        out["auc_outcome"] = M.auc(columns["outcome"], p_given)
+        out["logloss_outcome"] = M.log_loss(columns["outcome"], p_given)
+        rct = columns["rct_coupon"] == 1
+        base = rct & (columns["treated"] == 0)
+        if len(np.unique(columns["outcome"][base])) == 2:
+            out["auc_base_rct"] = M.auc(columns["outcome"][base], pred["p0"][base])
+            out["logloss_base_rct"] = M.log_loss(columns["outcome"][base], np.clip(pred["p0"][base], 1e-6, 1 - 1e-6))
+        if rct.sum() > 10:
+            out["cs_auuc_rct"] = U.cs_auuc_score(columns["outcome"][rct], columns["intensity"][rct],
+                                                 pred["unit_uplift"][rct]) / rct.sum()
+            out["cs_qini_rct"] = U.cs_qini_score(columns["outcome"][rct], columns["intensity"][rct],
+                                                 pred["unit_uplift"][rct]) / rct.sum()
+        if has_truth:
+            err = policy.uplift_error(pred["unit_uplift"], columns["eta_true"])
+            out.update({f"eta_{k}": v for k, v in err.items()})
+            out["mean_eta_pred"] = float(np.mean(pred["unit_uplift"]))
+            out["mean_eta_true"] = float(np.mean(columns["eta_true"]))
+            if score_conf is not None:
+                out.update(coupon_policy_value(pred, columns, score_conf))
+        return out
+    # multi-treatment: fit of the responses, Qini / AUUC per (r, k) on the RCT slice, effect errors
+    r2 = []
+    for r in range(1, layout.num_responses + 1):
+        y = columns[f"response_{r}"]
+        fitted = pred[f"y0_r{r}"].copy()
+        for k in range(1, layout.num_treatments + 1):
+            on = columns["treatment_id"] == k
+            fitted[on] += pred[f"tau_r{r}_k{k}"][on]
+        r2.append(1.0 - float(np.mean((fitted - y) ** 2) / max(np.var(y), 1e-12)))
+    out["fit_r2"] = float(np.mean(r2))
+    rct = columns["rct_treatment"] == 1
+    tau = {(r, k): pred[f"tau_r{r}_k{k}"][rct] for r in range(1, layout.num_responses + 1)
+           for k in range(1, layout.num_treatments + 1)}
+    responses = np.stack([columns[f"response_{r}"][rct] for r in range(1, layout.num_responses + 1)], axis=1)
+    try:
+        scores = U.multi_treatment_scores(columns["treatment_id"][rct], responses,
+                                          {(r - 1, k): v for (r, k), v in tau.items()})
+        out.update(_renumber(scores))
+    except ValueError as exc:
+        logger.info(f"qini / auuc skipped: {exc}")
+    if has_truth:
+        for (r, k), v in tau.items():
+            true = columns[f"tau_r{r}_k{k}_true"][rct]
+            out[f"tau_rmse_r{r}_k{k}"] = policy.uplift_error(v, true)["rmse"]
+        if "decision_k1" in pred:
+            out.update(switch_policy_value(pred, columns, layout))
+    return out
+
+
+def coupon_policy_value(pred: dict, columns: dict, score_conf) -> dict[str, float]:
+    """UniMVT eq. 25 decisions priced with the truth: value of action q = the true extra outcome
+    probability p(q) - p0 minus its cost; against the truth's best, random and constant policies."""
+    from liftlake.models.unimvt import coupon_decision
+
+    grid = np.asarray(score_conf.coupon_grid, dtype=np.float64)
+    cost = score_conf.coupon_cost_per_unit
+    chosen, _ = coupon_decision(pred["p0"], pred["unit_uplift"], grid, max(cost, 1e-12), score_conf.coupon_min_ratio)
+    actions = np.concatenate([[0.0], grid])
+    p0, eta = columns["p0_true"], columns["eta_true"]
+    value = np.clip(p0[:, None] + eta[:, None] * actions[None, :], 0, 1) - p0[:, None] - cost * actions[None, :]
+    index = np.searchsorted(actions, chosen.numpy())
+    res = policy.compare_policies(index, value, [f"{a:g}" for a in actions])
+    return {f"coupon_policy_{k}": v for k, v in res.items() if k in
+            ("policy", "oracle", "random", "regret", "normalized", "oracle_agreement", "always_0")} | {
+        "coupon_policy_always_max": res[f"always_{actions[-1]:g}"], "coupon_share_offered": float(np.mean(chosen.numpy() > 0))}
+
+
+def switch_policy_value(pred: dict, columns: dict, layout: BatchLayout) -> dict[str, float]:
+    """HMUM eq. 11 switches priced with the truth: the gain of turning treatment k on is the
+    value-weighted relative uplift sum_r w_r tau_rk / y0_r of the simulator."""
+
+    K, R = layout.num_treatments, layout.num_responses
+    decision = np.stack([pred[f"decision_k{k}"] for k in range(1, K + 1)], axis=1)
+    gain = np.stack([sum(columns[f"value_weight_r{r}_true"] * columns[f"tau_r{r}_k{k}_true"]
+                         / np.maximum(columns[f"y0_r{r}_true"], 1e-9) for r in range(1, R + 1))
+                     for k in range(1, K + 1)], axis=1)
+    res = policy.compare_switch_policies(decision, gain)
+    return {f"switch_{k}": v for k, v in res.items() if isinstance(v, float)}
+
+
+def _renumber(scores: dict) -> dict:
+    """multi_treatment_scores numbers responses by column index from 0; tables use 1..R."""
+    out = {}
+    for key, value in scores.items():
+        metric, r, k = key.rsplit("_", 2)
+        out[f"{metric}_r{int(r[1:]) + 1}_{k}"] = value
+    return out
+
+
+def evaluate_version(ctx, name: str, version: str, ds: str) -> dict[str, float]:
+    from liftlake.lib.artifacts import model_store
+
+    warehouse = warehouse_path(ctx.config)
+    art = model_store.load_artifact(warehouse, name, version)
+    spec = FeatureSpec.from_json(art.feature_spec_json)
+    layout = layout_for(art.info, spec, art.config)
+    columns, has_truth = test_rows(ctx.store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
+    pred = predict_frame(art.model, layout, columns)
+    metrics = compute_metrics(art.info["task"], columns, pred, has_truth, layout, ctx.config.score)
+    write_metrics(ctx.store, name, version, "test", ds, metrics)
+    shown = {k: round(v, 4) for k, v in metrics.items() if any(s in k for s in ("auc", "ieb_bias", "fit_r2", "qini"))}
+    logger.info(f"evaluate {name} {version} on test ({int(metrics['n_rows'])} rows): {shown}")
+    return metrics
+
+
+def write_metrics(store, name: str, version: str, split: str, ds: str, metrics: dict[str, float]) -> None:
+    """Replace this (model, version, split)'s rows of the day; other models' rows stay."""
+    spark = store.spark
+    rows = [(name, version, split, k, float(v) if v is not None and np.isfinite(v) else None, ds)
+            for k, v in sorted(metrics.items())]
+    new = spark.createDataFrame(rows, METRICS_SCHEMA)
+    if store.exists("ops.model_metrics"):
+        keep = store.read("ops.model_metrics", partitions=[ds]).where(
+            ~((F.col("model") == name) & (F.col("version") == version) & (F.col("split") == split)))
+        new = keep.unionByName(new)
+    store.write(new, "ops.model_metrics", mode="overwrite_partitions", partition_values=[ds],
+                comment="evaluation metrics per model version, split and day")

@@ -1,0 +1,176 @@
+"""PNG figures for the evaluation report (matplotlib's Agg canvas; no display, no global backend switch).
+
+Every writer creates the parent folder if needed and returns the path it wrote, as a string.
+Curves come in as ``{name: (x, y)}``, e.g. from ``liftlake.lib.uplift_metrics.uplift_curve``.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from liftlake.lib.evaluation.cvr_metrics import as_1d_float, as_binary, check_same_length
+
+__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_cumulative_slope",
+           "plot_label_rate_sweep"]
+
+Curves = Mapping[str, tuple[Any, Any]]
+
+
+def _new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: str | os.PathLike[str]) -> str:
+    target = os.fspath(path)
+    parent = os.path.dirname(target)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(target, format="png")
+    return target
+
+
+def _checked_curves(curves: Curves) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    if not curves:
+        raise ValueError("curves: nothing to plot")
+    checked = []
+    for name, (x, y) in curves.items():
+        xs, ys = as_1d_float(f"{name} x", x), as_1d_float(f"{name} y", y)
+        check_same_length(**{f"{name} x": xs, f"{name} y": ys})
+        checked.append((str(name), xs, ys))
+    return checked
+
+
+def _finish(axes, path: str | os.PathLike[str], xlabel: str, ylabel: str, title: str) -> str:
+    """Labels, grid and legend of a one-panel figure, then the PNG."""
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="best", fontsize="small")
+    return _save(axes.figure, path)
+
+
+def _gain_plot(curves: Curves, path: str | os.PathLike[str], title: str, ylabel: str) -> str:
+    figure = _new_figure()
+    axes = figure.add_subplot(1, 1, 1)
+    for index, (name, xs, ys) in enumerate(_checked_curves(curves)):
+        line, = axes.plot(xs, ys, label=name, linewidth=1.6)
+        # Each curve's random-targeting baseline: the chord from its first to its last point.
+        axes.plot([xs[0], xs[-1]], [ys[0], ys[-1]], linestyle="--", linewidth=0.9,
+                  color=line.get_color(), label="random" if index == 0 else None)
+    return _finish(axes, path, "number of users targeted", ylabel, title)
+
+
+def plot_uplift_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Uplift curve") -> str:
+    """Uplift curves (with each one's random baseline, dashed) into one PNG."""
+    return _gain_plot(curves, path, title, "uplift x number targeted")
+
+
+def plot_qini_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Qini curve") -> str:
+    """Qini curves (with each one's random baseline, dashed) into one PNG."""
+    return _gain_plot(curves, path, title, "incremental responders")
+
+
+def plot_calibration(
+    y_true: Any,
+    p: Any,
+    path: str | os.PathLike[str],
+    bins: int = 10,
+    title: str = "Calibration",
+    strategy: str = "uniform",
+) -> str:
+    """Reliability diagram: observed positive rate vs. mean prediction per bin (empty bins skipped),
+    with the diagonal and a histogram of the predictions below. ``strategy="uniform"``: ``bins``
+    equal-width bins over [0, 1]; ``"quantile"``: equal-count bins (for CVRs of a few percent) and
+    axes zoomed to the predictions' range."""
+    labels = as_binary("y_true", y_true)
+    probs = as_1d_float("p", p)
+    check_same_length(y_true=labels, p=probs)
+    if np.any((probs < 0.0) | (probs > 1.0)):
+        raise ValueError("plot_calibration: p must be probabilities in [0, 1]")
+    if not isinstance(bins, int) or bins < 1:
+        raise ValueError(f"plot_calibration: bins must be a positive int, got {bins!r}")
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, bins + 1)
+    elif strategy == "quantile":
+        edges = np.unique(np.quantile(probs, np.linspace(0.0, 1.0, bins + 1)))
+        if edges.size < 2:  # every prediction equal: one bin
+            edges = np.array([edges[0], min(edges[0] + 1e-3, 1.0)])
+    else:
+        raise ValueError(f"plot_calibration: strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    n_bins = edges.size - 1
+    which = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
+    counts = np.bincount(which, minlength=n_bins)
+    filled = counts > 0
+    mean_pred = np.bincount(which, weights=probs, minlength=n_bins)[filled] / counts[filled]
+    observed = np.bincount(which, weights=labels, minlength=n_bins)[filled] / counts[filled]
+    if strategy == "uniform":
+        limit = 1.0
+    else:  # zoom: sparse CVRs would otherwise sit in one corner
+        limit = min(1.0, 1.1 * float(max(edges[-1], observed.max())))
+
+    figure = _new_figure(6.4, 6.4)
+    top = figure.add_subplot(2, 1, 1)
+    top.plot([0, limit], [0, limit], linestyle="--", color="grey", linewidth=0.9, label="perfectly calibrated")
+    top.plot(mean_pred, observed, marker="o", linewidth=1.6, label="model")
+    top.set_xlim(0, limit)
+    top.set_ylim(0, limit)
+    top.set_ylabel("observed positive rate")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    bottom = figure.add_subplot(2, 1, 2)
+    bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="black", linewidth=0.5)
+    bottom.set_xlim(0, limit)
+    bottom.set_xlabel("predicted probability")
+    bottom.set_ylabel("count")
+    return _save(figure, path)
+
+
+def plot_cumulative_slope(
+    curves: Curves,
+    path: str | os.PathLike[str],
+    title: str = "Cumulative slope (CS-AUUC)",
+    global_slope: float | None = None,
+    n_rows: int | None = None,
+) -> str:
+    """Cumulative-slope curves (phi, beta(phi) * phi * N) of UniMVT's CS-AUUC, e.g. from
+    ``uplift_metrics.cumulative_slope_curve``; with ``global_slope`` and ``n_rows`` also the
+    global-slope line beta_global * phi * N that CS-Qini subtracts."""
+    figure = _new_figure()
+    axes = figure.add_subplot(1, 1, 1)
+    for name, xs, ys in _checked_curves(curves):
+        axes.plot(xs, ys, label=name, linewidth=1.6)
+    if global_slope is not None and n_rows is not None:
+        axes.plot([0.0, 1.0], [0.0, float(global_slope) * n_rows], linestyle="--", color="black",
+                  linewidth=1.0, label="global slope")
+    return _finish(axes, path, "fraction of users targeted (phi)", "beta(phi) x phi N", title)
+
+
+def plot_label_rate_sweep(
+    curves: Curves,
+    path: str | os.PathLike[str],
+    markers: Mapping[str, float] | None = None,
+    title: str = "AUC vs. counterfactual label rate",
+) -> str:
+    """ESCIM Fig. 3's layout: each metric (``{name: (rates, values)}``) against the share of
+    non-clicked rows labelled 1, on a log axis, with a vertical line per named cut-off in
+    ``markers`` (e.g. the rates the max and ratio transforms gave)."""
+    checked = _checked_curves(curves)
+    if any((xs <= 0).any() for _, xs, _ in checked):
+        raise ValueError("label rates must be > 0 (log axis)")
+    figure = _new_figure()
+    axes = figure.add_subplot(1, 1, 1)
+    for name, xs, ys in checked:
+        axes.plot(xs, ys, marker="o", label=name, linewidth=1.6)
+    for (name, rate), style in zip((markers or {}).items(), ("-", ":", "-.", "--")):
+        axes.axvline(float(rate), color="black", linestyle=style, linewidth=1.0, label=f"{name} ({rate:.3g})")
+    axes.set_xscale("log")
+    return _finish(axes, path, "share of non-clicked exposures labelled 1", "AUC", title)

@@ -1,0 +1,135 @@
+"""Raw logs -> feature tables, as small DataFrame -> DataFrame steps.
+
+* ``features.samples``: one row per exposure (encoded fields, click, conversion, split).
+* ``features.user_samples``: one row per user-day (encoded user fields, coupon treatment, outcome,
+  strategy id, continuous responses, value shares, the randomized flags, split).
+* ``ops.quarantine``: every raw row that breaks a rule, with the rule; never dropped silently.
+
+The encoding (vocabularies for strings, hashing for ids, quantile buckets for numbers; index 0 is the
+out-of-vocabulary / missing bucket) is a versioned ``FeatureSpec`` fitted on a window of days and
+saved under ``<warehouse>/_features/spec/``; scoring re-uses the spec a model was trained with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from liftlake.lib.artifacts.feature_specs import load_spec, save_spec, spec_fit_lock
+from liftlake.lib.days import window_days
+from liftlake.lib.features.cleaning import clean_clicks, clean_conversions, clean_exposures, clean_user_day
+from liftlake.lib.features.raw_logs import read_raw_day
+from liftlake.lib.features.spec import FeatureSpec, encode, fit_spec
+
+
+def split_column(valid_share: float, test_share: float) -> Column:
+    """train / valid / test by a hash of the user, so that a user's rows stay on one side."""
+    u = F.pmod(F.xxhash64(F.lit("split"), F.col("user_id")), F.lit(10_000)) / F.lit(10_000.0)
+    return (F.when(u < test_share, F.lit("test"))
+            .when(u < test_share + valid_share, F.lit("valid")).otherwise(F.lit("train")))
+
+
+def exposure_rows(exposures: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """Exposures joined with the day's user and item attributes (left joins: an unknown user or
+    item keeps its exposure, its attributes fall into the missing bucket)."""
+    return (exposures.drop("ds")
+            .join(users.drop("ds"), "user_id", "left")
+            .join(F.broadcast(items.drop("ds")), "item_id", "left"))
+
+
+def labels(exposures: DataFrame, clicks: DataFrame, conversions: DataFrame) -> DataFrame:
+    clicked = clicks.select("exposure_id", F.lit(1).alias("click"))
+    converted = conversions.select("exposure_id", F.lit(1).alias("conversion"))
+    return (exposures.join(clicked, "exposure_id", "left").join(converted, "exposure_id", "left")
+            .fillna(0, subset=["click", "conversion"]))
+
+
+def samples_table(rows: DataFrame, spec: FeatureSpec, ds: str, valid_share: float, test_share: float) -> DataFrame:
+    encoded = encode(rows, spec, "exposure")
+    return encoded.select(
+        "exposure_id", "user_id", "item_id", *spec.columns("exposure"),
+        F.col("click").cast("int").alias("click"), F.col("conversion").cast("int").alias("conversion"),
+        split_column(valid_share, test_share).alias("split"),
+        F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
+
+
+def user_samples_table(user_day: DataFrame, users: DataFrame, spec: FeatureSpec, ds: str, num_responses: int,
+                       valid_share: float, test_share: float) -> DataFrame:
+    rows = user_day.drop("ds").join(users.drop("ds"), "user_id", "left")
+    encoded = encode(rows, spec, "user")
+    return encoded.select(
+        "user_id", *spec.columns("user"),
+        F.col("coupon_treated").cast("int").alias("treated"),
+        F.col("coupon_value").cast("double").alias("intensity"),
+        F.col("coupon_outcome").cast("int").alias("outcome"),
+        F.col("treatment_id").cast("int").alias("treatment_id"),
+        *[F.col(f"response_{r}").cast("double").alias(f"response_{r}") for r in range(1, num_responses + 1)],
+        *[F.col(f"value_share_{r}").cast("double").alias(f"value_share_{r}") for r in range(1, num_responses + 1)],
+        F.col("coupon_randomized").cast("int").alias("rct_coupon"),
+        F.col("treatment_randomized").cast("int").alias("rct_treatment"),
+        split_column(valid_share, test_share).alias("split"),
+        F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
+
+
+SAMPLES_COMMENTS = {
+    "exposure_id": "exposure id from raw.exposures",
+    "click": "1 if the exposure was clicked",
+    "conversion": "1 if the clicked exposure converted (always 0 without a click)",
+    "split": "train / valid / test by a hash of user_id",
+    "feature_spec_version": "the FeatureSpec that encoded the f_* columns (<warehouse>/_features/spec)",
+    "ds": "day of the exposure (partition)",
+}
+USER_SAMPLES_COMMENTS = {
+    "treated": "1 if the user was given a coupon that day (w)",
+    "intensity": "coupon face value t (0 when untreated)",
+    "outcome": "binary response to the coupon",
+    "treatment_id": "strategy the user was assigned: 0 control, 1..K",
+    "rct_coupon": "1 on the randomized coupon slice (unbiased evaluation)",
+    "rct_treatment": "1 on the randomized strategy slice",
+    "ds": "day (partition)",
+}
+
+
+@dataclass
+class FeatureDay:
+    samples: DataFrame
+    user_samples: DataFrame
+    quarantine: DataFrame
+    spec: FeatureSpec
+
+
+def fit_and_save_spec(store, warehouse: str, cfg, ds: str, log=print) -> FeatureSpec:
+    fit_days = [d for d in window_days(ds, cfg.fit_window_days) if d in store.partition_counts("raw.exposures")]
+    log(f"fitting the feature spec on {fit_days[0]}..{fit_days[-1]} ({len(fit_days)} day(s))")
+    window = exposure_rows(store.read("raw.exposures", partitions=fit_days).where(F.col("user_id").isNotNull()),
+                           store.read("raw.users", partitions=fit_days).dropDuplicates(["user_id"]),
+                           store.read("raw.items", partitions=fit_days).dropDuplicates(["item_id"]))
+    spec = fit_spec(window, fit_days, cfg.min_count, cfg.max_vocab, cfg.numeric_buckets)
+    save_spec(warehouse, spec)
+    log(f"feature spec {spec.version}: exposure field dims {spec.field_dims('exposure')}")
+    return spec
+
+
+def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, num_responses: int,
+                      job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
+    """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec."""
+    raw = read_raw_day(store, ds)
+    exposures = clean_exposures(raw["raw.exposures"], ds, job)
+    clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job)
+    conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job)
+    user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], num_treatments, num_responses, ds, job)
+
+    rows = exposure_rows(labels(exposures.good, clicks.good, conversions.good), raw["raw.users"], raw["raw.items"])
+    spec = None if refit else load_spec(warehouse)
+    if spec is None:
+        with spec_fit_lock(warehouse):
+            spec = None if refit else load_spec(warehouse)  # fitted by the job we waited for
+            if spec is None:
+                spec = fit_and_save_spec(store, warehouse, cfg, ds, log)
+    samples = samples_table(rows, spec, ds, cfg.valid_share, cfg.test_share)
+    user_samples = user_samples_table(user_day.good, raw["raw.users"], spec, ds, num_responses,
+                                      cfg.valid_share, cfg.test_share)
+    quarantine = (exposures.rejected.unionByName(clicks.rejected).unionByName(conversions.rejected)
+                  .unionByName(user_day.rejected))
+    return FeatureDay(samples, user_samples, quarantine, spec)

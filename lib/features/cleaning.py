@@ -1,0 +1,118 @@
+"""Cleaning rules: each raw table is tagged once with the first rule a row breaks; good rows go on to the
+feature tables and the rest to ops.quarantine with the rule as the reason."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.window import Window
+
+QUARANTINE_SCHEMA = T.StructType([
+    T.StructField("source_table", T.StringType(), False),
+    T.StructField("rule", T.StringType(), False),
+    T.StructField("row_key", T.StringType(), True),
+    T.StructField("row_json", T.StringType(), True),
+    T.StructField("job", T.StringType(), False),
+    T.StructField("ds", T.StringType(), False),
+])
+
+
+def _day_bounds(ds: str) -> tuple[Column, Column]:
+    start = dt.datetime.fromisoformat(ds)
+    return (F.lit(start).cast("timestamp"), F.lit(start + dt.timedelta(days=1)).cast("timestamp"))
+
+
+@dataclass
+class Cleaned:
+    good: DataFrame
+    rejected: DataFrame
+
+
+def tag_rules(df: DataFrame, rule: Column, unique_by: str, order_by: Sequence[str], duplicate_rule: str) -> DataFrame:
+    """Tag each row with the first rule it breaks (``_rule``, null when none); of the rows that
+    break none and share ``unique_by``, the first by ``order_by`` is kept and the others are tagged
+    ``duplicate_rule`` (a re-sent log line never counts twice). One shuffle for both."""
+    tagged = df.withColumn("_rule", rule)
+    first = F.row_number().over(Window.partitionBy(unique_by, F.col("_rule").isNull()).orderBy(*order_by))
+    return tagged.withColumn("_rule", F.when(F.col("_rule").isNull() & (first > 1), F.lit(duplicate_rule))
+                             .otherwise(F.col("_rule")))
+
+
+def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, helper_cols: Sequence[str] = ()) -> Cleaned:
+    """Rows without a rule, and the quarantine rows of the others (the raw row as JSON)."""
+    good = tagged.where(F.col("_rule").isNull()).drop("_rule", *helper_cols)
+    bad = tagged.where(F.col("_rule").isNotNull()).drop(*helper_cols)
+    payload = [c for c in bad.columns if c != "_rule"]
+    rejected = bad.select(
+        F.lit(table).alias("source_table"), F.col("_rule").alias("rule"),
+        F.col(key).cast("string").alias("row_key"),
+        F.to_json(F.struct(*[F.col(c) for c in payload])).alias("row_json"),
+        F.lit(job).alias("job"), F.lit(ds).alias("ds"))
+    return Cleaned(good, rejected)
+
+
+def exposure_rules(ds: str) -> Column:
+    """Null ids and timestamps outside the day."""
+    lo, hi = _day_bounds(ds)
+    return (F.when(F.col("exposure_id").isNull() | F.col("user_id").isNull() | F.col("item_id").isNull(), "null_id")
+            .when(F.col("ts").isNull() | (F.col("ts") < lo) | (F.col("ts") >= hi), "ts_outside_day"))
+
+
+def clean_exposures(exposures: DataFrame, ds: str, job: str) -> Cleaned:
+    tagged = tag_rules(exposures, exposure_rules(ds), "exposure_id", ["ts", "user_id"], "duplicate_exposure_id")
+    return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds)
+
+
+def _clean_follow_up(events: DataFrame, earlier: DataFrame, table: str, missing_rule: str, before_rule: str,
+                     duplicate_rule: str, ds: str, job: str) -> Cleaned:
+    """A funnel event (click, conversion) needs the earlier event on its exposure and a timestamp
+    not before it; one per exposure."""
+    joined = events.join(earlier.select("exposure_id", F.col("ts").alias("_earlier_ts")), "exposure_id", "left")
+    rule = (F.when(F.col("exposure_id").isNull(), "null_id")
+            .when(F.col("_earlier_ts").isNull(), missing_rule)
+            .when(F.col("ts").isNull() | (F.col("ts") < F.col("_earlier_ts")), before_rule))
+    tagged = tag_rules(joined, rule, "exposure_id", ["ts"], duplicate_rule)
+    return split_tagged(tagged, table, "exposure_id", job, ds, helper_cols=["_earlier_ts"])
+
+
+def clean_clicks(clicks: DataFrame, exposures: DataFrame, ds: str, job: str) -> Cleaned:
+    """A click needs its exposure and a timestamp not before it."""
+    return _clean_follow_up(clicks, exposures, "raw.clicks", "click_without_exposure", "click_before_exposure",
+                            "duplicate_click", ds, job)
+
+
+def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: str) -> Cleaned:
+    """A conversion needs a click on its exposure and comes after it (the conversion funnel)."""
+    return _clean_follow_up(conversions, clicks, "raw.conversions", "conversion_without_click",
+                            "conversion_before_click", "duplicate_conversion", ds, job)
+
+
+def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: int, num_responses: int,
+                   ds: str, job: str) -> Cleaned:
+    """One row per user-day from treatments + responses; rows that break a rule are rejected."""
+    resp_cols = [f"response_{r}" for r in range(1, num_responses + 1)]
+    share_cols = [f"value_share_{r}" for r in range(1, num_responses + 1)]
+    joined = treatments.join(responses.drop("ds"), "user_id", "left")
+    bad_response = F.lit(False)
+    for c in resp_cols:
+        bad_response = bad_response | F.col(c).isNull() | F.isnan(F.col(c)) | (F.col(c) < 0)
+    bad_share = F.lit(False)
+    for c in share_cols:
+        bad_share = bad_share | F.col(c).isNull() | F.isnan(F.col(c)) | (F.col(c) < 0) | (F.col(c) > 1)
+    value = F.col("coupon_value")
+    rule = (F.when(F.col("user_id").isNull(), "null_id")
+            .when(F.col("coupon_outcome").isNull(), "missing_response_row")
+            .when(~F.col("coupon_treated").isin(0, 1), "coupon_treated_not_binary")
+            .when((F.col("coupon_treated") == 1) & (value.isNull() | F.isnan(value) | (value <= 0)),
+                  "bad_coupon_value_on_treated_row")
+            .when((F.col("coupon_treated") == 0) & (value != 0), "coupon_value_on_untreated_row")
+            .when(F.col("treatment_id").isNull() | (F.col("treatment_id") < 0)
+                  | (F.col("treatment_id") > num_treatments), "unknown_treatment_id")
+            .when(bad_response, "response_nan_or_negative")
+            .when(bad_share, "value_share_outside_0_1"))
+    tagged = tag_rules(joined, rule, "user_id", ["coupon_value", "treatment_id"], "duplicate_user_day")
+    return split_tagged(tagged, "raw.treatments", "user_id", job, ds)

@@ -1,0 +1,155 @@
+"""The feature spec: vocabularies and numeric buckets fitted on a window of days, content-addressed, and the
+encoding of raw columns into the integer fields the models read."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from liftlake.lib.cli.runner import InputError
+
+# Fields of the encoding: (name, source column, kind). "vocab": string vocabulary; "hash": id hashed
+# into buckets (ids are too many for a vocabulary and new ones appear every day); "bucket": numeric
+# quantile buckets.
+USER_FIELDS = [
+    ("user_id", "user_id", "hash"),
+    ("u_age", "u_age", "bucket"),
+    ("u_gender", "u_gender", "vocab"),
+    ("u_city", "u_city", "vocab"),
+    ("u_segment", "u_segment", "vocab"),
+    ("u_activity", "u_activity", "bucket"),
+    ("u_income", "u_income", "bucket"),
+]
+
+
+EXPOSURE_FIELDS = USER_FIELDS + [
+    ("item_id", "item_id", "hash"),
+    ("i_category", "i_category", "vocab"),
+    ("i_brand", "i_brand", "vocab"),
+    ("i_price", "i_price", "bucket"),
+    ("device", "device", "vocab"),
+    ("hour", "hour", "vocab"),
+    ("position", "position", "vocab"),
+]
+
+
+HASH_BUCKETS = {"user_id": 4096, "item_id": 2048}
+
+
+@dataclass
+class FieldSpec:
+    name: str
+    kind: str                      # vocab | hash | bucket
+    size: int                      # vocabulary size including the 0 bucket
+    vocab: dict[str, int] = field(default_factory=dict)
+    boundaries: list[float] = field(default_factory=list)
+
+    @property
+    def column(self) -> str:
+        return f"f_{self.name}"
+
+
+@dataclass
+class FeatureSpec:
+    version: str
+    fitted_on: list[str]
+    fields: dict[str, FieldSpec]
+    exposure_fields: list[str]
+    user_fields: list[str]
+
+    def field_dims(self, level: str) -> list[int]:
+        return [self.fields[n].size for n in self.names(level)]
+
+    def names(self, level: str) -> list[str]:
+        if level not in ("exposure", "user"):
+            raise ValueError(f"feature level {level!r} is not exposure | user")
+        return self.exposure_fields if level == "exposure" else self.user_fields
+
+    def columns(self, level: str) -> list[str]:
+        return [self.fields[n].column for n in self.names(level)]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FeatureSpec":
+        raw = json.loads(text)
+        raw["fields"] = {k: FieldSpec(**v) for k, v in raw["fields"].items()}
+        return cls(**raw)
+
+
+def require_day_spec(rows: DataFrame, table: str, ds: str, spec_version: str, user: str) -> None:
+    """Refuse a day of ``table`` encoded with another spec than the one ``user`` (a model, the
+    ESCIM labeler) was built on: its ids would index other vocabulary entries, silently."""
+    versions = sorted(r[0] for r in rows.select("feature_spec_version").distinct().limit(3).collect())
+    if versions != [spec_version]:
+        raise InputError(f"table {table}: ds={ds} is encoded with feature spec {versions}, {user} with "
+                         f"{spec_version} (rule: a day is read with the spec it was encoded with; rebuild the "
+                         f"day's features with that spec, or retrain)")
+
+
+def spec_versions_by_day(rows: DataFrame) -> dict[str, set[str]]:
+    """{ds: feature spec versions its rows carry}: one row per day and spec reaches the driver."""
+    found: dict[str, set[str]] = {}
+    for r in rows.select("ds", "feature_spec_version").distinct().collect():
+        found.setdefault(r[0], set()).add(r[1])
+    return found
+
+
+# -- fitting and applying the encoding ---------------------------------------------------------------
+def fit_spec(exposure_rows: DataFrame, days: Sequence[str], min_count: int, max_vocab: int,
+             numeric_buckets: int) -> FeatureSpec:
+    """Fit vocabularies and quantile boundaries on the (cleaned, joined) exposure rows of ``days``.
+
+    Only aggregates reach the driver: at most ``max_vocab`` values per string field and
+    ``numeric_buckets`` boundaries per numeric field.
+    """
+    fields: dict[str, FieldSpec] = {}
+    for name, source, kind in EXPOSURE_FIELDS:
+        if kind == "hash":
+            fields[name] = FieldSpec(name, kind, HASH_BUCKETS[name] + 1)
+        elif kind == "vocab":
+            top = (exposure_rows.where(F.col(source).isNotNull())
+                   .groupBy(F.col(source).cast("string").alias("v")).count()
+                   .where(F.col("count") >= min_count)
+                   .orderBy(F.desc("count"), F.asc("v")).limit(max_vocab).collect())
+            vocab = {row["v"]: i + 1 for i, row in enumerate(top)}
+            fields[name] = FieldSpec(name, kind, len(vocab) + 1, vocab=vocab)
+        else:
+            probs = [i / numeric_buckets for i in range(1, numeric_buckets)]
+            clean = exposure_rows.where(F.col(source).isNotNull() & ~F.isnan(F.col(source).cast("double")))
+            qs = clean.approxQuantile(source, probs, 0.001) if probs else []
+            boundaries = sorted(set(float(q) for q in qs))
+            fields[name] = FieldSpec(name, kind, len(boundaries) + 2, boundaries=boundaries)
+    body = json.dumps({k: asdict(v) for k, v in fields.items()}, sort_keys=True)
+    version = hashlib.sha256(body.encode()).hexdigest()[:12]
+    return FeatureSpec(version=version, fitted_on=list(days), fields=fields,
+                       exposure_fields=[n for n, _, _ in EXPOSURE_FIELDS],
+                       user_fields=[n for n, _, _ in USER_FIELDS])
+
+
+def encode_column(spec: FieldSpec, source: Column) -> Column:
+    """One field's index in [0, size): 0 for missing, unseen or out-of-vocabulary values."""
+    if spec.kind == "hash":
+        return (F.when(source.isNull(), F.lit(0))
+                .otherwise(F.pmod(F.xxhash64(source.cast("string")), F.lit(spec.size - 1)) + 1)).cast("int")
+    if spec.kind == "vocab":
+        if not spec.vocab:
+            return F.lit(0).cast("int")
+        mapping = F.create_map(*[x for k, v in sorted(spec.vocab.items()) for x in (F.lit(k), F.lit(v))])
+        return F.coalesce(mapping[source.cast("string")], F.lit(0)).cast("int")
+    value = source.cast("double")
+    bucket = F.lit(1)
+    for boundary in spec.boundaries:  # index = 1 + number of boundaries <= value
+        bucket = bucket + F.when(value >= F.lit(boundary), 1).otherwise(0)
+    return F.when(value.isNull() | F.isnan(value), F.lit(0)).otherwise(bucket).cast("int")
+
+
+def encode(df: DataFrame, spec: FeatureSpec, level: str) -> DataFrame:
+    sources = {name: source for name, source, _ in EXPOSURE_FIELDS}
+    return df.select("*", *[encode_column(spec.fields[n], F.col(sources[n])).alias(spec.fields[n].column)
+                            for n in spec.names(level)])

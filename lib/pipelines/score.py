@@ -1,0 +1,52 @@
+"""Which models score which days, and the writes: the body of ``liftlake score``."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from liftlake.lib.artifacts.model_store import current_version, versions
+from liftlake.lib.config import ConfigError, warehouse_path
+from liftlake.lib.log import log_commits
+from liftlake.lib.scoring.scorer import score_model_day, write_scores
+
+logger = logging.getLogger(__name__)
+
+
+def models_to_score(warehouse: str, configured: list[str], only_model: str | None, version: str | None):
+    from liftlake.models.registry import list_models
+
+    if version and not only_model:
+        raise ConfigError("--version needs --model")
+    names = [only_model] if only_model else (configured or [e.name for e in list_models()])
+    chosen = []
+    for name in names:
+        v = version or current_version(warehouse, name)
+        if v is None:
+            if only_model:
+                raise ConfigError(f"model {name} has no CURRENT version (versions: {versions(warehouse, name)})")
+            continue
+        chosen.append((name, v))
+    return chosen
+
+
+def score_days(ctx, only_model: str | None = None, version: str | None = None) -> dict:
+    config = ctx.config
+    warehouse = warehouse_path(config)
+    chosen = models_to_score(warehouse, config.score.models, only_model, version)
+    if not chosen:
+        logger.info("score: no model has a CURRENT version yet; nothing to score")
+        return {}
+    summary = {}
+    with ctx.store.commit_together() as batch:  # scores.cvr and scores.uplift_user: both or neither
+        for ds in ctx.days:
+            by_table: dict[str, list] = {}
+            for name, v in chosen:
+                table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
+                                               config.simulator.num_responses, config.simulator.num_treatments)
+                by_table.setdefault(table, []).append((name, frame))
+            for table, items in by_table.items():
+                res = write_scores(ctx.store, table, [f for _, f in items], [n for n, _ in items], ds)
+                summary[(ds, table)] = res.rows
+                logger.info(f"score {ds}: {table} rows={res.rows} models={[n for n, _ in items]} staged")
+    log_commits(logger, "score", batch.results)
+    return summary

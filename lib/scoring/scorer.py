@@ -1,0 +1,162 @@
+"""Batch scoring: a model version over a day's rows with ``mapInPandas``, into Delta tables.
+
+The artifact is loaded once per Python worker (cached by path) and applied to Arrow batches; the
+day's rows are those of the feature table when they were encoded with the artifact's feature spec,
+else the raw day re-encoded with it. A missing column stops the job before anything is written.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from liftlake.lib.cli.runner import InputError
+from liftlake.lib.features.spec import FeatureSpec, require_day_spec
+
+CVR_SCHEMA = T.StructType([
+    T.StructField("exposure_id", T.StringType(), False),
+    T.StructField("user_id", T.LongType(), True),
+    T.StructField("ctr", T.DoubleType(), True),
+    T.StructField("cvr", T.DoubleType(), True),
+    T.StructField("ctcvr", T.DoubleType(), True),
+    T.StructField("model", T.StringType(), False),
+    T.StructField("version", T.StringType(), False),
+    T.StructField("ds", T.StringType(), False),
+])
+CVR_COMMENTS = {"ctr": "P(click | exposure)", "cvr": "P(conversion | click, exposure) over the whole exposure space",
+                "ctcvr": "P(click and conversion | exposure)", "model": "registry name", "version": "model version"}
+
+
+def uplift_schema(num_responses: int, num_treatments: int) -> T.StructType:
+    rk = [(r, k) for r in range(1, num_responses + 1) for k in range(1, num_treatments + 1)]
+    fields = [T.StructField("user_id", T.LongType(), False),
+              T.StructField("p0", T.DoubleType(), True),
+              T.StructField("unit_uplift", T.DoubleType(), True),
+              T.StructField("coupon_value", T.DoubleType(), True),
+              T.StructField("expected_gain", T.DoubleType(), True)]
+    fields += [T.StructField(f"tau_r{r}_k{k}", T.DoubleType(), True) for r, k in rk]
+    fields += [T.StructField(f"delta_r{r}_k{k}", T.DoubleType(), True) for r, k in rk]
+    fields += [T.StructField(f"w_r{r}", T.DoubleType(), True) for r in range(1, num_responses + 1)]
+    fields += [T.StructField(f"phi_k{k}", T.DoubleType(), True) for k in range(1, num_treatments + 1)]
+    fields += [T.StructField(f"decision_k{k}", T.IntegerType(), True) for k in range(1, num_treatments + 1)]
+    fields += [T.StructField("model", T.StringType(), False), T.StructField("version", T.StringType(), False),
+               T.StructField("ds", T.StringType(), False)]
+    return T.StructType(fields)
+
+
+UPLIFT_COMMENTS = {
+    "p0": "UniMVT / coupon models: base outcome probability without a coupon",
+    "unit_uplift": "eta: outcome uplift per unit of coupon face value (>= 0)",
+    "coupon_value": "chosen coupon face value from the configured grid, 0 = no coupon",
+    "expected_gain": "expected extra outcome probability of the chosen coupon",
+    "model": "registry name", "version": "model version",
+}
+
+_MODEL_CACHE: dict[str, object] = {}
+
+
+def _cached_model(warehouse: str, name: str, version: str):
+    key = f"{warehouse}|{name}|{version}"
+    if key not in _MODEL_CACHE:
+        import torch
+
+        from liftlake.lib.artifacts.model_store import load_artifact
+
+        torch.set_num_threads(1)  # one thread per Spark task; Spark runs one task per core
+        _MODEL_CACHE[key] = load_artifact(warehouse, name, version)
+    return _MODEL_CACHE[key]
+
+
+def score_batches(batches: Iterator[pd.DataFrame], warehouse: str, name: str, version: str, layout,
+                  score_conf: dict, output_columns: list[str], ds: str) -> Iterator[pd.DataFrame]:
+    """The mapInPandas body: one artifact per worker, one forward pass per Arrow batch."""
+    from liftlake.lib.evaluation.evaluate import predict_frame
+
+    art = _cached_model(warehouse, name, version)
+    for pdf in batches:
+        if pdf.empty:
+            continue
+        cols = {c: pdf[c].to_numpy() for c in pdf.columns}
+        pred = predict_frame(art.model, layout, cols, batch_size=score_conf["batch_size"])
+        out = pd.DataFrame(index=pdf.index)
+        if layout.task == "cvr":
+            out["exposure_id"] = pdf["exposure_id"]
+            out["user_id"] = pdf["user_id"]
+            for k in ("ctr", "cvr", "ctcvr"):
+                out[k] = pred[k].astype(np.float64)
+        else:
+            out["user_id"] = pdf["user_id"]
+            for k, v in pred.items():
+                if k in output_columns:
+                    out[k] = v.astype(np.int32) if k.startswith("decision_") else v.astype(np.float64)
+            if layout.task == "coupon":
+                from liftlake.models.unimvt import coupon_decision
+
+                value, gain = coupon_decision(pred["p0"], pred["unit_uplift"], score_conf["coupon_grid"],
+                                              max(score_conf["coupon_cost_per_unit"], 1e-12),
+                                              score_conf["coupon_min_ratio"])
+                out["coupon_value"] = value.numpy()
+                out["expected_gain"] = gain.numpy()
+        out["model"], out["version"], out["ds"] = name, version, ds
+        yield out.reindex(columns=output_columns)
+
+
+def day_rows(store, spec: FeatureSpec, level: str, ds: str) -> DataFrame:
+    """The day's encoded rows for ``spec``: the feature table when its encoding matches."""
+    table = "features.samples" if level == "exposure" else "features.user_samples"
+    if not store.exists(table) or ds not in store.partition_counts(table):
+        raise InputError(f"table {table}: partition ds={ds} is missing (run build-features for the day first)")
+    df = store.read(table, partitions=[ds])
+    missing = [c for c in spec.columns(level) if c not in df.columns]
+    if missing:
+        raise InputError(f"table {table}: column(s) {missing} of the model's feature spec {spec.version} "
+                         f"are missing on ds={ds}")
+    require_day_spec(df, table, ds, spec.version, "the model")
+    return df
+
+
+def score_model_day(store, warehouse: str, name: str, version: str, ds: str, score_conf: dict,
+                    num_responses: int, num_treatments: int) -> tuple[str, DataFrame]:
+    """(table, scores DataFrame) of one model version on one day; nothing is written here."""
+    from liftlake.lib.artifacts.model_store import load_artifact
+    from liftlake.lib.evaluation.evaluate import layout_for
+    from liftlake.lib.training.plan import batch_columns
+
+    art = load_artifact(warehouse, name, version)  # fail here, on the driver, before any work
+    spec = FeatureSpec.from_json(art.feature_spec_json)
+    layout = layout_for(art.info, spec, art.config)
+    level = "exposure" if layout.task == "cvr" else "user"
+    rows = day_rows(store, spec, level, ds)
+    label_cols = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")
+                  and c not in layout.feature_columns]
+    keys = ["exposure_id", "user_id"] if level == "exposure" else ["user_id"]
+    # Scoring needs only features; labels may not exist yet for today, so fill them with 0.
+    rows = rows.select(*keys, *layout.feature_columns, *[F.lit(0).cast("double").alias(c) for c in label_cols])
+    if layout.task == "cvr":
+        table, schema = "scores.cvr", CVR_SCHEMA
+    else:
+        table, schema = "scores.uplift_user", uplift_schema(num_responses, num_treatments)
+    output_columns = schema.fieldNames()
+    scored = rows.mapInPandas(
+        lambda it: score_batches(it, warehouse, name, version, layout, score_conf, output_columns, ds),
+        schema=schema)
+    return table, scored
+
+
+def write_scores(store, table: str, frames: list[DataFrame], models: list[str], ds: str):
+    """One commit per table and day: the new rows of ``models`` replace theirs; other models' stay."""
+    new = frames[0]
+    for f in frames[1:]:
+        new = new.unionByName(f)
+    if store.exists(table) and ds in store.partition_counts(table):
+        keep = store.read(table, partitions=[ds]).where(~F.col("model").isin(models))
+        new = keep.unionByName(new)
+    comments = CVR_COMMENTS if table == "scores.cvr" else UPLIFT_COMMENTS
+    return store.write(new, table, mode="overwrite_partitions", partition_values=[ds],
+                       comment="per-exposure CTR / CVR / CTCVR scores" if table == "scores.cvr"
+                       else "per-user uplift scores and coupon / treatment decisions",
+                       column_comments=comments)

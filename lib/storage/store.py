@@ -1,0 +1,687 @@
+"""The table store: every table liftlake reads or writes, by name, as a Delta table.
+
+Two backends share one interface (``read``, ``write``, ``history``, ``vacuum``, ``sql``, ``tables``):
+
+* ``DeltaRsStore`` (the embedded default): Spark writes Parquet in parallel into a staging folder
+  inside the table; the driver moves the files into their partition folders, reads their footers
+  (row counts, null counts, min / max) and commits them in ONE Delta transaction through delta-rs.
+  A partition overwrite commits the removes of the old files in that same transaction. Readers see
+  all of a write or none of it; a write that dies before its commit leaves only unreferenced files,
+  which ``vacuum`` removes. Inside ``store.commit_together()`` (every job that writes tables) the
+  commits wait until the job's last table is staged and are made one after the other at its end:
+  a job that fails while computing leaves every table as before, and a commit that fails there
+  has the job's earlier commits undone (their partitions get their old files back).
+* ``DeltaSparkStore`` (clusters that carry the Delta jars): plain ``format("delta")`` with
+  ``replaceWhere`` for a partition overwrite.
+
+Table names are ``<namespace>.<table>`` in ``[a-z0-9_]``; a name is a folder under the warehouse, so
+nothing else is accepted (no path or SQL escapes through a name).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
+from pyspark.sql.types import StructType
+
+logger = logging.getLogger(__name__)
+
+TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_\-:.]+$")
+# Set to a table name to make the store die between moving its files and committing them
+# (fault-injection tests; "exit" kills the process, anything else raises).
+FAULT_ENV = "LIFTLAKE_FAULT_BEFORE_COMMIT"
+FAULT_MODE_ENV = "LIFTLAKE_FAULT_MODE"
+
+
+class TableError(ValueError):
+    """A table name, schema or partition that cannot be used; the message names what and why."""
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault-injection hook of the tests."""
+
+
+def validate_table_name(name: str) -> str:
+    if not isinstance(name, str) or not TABLE_NAME.match(name):
+        raise TableError(
+            f"table name {name!r} breaks the rule <namespace>.<table> with characters in [a-z0-9_] "
+            "(no paths, no quoting)")
+    return name
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int | None  # None while the commit waits for the end of ``commit_together()``
+    rows: int
+    files: int
+    partitions: tuple[str, ...]
+
+
+@dataclass
+class _PendingCommit:
+    result: WriteResult
+    txn: str
+    commit: Callable[[], None]
+    discard: Callable[[], None]
+    undo: Callable[[set[str]], None]
+    committed: bool = False
+
+
+def _undo_txn(batch_txns: set[str]) -> str:
+    """The txn id the undo commits of a batch carry (one per batch, whatever the table)."""
+    return f"undo-{min(batch_txns)}"
+
+
+@dataclass
+class CommitBatch:
+    """What ``commit_together()`` yields: ``results`` holds the committed writes once it is left."""
+    results: list[WriteResult] = field(default_factory=list)
+
+
+def schema_mismatch(table: str, expected: StructType, got: StructType) -> str | None:
+    """A message naming the columns that differ, or None when the schemas agree."""
+    exp = {f.name: f.dataType.simpleString() for f in expected.fields}
+    act = {f.name: f.dataType.simpleString() for f in got.fields}
+    missing = sorted(set(exp) - set(act))
+    extra = sorted(set(act) - set(exp))
+    changed = sorted(f"{c} ({exp[c]} in the table, {act[c]} in the write)" for c in set(exp) & set(act)
+                     if exp[c] != act[c])
+    if not (missing or extra or changed):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing column(s) {missing}")
+    if extra:
+        parts.append(f"unexpected column(s) {extra}")
+    if changed:
+        parts.append("type mismatch in " + ", ".join(changed))
+    return f"schema of the write does not match table {table}: " + "; ".join(parts)
+
+
+class TableStore:
+    """Interface shared by both backends."""
+
+    def __init__(self, spark: SparkSession, root: str):
+        self.spark = spark
+        self.root = os.path.abspath(root)
+        self._pending: list[_PendingCommit] | None = None
+
+    @contextmanager
+    def commit_together(self) -> Iterator[CommitBatch]:
+        """Writes inside wait for the end of the block and commit there, one table after the other.
+        This backend commits each write at once (Spark's Delta writer commits as it writes); the
+        delta-rs store defers them."""
+        yield CommitBatch()
+
+    # -- names and paths ---------------------------------------------------------------------
+    def path(self, name: str) -> str:
+        namespace, table = validate_table_name(name).split(".")
+        return os.path.join(self.root, namespace, table)
+
+    def tables(self) -> list[str]:
+        found = []
+        if not os.path.isdir(self.root):
+            return found
+        for namespace in sorted(os.listdir(self.root)):
+            ns_dir = os.path.join(self.root, namespace)
+            if namespace.startswith(("_", ".")) or not os.path.isdir(ns_dir):
+                continue
+            for table in sorted(os.listdir(ns_dir)):
+                if os.path.isdir(os.path.join(ns_dir, table, "_delta_log")):
+                    name = f"{namespace}.{table}"
+                    if TABLE_NAME.match(name):
+                        found.append(name)
+        return found
+
+    def exists(self, name: str) -> bool:
+        return os.path.isdir(os.path.join(self.path(name), "_delta_log"))
+
+    # -- SQL over the warehouse ----------------------------------------------------------------
+    _STRING_LITERAL = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+
+    def register_views(self, query: str) -> str:
+        """Make ``namespace.table`` names in ``query`` resolvable by Spark SQL.
+
+        Spark's session catalog has no namespaces for our folders, so each referenced table is
+        registered as a temporary view ``namespace__table`` over its current snapshot and the
+        query is rewritten to it; string literals are left untouched.
+        """
+        known = set(self.tables())
+        pieces = self._STRING_LITERAL.split(query)
+        for i in range(0, len(pieces), 2):  # even pieces are outside string literals
+            def swap(match: re.Match) -> str:
+                name = f"{match.group(1).lower()}.{match.group(2).lower()}"
+                if name not in known:
+                    return match.group(0)
+                view = name.replace(".", "__")
+                self.read(name).createOrReplaceTempView(view)
+                return view
+            pieces[i] = re.sub(r"(?<![\w.`])([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)(?![\w(])",
+                               swap, pieces[i])
+        return "".join(pieces)
+
+    def sql(self, query: str) -> DataFrame:
+        return self.spark.sql(self.register_views(query))
+
+    # -- to be provided by a backend -------------------------------------------------------------
+    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+        raise NotImplementedError
+
+    def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
+              partition_by: str | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None) -> WriteResult:
+        raise NotImplementedError
+
+    def version(self, name: str) -> int:
+        raise NotImplementedError
+
+    def history(self, name: str) -> list[dict]:
+        raise NotImplementedError
+
+    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
+        raise NotImplementedError
+
+    def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
+        raise NotImplementedError
+
+    def table_info(self, name: str) -> dict:
+        info = {"name": name, "version": self.version(name), "partition_column": self.partition_column(name)}
+        info["rows_per_partition"] = self.partition_counts(name)
+        info["rows"] = sum(info["rows_per_partition"].values())
+        return info
+
+    def partition_column(self, name: str) -> str | None:
+        raise NotImplementedError
+
+
+def _check_write_args(mode: str, partition_by: str | None, partition_values: Sequence[str] | None) -> None:
+    if mode not in ("append", "overwrite_partitions", "overwrite"):
+        raise TableError(f"write mode {mode!r} is not one of append | overwrite_partitions | overwrite")
+    if mode == "overwrite_partitions":
+        if not partition_by:
+            raise TableError("overwrite_partitions needs a partition column")
+        if not partition_values:
+            raise TableError("overwrite_partitions needs the partition values it replaces (e.g. the day)")
+    for value in partition_values or ():
+        if not PARTITION_VALUE.match(str(value)):
+            raise TableError(f"partition value {value!r} breaks the rule [A-Za-z0-9_-:.]+")
+
+
+def _stats_from_footer(meta: pq.FileMetaData, columns: Iterable[str]) -> str:
+    """Delta per-file statistics (numRecords, nullCount, min / max) from a Parquet footer."""
+    wanted = set(columns)
+    null_count: dict[str, int] = {}
+    mins: dict[str, object] = {}
+    maxs: dict[str, object] = {}
+    complete: dict[str, bool] = {}
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for ci in range(group.num_columns):
+            col = group.column(ci)
+            name = col.path_in_schema
+            if name not in wanted:
+                continue
+            st = col.statistics
+            if st is None:
+                complete[name] = False
+                continue
+            null_count[name] = null_count.get(name, 0) + (st.null_count or 0)
+            usable = st.has_min_max and col.physical_type in ("INT32", "INT64", "DOUBLE", "FLOAT", "BYTE_ARRAY") \
+                and st.logical_type.type in ("NONE", "STRING", "INT")
+            if not usable:
+                complete[name] = False
+                continue
+            lo, hi = st.min, st.max
+            if isinstance(lo, bytes):
+                lo, hi = lo.decode("utf-8", "replace"), hi.decode("utf-8", "replace")
+            if isinstance(lo, float) and (lo != lo or hi != hi):
+                complete[name] = False
+                continue
+            mins[name] = lo if name not in mins else min(mins[name], lo)
+            maxs[name] = hi if name not in maxs else max(maxs[name], hi)
+            complete.setdefault(name, True)
+    keep = [c for c, ok in complete.items() if ok and c in mins]
+    return json.dumps({
+        "numRecords": meta.num_rows,
+        "minValues": {c: mins[c] for c in keep},
+        "maxValues": {c: maxs[c] for c in keep},
+        "nullCount": null_count,
+    })
+
+
+def _partition_value(folder: str, partition_by: str) -> str | None:
+    """The value of a Hive-style partition folder ``<column>=<escaped value>`` (None for null)."""
+    from urllib.parse import unquote
+
+    key, _, value = folder.partition("=")
+    if key != partition_by:
+        raise TableError(f"unexpected staging layout {folder!r}")
+    return None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
+
+
+class DeltaRsStore(TableStore):
+    """Embedded default: Spark writes Parquet, delta-rs commits it."""
+
+    backend = "delta-rs"
+
+    def _delta(self, name: str, version: int | None = None):
+        from deltalake import DeltaTable
+
+        if not self.exists(name):
+            raise TableError(f"table {name} does not exist under {self.root}")
+        table = DeltaTable(self.path(name))
+        if version is not None:
+            latest = table.version()
+            if not 0 <= version <= latest:
+                raise TableError(f"table {name} has versions 0..{latest}; version {version} does not exist")
+            table.load_as_version(version)
+        return table
+
+    def version(self, name: str) -> int:
+        return self._delta(name).version()
+
+    def partition_column(self, name: str) -> str | None:
+        cols = self._delta(name).metadata().partition_columns
+        return cols[0] if cols else None
+
+    def spark_schema(self, name: str, version: int | None = None) -> StructType:
+        table = self._delta(name, version)
+        arrow = pa.schema(table.schema().to_arrow())
+        # Partition columns are not in the data files; Spark puts them last when it reads them back.
+        parts = table.metadata().partition_columns
+        ordered = [f for f in arrow if f.name not in parts] + [arrow.field(p) for p in parts]
+        return from_arrow_schema(pa.schema(ordered))
+
+    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+        table = self._delta(name, version)
+        part_col = (table.metadata().partition_columns or [None])[0]
+        filters = None
+        if partitions is not None:
+            if part_col is None:
+                raise TableError(f"table {name} is not partitioned; cannot read partitions {list(partitions)}")
+            filters = [(part_col, "in", [str(p) for p in partitions])]
+        uris = table.file_uris(partition_filters=filters) if filters else table.file_uris()
+        schema = self.spark_schema(name, version)
+        if not uris:
+            return self.spark.createDataFrame([], schema)
+        reader = self.spark.read.schema(schema).option("basePath", self.path(name))
+        return reader.parquet(*uris).select(*schema.fieldNames())
+
+    def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
+        """Rows per partition from the Delta log's file statistics (no data is read)."""
+        table = self._delta(name, version)
+        part_col = (table.metadata().partition_columns or [None])[0]
+        actions = pa.table(table.get_add_actions(flatten=True))
+        counts: dict[str, int] = {}
+        key_col = f"partition.{part_col}" if part_col else None
+        for i in range(actions.num_rows):
+            key = actions.column(key_col)[i].as_py() if key_col else "__all__"
+            counts[key] = counts.get(key, 0) + int(actions.column("num_records")[i].as_py() or 0)
+        return dict(sorted(counts.items()))
+
+    def history(self, name: str) -> list[dict]:
+        return self._delta(name).history()
+
+    def referenced_files(self, name: str, version: int | None = None) -> set[str]:
+        """Paths (relative to the table folder) of the data files a version is made of."""
+        actions = pa.table(self._delta(name, version).get_add_actions(flatten=True))
+        return set(actions.column("path").to_pylist())
+
+    def _staging_dir(self, name: str, txn: str) -> str:
+        return os.path.join(self.path(name), "_staging", txn)
+
+    @contextmanager
+    def commit_together(self) -> Iterator[CommitBatch]:
+        """Stage every write of the block (Spark writes the Parquet, the files move into the table)
+        and commit them all at its end, in the order written. Delta has no transaction across
+        tables, so this is the next best: a failure while the block computes (the usual failure: a
+        bad row, a lost executor, a full disk) commits nothing and removes the staged files; a commit
+        that fails at the end undoes the block's commits made before it. What is left is a kill
+        inside the commit loop itself (milliseconds of delta-rs log writes), which a re-run of the
+        day repairs like any partition overwrite. Nested blocks join the outer one."""
+        batch = CommitBatch()
+        if self._pending is not None:
+            yield batch
+            return
+        self._pending = pending = []
+        try:
+            yield batch
+            for p in pending:
+                p.commit()
+                p.committed = True
+                batch.results.append(replace(p.result, version=self.version(p.result.table)))
+        except BaseException:
+            txns = {p.txn for p in pending}
+            for p in reversed(pending):
+                try:
+                    p.undo(txns) if p.committed else p.discard()
+                except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
+                    logger.error(f"table {p.result.table}: could not undo the job's commit "
+                                 f"({undo_error}); re-run the day to repair it")
+            raise
+        finally:
+            self._pending = None
+
+    def _undo_partition_overwrite(self, name: str, before: int | None, partition_by: str,
+                                  values: Sequence[str], batch_txns: set[str], schema) -> None:
+        """Give the partitions of a committed overwrite their files of version ``before`` back (one
+        more commit, scoped to those partitions: other days written meanwhile stay)."""
+        from deltalake import DeltaTable
+        from deltalake.transaction import AddAction, CommitProperties
+
+        table_path = self.path(name)
+        if before is None:
+            # the batch created the table: remove it when every commit on it is the batch's own
+            ours = batch_txns | {_undo_txn(batch_txns)}
+            if all(h.get("liftlake.txn") in ours for h in DeltaTable(table_path).history()):
+                shutil.rmtree(table_path, ignore_errors=True)
+                return
+            old_paths = []
+        else:
+            old = pa.table(DeltaTable(table_path, version=before).get_add_actions(flatten=True))
+            key = f"partition.{partition_by}"
+            old_paths = [(path, value) for path, value in zip(old.column("path").to_pylist(),
+                                                              old.column(key).to_pylist())
+                         if str(value) in {str(v) for v in values}]
+        data_cols = [f.name for f in schema.fields if f.name != partition_by]
+        adds = []
+        for path, value in old_paths:
+            full = os.path.join(table_path, path)
+            adds.append(AddAction(path=path, size=os.path.getsize(full), partition_values={partition_by: value},
+                                  modification_time=int(os.path.getmtime(full) * 1000), data_change=True,
+                                  stats=_stats_from_footer(pq.read_metadata(full), data_cols)))
+        DeltaTable(table_path).create_write_transaction(
+            adds, "overwrite", schema, partition_by=[partition_by],
+            partition_filters=[(partition_by, "in", sorted(str(v) for v in values))],
+            commit_properties=CommitProperties(custom_metadata={"liftlake.mode": "undo",
+                                                                "liftlake.txn": _undo_txn(batch_txns)}))
+
+    def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
+              partition_by: str | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None) -> WriteResult:
+        from deltalake import DeltaTable, Field, Schema
+        from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+
+        validate_table_name(name)
+        _check_write_args(mode, partition_by, partition_values)
+        if partition_by and partition_by not in df.columns:
+            raise TableError(f"table {name}: partition column {partition_by!r} is not in the data")
+        table_path = self.path(name)
+        exists = self.exists(name)
+        if exists:
+            self._check_fits(name, partition_by, df.schema)
+        # Column order: data columns then the partition column, as Spark reads it back.
+        data_cols = [c for c in df.columns if c != partition_by]
+        df = df.select(*data_cols, *([partition_by] if partition_by else []))
+        txn = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+        staging = self._staging_dir(name, txn)
+        writer = df.write.mode("error")
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        try:
+            writer.parquet(staging)
+        except BaseException:
+            # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
+            shutil.rmtree(staging, ignore_errors=True)
+            self._release_failed_task_files()
+            raise
+        if mode == "overwrite_partitions":
+            # Checked on the staged folders, not with a query before the write: that query would run
+            # the whole plan (a scoring UDF, a feature join) a second time.
+            wanted = {str(v) for v in partition_values}
+            staged = {_partition_value(d, partition_by) for d in os.listdir(staging) if "=" in d}
+            stray = sorted(str(v) for v in staged - wanted)
+            if stray:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise TableError(f"table {name}: the write holds {partition_by} values "
+                                 f"{stray[:5]} outside the partitions it replaces {sorted(wanted)}")
+
+        adds, moved = [], []
+
+        def discard() -> None:
+            # Nothing was committed: the moved files are unreferenced. Remove them so that a failed
+            # write leaves the folder as it found it (vacuum would also catch them).
+            for target in moved:
+                try:
+                    os.remove(target)
+                except OSError:
+                    pass
+            shutil.rmtree(staging, ignore_errors=True)
+
+        try:
+            for dirpath, _, filenames in os.walk(staging):
+                for fname in sorted(filenames):
+                    if not fname.endswith(".parquet") or fname.startswith((".", "_")):
+                        continue
+                    rel_dir = os.path.relpath(dirpath, staging)
+                    part_values: dict[str, str | None] = {}
+                    if partition_by:
+                        part_values[partition_by] = _partition_value(rel_dir, partition_by)
+                    target_dir = os.path.join(table_path, rel_dir) if partition_by else table_path
+                    os.makedirs(target_dir, exist_ok=True)
+                    target_name = f"part-{txn}-{len(moved):05d}.parquet"
+                    target = os.path.join(target_dir, target_name)
+                    os.replace(os.path.join(dirpath, fname), target)
+                    moved.append(target)
+                    meta = pq.read_metadata(target)
+                    rel_path = os.path.relpath(target, table_path).replace(os.sep, "/")
+                    adds.append(AddAction(
+                        path=rel_path, size=os.path.getsize(target), partition_values=part_values,
+                        modification_time=int(os.path.getmtime(target) * 1000), data_change=True,
+                        stats=_stats_from_footer(meta, data_cols)))
+            shutil.rmtree(staging, ignore_errors=True)
+            self._maybe_inject_fault(name)
+
+            arrow_schema = to_arrow_schema(df.schema)
+            fields = []
+            for f in arrow_schema:
+                field_ = Field.from_arrow(f)
+                if column_comments and f.name in column_comments:
+                    field_ = Field(f.name, field_.type, nullable=field_.nullable,
+                                   metadata={"comment": column_comments[f.name]})
+                fields.append(field_)
+            delta_schema = Schema(fields)
+            rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
+            props = CommitProperties(custom_metadata={"liftlake.rows": rows, "liftlake.mode": mode,
+                                                      "liftlake.txn": txn}, max_commit_retries=5)
+            partitions = tuple(sorted({a.partition_values.get(partition_by) or "" for a in adds})) \
+                if partition_by else ()
+        except BaseException:
+            discard()
+            raise
+        version_before: list[int | None] = []
+
+        def commit() -> None:
+            # the table may have appeared since the write was staged (an earlier write of the same
+            # commit_together() block, or another job)
+            exists_now = self.exists(name)
+            if exists_now:
+                self._check_fits(name, partition_by, df.schema)
+            version_before.append(self.version(name) if exists_now else None)
+            created = False
+            if not exists_now:
+                try:
+                    create_table_with_add_actions(
+                        table_path, delta_schema, adds, mode="error",
+                        partition_by=[partition_by] if partition_by else None, name=name, description=comment,
+                        commit_properties=props)
+                    created = True
+                except Exception:
+                    if not self.exists(name):
+                        raise
+                    # Lost a race: another job created the table after our check (two days of a
+                    # backfill starting at once). Commit onto it, after the checks an existing table gets.
+                    self._check_fits(name, partition_by, df.schema)
+            if not created:
+                table = DeltaTable(table_path)
+                if mode in ("append", "overwrite"):
+                    table.create_write_transaction(adds, mode, delta_schema,
+                                                   partition_by=[partition_by] if partition_by else None,
+                                                   commit_properties=props)
+                else:
+                    filters = [(partition_by, "in", sorted({str(v) for v in partition_values}))]
+                    table.create_write_transaction(adds, "overwrite", delta_schema, partition_by=[partition_by],
+                                                   partition_filters=filters, commit_properties=props)
+
+        def undo(batch_txns: set[str]) -> None:
+            if mode != "overwrite_partitions":
+                raise TableError(f"table {name}: a committed {mode} write is not undone (only partition overwrites)")
+            self._undo_partition_overwrite(name, version_before[-1], partition_by, partition_values,
+                                           batch_txns, delta_schema)
+
+        result = WriteResult(name, None, rows, len(adds), partitions)
+        if self._pending is not None:
+            self._pending.append(_PendingCommit(result, txn, commit, discard, undo))
+            return result
+        try:
+            commit()
+        except BaseException:
+            discard()
+            raise
+        return replace(result, version=self.version(name))
+
+    def _release_failed_task_files(self) -> None:
+        """A Parquet writer whose close failed (disk full) keeps its file open in the JVM that ran
+        the task, so the deleted staging files hold their space until that stream is collected. In
+        local mode that JVM is this driver's: collect now, so that a session which goes on after the
+        failure (a notebook, the report, a retry in-process) gets the space back. Executors on a
+        cluster release theirs at their next GC; a spark-submit job exits and releases everything."""
+        try:
+            self.spark.sparkContext._jvm.System.gc()
+        except Exception:  # noqa: BLE001 - no JVM handle (Spark Connect): nothing to collect from here
+            pass
+
+    def _check_fits(self, name: str, partition_by: str | None, schema) -> None:
+        """A write onto an existing table needs its partitioning and its schema."""
+        existing_part = self.partition_column(name)
+        if existing_part != partition_by:
+            raise TableError(f"table {name} is partitioned by {existing_part!r}, the write by {partition_by!r}")
+        mismatch = schema_mismatch(name, self.spark_schema(name), schema)
+        if mismatch:
+            raise TableError(mismatch)
+
+    @staticmethod
+    def _maybe_inject_fault(name: str) -> None:
+        if os.environ.get(FAULT_ENV) == name:
+            if os.environ.get(FAULT_MODE_ENV) == "exit":
+                os._exit(137)  # as if the process were killed: no cleanup runs
+            raise InjectedFault(f"injected failure before the commit of {name}")
+
+    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
+        """Delete files no version within the retention references, and stale staging folders."""
+        table = self._delta(name)
+        removed = table.vacuum(retention_hours=int(retention_hours), dry_run=False,
+                               enforce_retention_duration=False)
+        staging_root = os.path.join(self.path(name), "_staging")
+        cutoff = time.time() - retention_hours * 3600
+        if os.path.isdir(staging_root):
+            for txn in os.listdir(staging_root):
+                folder = os.path.join(staging_root, txn)
+                if os.path.getmtime(folder) <= cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(os.path.relpath(folder, self.path(name)))
+        # Files moved into place by a write that died before its commit are unreferenced by every
+        # version; delta-rs' vacuum only knows files that were once committed, so list them here.
+        referenced = set()
+        for v in range(0, table.version() + 1):
+            try:
+                referenced.update(self.referenced_files(name, v))
+            except Exception:  # versions older than the log retention are gone
+                continue
+        for dirpath, _, filenames in os.walk(self.path(name)):
+            if "_delta_log" in dirpath or "_staging" in dirpath:
+                continue
+            for fname in filenames:
+                full = os.path.join(dirpath, fname)
+                rel = os.path.relpath(full, self.path(name)).replace(os.sep, "/")
+                if fname.endswith(".parquet") and rel not in referenced and os.path.getmtime(full) <= cutoff:
+                    os.remove(full)
+                    removed.append(rel)
+        return sorted(removed)
+
+
+class DeltaSparkStore(TableStore):
+    """Clusters with delta-spark: ``format('delta')`` and ``replaceWhere``."""
+
+    backend = "delta-spark"
+
+    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        df = reader.load(self.path(name))
+        if partitions is not None:
+            df = df.where(df[self.partition_column(name)].isin([str(p) for p in partitions]))
+        return df
+
+    def _delta_table(self, name: str):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self.path(name))
+
+    def version(self, name: str) -> int:
+        return int(self._delta_table(name).history(1).collect()[0]["version"])
+
+    def partition_column(self, name: str) -> str | None:
+        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{self.path(name)}`").collect()[0]
+        cols = detail["partitionColumns"]
+        return cols[0] if cols else None
+
+    def history(self, name: str) -> list[dict]:
+        return [r.asDict(recursive=True) for r in self._delta_table(name).history().collect()]
+
+    def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
+        part = self.partition_column(name)
+        df = self.read(name, version)
+        if part is None:
+            return {"__all__": df.count()}
+        return {str(r[0]): int(r[1]) for r in df.groupBy(part).count().orderBy(part).collect()}
+
+    def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
+              partition_by: str | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None) -> WriteResult:
+        validate_table_name(name)
+        _check_write_args(mode, partition_by, partition_values)
+        writer = df.write.format("delta")
+        if partition_by:
+            writer = writer.partitionBy(partition_by)
+        if mode == "append":
+            writer = writer.mode("append")
+        elif mode == "overwrite":
+            writer = writer.mode("overwrite")
+        else:
+            values = ", ".join(f"'{v}'" for v in partition_values)
+            writer = writer.mode("overwrite").option("replaceWhere", f"{partition_by} IN ({values})")
+        writer.save(self.path(name))
+        return WriteResult(name, self.version(name), -1, -1, tuple(partition_values or ()))
+
+    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
+        self._delta_table(name).vacuum(retention_hours)
+        return []
+
+
+def open_store(spark: SparkSession, root: str, backend: str = "auto") -> TableStore:
+    """The store for ``root``: delta-spark when the session has the Delta extension, else delta-rs."""
+    from liftlake.lib.storage.spark import has_delta_extension
+
+    if backend == "auto":
+        backend = "delta-spark" if has_delta_extension(spark) else "delta-rs"
+    if backend == "delta-rs":
+        return DeltaRsStore(spark, root)
+    if backend == "delta-spark":
+        return DeltaSparkStore(spark, root)
+    raise TableError(f"table backend {backend!r} is not one of auto | delta-rs | delta-spark")

@@ -1,0 +1,43 @@
+"""Launchers of the ONE per-rank training function: in-process (``local``), Horovod-on-Spark
+(``horovod.spark.run``) and Spark's TorchDistributor (barrier-mode DDP)."""
+from __future__ import annotations
+
+from typing import Any
+
+from liftlake.lib.training.comms import HorovodComm, LocalComm, TorchDDPComm
+from liftlake.lib.training.loop import train_rank
+from liftlake.lib.training.plan import TrainPlan
+
+
+# -- launchers -------------------------------------------------------------------------------------------
+def _torch_distributor_entry(plan: TrainPlan):
+    comm = TorchDDPComm(plan.use_gpu)
+    result = train_rank(plan, comm)
+    comm.dist.destroy_process_group()
+    return result
+
+
+def _horovod_entry(plan: TrainPlan):
+    return train_rank(plan, HorovodComm())
+
+
+def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> dict[str, Any]:
+    """Run ``train_rank`` under the launcher; returns rank 0's result (with ``per_rank`` digests)."""
+    if launcher == "local":
+        return train_rank(plan, LocalComm())
+    if launcher == "torch-distributor":
+        from pyspark.ml.torch.distributor import TorchDistributor
+
+        local_mode = spark is None or spark.sparkContext.master.startswith("local")
+        result = TorchDistributor(num_processes=num_processes, local_mode=local_mode,
+                                  use_gpu=plan.use_gpu).run(_torch_distributor_entry, plan)
+        return result
+    if launcher == "horovod":
+        import horovod.spark
+
+        results = horovod.spark.run(_horovod_entry, args=(plan,), num_proc=num_processes,
+                                    use_gloo=True, verbose=1)
+        first = results[0]
+        first["per_rank_digests"] = [r["final_digest"] for r in results]
+        return first
+    raise ValueError(f"train.launcher {launcher!r} is not one of local | horovod | torch-distributor")

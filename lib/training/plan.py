@@ -1,0 +1,180 @@
+"""What a rank needs to train: the ``TrainPlan`` (model, settings, materialized files) built on the driver,
+the batch layout (which columns feed which task) and the conversion of numpy columns to a model batch."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from liftlake.lib.artifacts.feature_specs import load_spec
+from liftlake.lib.cli.runner import InputError
+from liftlake.lib.config import Config, model_params, warehouse_path
+from liftlake.lib.days import window_days
+from liftlake.lib.features.spec import FeatureSpec
+from liftlake.lib.training.trainset import materialize
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, a rank that failed); the message says where."""
+
+
+# -- what a rank needs -------------------------------------------------------------------------------
+@dataclass
+class TrainPlan:
+    model_name: str
+    model_params: dict
+    field_dims: list[int]
+    task: str                              # cvr | coupon | multi_treatment
+    feature_columns: list[str]
+    train_files: list[str]                 # sorted; petastorm deals row groups j to rank j % n
+    train_rowgroup_rows: list[int]         # rows of each row group, in file then group order
+    valid_files: list[str]
+    learning_rate: float
+    weight_decay: float
+    optimizer: str
+    batch_size: int
+    epochs: int
+    seed: int
+    early_stopping_patience: int
+    checkpoint_every_steps: int
+    log_every_steps: int
+    checkpoint_dir: str
+    num_responses: int = 2
+    num_treatments: int = 2
+    cf_label_column: str | None = None
+    use_gpu: bool = False
+    # Fault injection for the resume test: stop after this many optimizer steps (0: never).
+    stop_after_steps: int = 0
+
+
+@dataclass
+class BatchLayout:
+    """How table columns become a model batch, without the training settings."""
+    task: str
+    feature_columns: list[str]
+    num_responses: int = 2
+    num_treatments: int = 2
+    cf_label_column: str | None = None
+
+
+def batch_columns(plan) -> list[str]:
+    if plan.task == "cvr":
+        cols = ["click", "conversion"] + (["cf_label"] if plan.cf_label_column else [])
+    elif plan.task == "coupon":
+        cols = ["treated", "intensity", "outcome", "rct_coupon"]
+    else:
+        cols = ["treatment_id", "rct_treatment"] + [f"response_{r}" for r in range(1, plan.num_responses + 1)] \
+            + [f"value_share_{r}" for r in range(1, plan.num_responses + 1)]
+    return plan.feature_columns + cols + ["row_id"]
+
+
+def to_batch(columns: dict[str, np.ndarray], plan, device: torch.device | str = "cpu") -> dict:
+    """Numpy columns -> the model's dict batch (models/base.py names).
+
+    ``plan`` is anything with task, feature_columns, cf_label_column, num_responses and
+    num_treatments: a TrainPlan, or a BatchLayout at scoring time."""
+    x = np.stack([np.asarray(columns[c], dtype=np.int64) for c in plan.feature_columns], axis=1)
+    batch = {"x": torch.from_numpy(x)}
+
+    def f(name):
+        return torch.from_numpy(np.asarray(columns[name], dtype=np.float32))
+
+    if plan.task == "cvr":
+        batch["click"], batch["conversion"] = f("click"), f("conversion")
+        if plan.cf_label_column:
+            batch["cf_label"] = f("cf_label")
+    elif plan.task == "coupon":
+        batch.update(treated=f("treated"), intensity=f("intensity"), outcome=f("outcome"), rct=f("rct_coupon"))
+    else:
+        r = range(1, plan.num_responses + 1)
+        batch["treatment_id"] = torch.from_numpy(np.asarray(columns["treatment_id"], dtype=np.int64))
+        batch["responses"] = torch.stack([f(f"response_{i}") for i in r], dim=1)
+        batch["value_shares"] = torch.stack([f(f"value_share_{i}") for i in r], dim=1)
+        batch["rct"] = f("rct_treatment")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+PRIMARY_METRIC = {"cvr": "ctcvr_auc", "coupon": "auc_outcome", "multi_treatment": "fit_r2"}
+
+
+def model_task(name: str, params: dict) -> str:
+    """cvr | coupon | multi_treatment: which rows and batch keys the model learns from."""
+    from liftlake.models.registry import get_entry, resolve_params
+
+    entry = get_entry(name)
+    if entry.family == "cvr":
+        return "cvr"
+    resolved = resolve_params(name, params)
+    return getattr(resolved, "task", None) or getattr(entry.cls, "task", "coupon")
+
+
+def pinned_versions(store, task: str, cf_label_column: str | None) -> dict[str, int]:
+    table = "features.samples" if task == "cvr" else "features.user_samples"
+    if not store.exists(table):
+        raise InputError(f"table {table} does not exist; run `liftlake build-features` first")
+    versions = {table: store.version(table)}
+    if cf_label_column:
+        if not store.exists("labels.escim_counterfactual"):
+            raise InputError("table labels.escim_counterfactual does not exist; run `liftlake escim-labels` first")
+        versions["labels.escim_counterfactual"] = store.version("labels.escim_counterfactual")
+    return versions
+
+
+def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None = None,
+               checkpoint_dir: str | None = None) -> tuple[TrainPlan, object, FeatureSpec]:
+    from liftlake.models.registry import get_entry
+
+    name = config.model.name
+    entry = get_entry(name)
+    params = model_params(config, entry)
+    task = model_task(name, params)
+    cf_label_column = getattr(entry.cls, "cf_label_column", None)
+    warehouse = warehouse_path(config)
+    versions = versions or pinned_versions(store, task, cf_label_column)
+    table = "features.samples" if task == "cvr" else "features.user_samples"
+    have = store.partition_counts(table, versions[table])
+    days = [d for d in window_days(ds, config.train.window_days) if d in have]
+    if not days:
+        raise InputError(f"table {table} has no partition in the {config.train.window_days} day(s) ending {ds}")
+    spec_version = store.read(table, version=versions[table], partitions=[days[-1]]) \
+        .select("feature_spec_version").limit(1).collect()[0][0]
+    spec = load_spec(warehouse, spec_version)
+    level = "exposure" if task == "cvr" else "user"
+    sim = config.simulator
+    probe = TrainPlan(model_name=name, model_params=params, field_dims=spec.field_dims(level), task=task,
+                      feature_columns=spec.columns(level), train_files=[], train_rowgroup_rows=[], valid_files=[],
+                      learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay,
+                      optimizer=config.train.optimizer, batch_size=config.train.batch_size,
+                      epochs=config.train.epochs, seed=config.train.seed,
+                      early_stopping_patience=config.train.early_stopping_patience,
+                      checkpoint_every_steps=config.train.checkpoint_every_steps,
+                      log_every_steps=config.train.log_every_steps, checkpoint_dir="",
+                      num_responses=sim.num_responses, num_treatments=sim.num_treatments,
+                      cf_label_column="cf_label" if cf_label_column else None, use_gpu=config.train.use_gpu)
+    columns = [c for c in batch_columns(probe) if c not in ("row_id", "cf_label")]
+    if task == "cvr":
+        columns = ["exposure_id"] + columns if cf_label_column else columns
+    ranks = 1 if config.train.launcher == "local" else config.train.num_processes
+    trainset = materialize(store, warehouse, level, days, versions, columns, files_per_split=4 * ranks,
+                           cf_label_column=cf_label_column, cf_label_rate=params.get("label_rate"), log=logger.info)
+    # Checkpoints resume a killed run of the SAME training: everything that shapes the run is in
+    # the key, so a re-run with another learning rate, batch size, epoch count or model parameter
+    # starts fresh instead of resuming (and returning) the earlier run's weights.
+    run_src = json.dumps({"params": params, "optimizer": probe.optimizer, "lr": probe.learning_rate,
+                          "weight_decay": probe.weight_decay, "batch": probe.batch_size, "epochs": probe.epochs,
+                          "patience": probe.early_stopping_patience, "seed": probe.seed,
+                          "launcher": config.train.launcher, "ranks": ranks}, sort_keys=True, default=str)
+    run_key = f"{name}-{trainset.key}-{hashlib.sha256(run_src.encode()).hexdigest()[:12]}"
+    plan = dataclasses.replace(
+        probe, train_files=trainset.files["train"], train_rowgroup_rows=trainset.rowgroup_rows["train"],
+        valid_files=trainset.files["valid"],
+        checkpoint_dir=checkpoint_dir or os.path.join(warehouse, "_models", name, "_checkpoints", run_key))
+    return plan, trainset, spec

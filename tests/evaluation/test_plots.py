@@ -1,0 +1,91 @@
+"""PNG writers: a real PNG of non-trivial size lands at the path returned; bad input is refused."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from liftlake.lib.evaluation.plots import (
+    plot_calibration,
+    plot_cumulative_slope,
+    plot_label_rate_sweep,
+    plot_qini_curves,
+    plot_uplift_curves,
+)
+from liftlake.lib.evaluation.uplift_metrics import cumulative_slope_curve, global_slope, qini_curve, uplift_curve
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_png(path: str) -> None:
+    assert os.path.isfile(path)
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    assert head == PNG_MAGIC
+    assert os.path.getsize(path) > 5_000  # axes, lines and text, not an empty canvas
+
+
+@pytest.fixture(scope="module")
+def rct():
+    rng = np.random.default_rng(0)
+    n = 2000
+    x = rng.normal(size=n)
+    w = rng.binomial(1, 0.5, n)
+    y = rng.binomial(1, 0.2 + 0.1 * w * (x > 0))
+    return x, w, y, rng
+
+
+def test_uplift_and_qini_curves(tmp_path, rct):
+    x, w, y, rng = rct
+    models = {"oracle-ish": x, "random": rng.normal(size=x.size)}
+    uplift = {name: uplift_curve(y, score, w) for name, score in models.items()}
+    qini = {name: qini_curve(y, score, w) for name, score in models.items()}
+    target = tmp_path / "nested" / "uplift.png"  # parent folder is created
+    written = plot_uplift_curves(uplift, target, title="Uplift, treatment 1")
+    assert written == str(target)
+    _assert_png(written)
+    _assert_png(plot_qini_curves(qini, str(tmp_path / "qini.png"), title="Qini"))
+
+
+def test_calibration(tmp_path, rct):
+    _, _, y, rng = rct
+    p = np.clip(0.25 + rng.normal(0, 0.1, y.size), 0, 1)
+    _assert_png(plot_calibration(y, p, tmp_path / "calibration.png", bins=10))
+    sparse_cvr = rng.uniform(0.001, 0.03, y.size)  # a few percent: equal-count bins
+    conversions = rng.binomial(1, sparse_cvr)
+    _assert_png(plot_calibration(conversions, sparse_cvr, tmp_path / "cvr.png", strategy="quantile"))
+
+
+def test_cumulative_slope(tmp_path, rct):
+    x, _, _, rng = rct
+    dose = rng.choice([0.0, 1.0, 2.5, 4.0], size=x.size)
+    clicks = rng.binomial(1, 0.2 + 0.03 * dose * (x > 0))
+    curves = {"true ranking": cumulative_slope_curve(clicks, dose, x),
+              "random": cumulative_slope_curve(clicks, dose, rng.normal(size=x.size))}
+    written = plot_cumulative_slope(curves, tmp_path / "cs.png", global_slope=global_slope(clicks, dose),
+                                    n_rows=x.size)
+    _assert_png(written)
+
+
+def test_label_rate_sweep(tmp_path):
+    rates = [0.001, 0.01, 0.1]
+    written = plot_label_rate_sweep({"CVR AUC": (rates, [0.60, 0.62, 0.58]), "CTCVR AUC": (rates, [0.70, 0.71, 0.69])},
+                                    tmp_path / "sweep.png", markers={"max": 0.004, "ratio": 0.02})
+    _assert_png(written)
+    with pytest.raises(ValueError, match="> 0"):
+        plot_label_rate_sweep({"CVR AUC": ([0.0, 0.1], [0.5, 0.6])}, tmp_path / "zero.png")
+
+
+def test_bad_input_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="nothing to plot"):
+        plot_uplift_curves({}, tmp_path / "empty.png")
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        plot_qini_curves({"m": ([0, 1, 2], [0, 1])}, tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="probabilities"):
+        plot_calibration([0, 1], [0.5, 1.5], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="bins"):
+        plot_calibration([0, 1], [0.5, 0.5], tmp_path / "bad.png", bins=0)
+    with pytest.raises(ValueError, match="strategy"):
+        plot_calibration([0, 1], [0.5, 0.5], tmp_path / "bad.png", strategy="log")
+    assert not (tmp_path / "bad.png").exists()

@@ -1,0 +1,161 @@
+"""The feature job on a small simulated day: quarantine, idempotent re-runs, encodings, errors."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import pytest
+from deltalake import DeltaTable
+from pyspark.sql import functions as F
+
+from liftlake.lib.artifacts.feature_specs import load_spec
+from liftlake.lib.cli.runner import InputError, JobContext
+from liftlake.lib.config import load_config
+from liftlake.lib.pipelines.build_features import build_features_days
+from liftlake.lib.pipelines.simulate import simulate_days
+from liftlake.lib.storage.store import DeltaRsStore
+
+DS = "2026-11-20"
+
+
+def make_ctx(spark, warehouse, days, *overrides):
+    config = load_config([], [f"warehouse.path={warehouse}", *overrides], env={})
+    args = argparse.Namespace(conf=[], overrides=list(overrides), json=False, model=None, quiet_config=True)
+    return JobContext("test", config, args, days, _spark=spark, _store=DeltaRsStore(spark, warehouse))
+
+
+@pytest.fixture(scope="module")
+def day(spark, tmp_path_factory):
+    warehouse = str(tmp_path_factory.mktemp("wh"))
+    ctx = make_ctx(spark, warehouse, [DS], "simulator.exposures=6000", "simulator.bad_row_rate=0.04")
+    simulate_days(ctx)
+    summary = build_features_days(ctx)[DS]
+    return ctx, summary
+
+
+@pytest.mark.reliability
+def test_every_row_is_kept_or_quarantined_with_its_rule(day):
+    ctx, summary = day
+    store = ctx.store
+    raw = store.read("raw.exposures", partitions=[DS])
+    samples = store.read("features.samples", partitions=[DS])
+    quarantine = store.read("ops.quarantine", partitions=[DS])
+    q_exp = quarantine.where(F.col("source_table") == "raw.exposures").count()
+    assert samples.count() + q_exp == raw.count()
+    rules = {r.rule for r in quarantine.select("rule").distinct().collect()}
+    for rule in ("null_id", "duplicate_exposure_id", "click_without_exposure", "conversion_without_click",
+                 "conversion_before_click", "bad_coupon_value_on_treated_row", "unknown_treatment_id",
+                 "response_nan_or_negative"):
+        assert rule in rules, (rule, rules)
+    assert summary["ops.quarantine"] == quarantine.count()
+    assert sum(summary["quarantined_by_rule"].values()) == quarantine.count()
+    # exposure ids are unique, conversions only on clicks
+    assert samples.select("exposure_id").distinct().count() == samples.count()
+    assert samples.where((F.col("conversion") == 1) & (F.col("click") == 0)).count() == 0
+    users = store.read("features.user_samples", partitions=[DS])
+    assert users.select("user_id").distinct().count() == users.count()
+    assert users.where((F.col("treated") == 1) & (F.col("intensity") <= 0)).count() == 0
+
+
+def test_encoded_ids_stay_inside_the_spec(day):
+    ctx, _ = day
+    spec = load_spec(ctx.store.root)
+    samples = ctx.store.read("features.samples", partitions=[DS])
+    bounds = samples.agg(*[F.min(c).alias(f"min_{c}") for c in spec.columns("exposure")],
+                         *[F.max(c).alias(f"max_{c}") for c in spec.columns("exposure")]).collect()[0]
+    for name, dim in zip(spec.columns("exposure"), spec.field_dims("exposure")):
+        assert 0 <= bounds[f"min_{name}"] and bounds[f"max_{name}"] < dim, name
+    assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
+
+
+@pytest.mark.reliability
+def test_exposures_outside_the_day_are_quarantined(spark):
+    # the simulator never writes these; a late or clock-skewed log line does
+    import datetime as dt
+
+    from liftlake.lib.features.cleaning import clean_exposures
+
+    rows = [(1, 10, 100, dt.datetime(2026, 11, 20, 0, 0, 0)),      # first instant of the day: kept
+            (2, 10, 100, dt.datetime(2026, 11, 20, 23, 59, 59)),   # last second: kept
+            (3, 10, 100, dt.datetime(2026, 11, 19, 23, 59, 59)),   # the day before
+            (4, 10, 100, dt.datetime(2026, 11, 21, 0, 0, 0)),      # the next day starts here
+            (5, 10, 100, None)]
+    exposures = spark.createDataFrame(rows, "exposure_id long, user_id long, item_id long, ts timestamp")
+    cleaned = clean_exposures(exposures, DS, "test")
+    assert sorted(r.exposure_id for r in cleaned.good.collect()) == [1, 2]
+    rejected = {int(r.row_key): r.rule for r in cleaned.rejected.collect()}
+    assert rejected == {3: "ts_outside_day", 4: "ts_outside_day", 5: "ts_outside_day"}
+
+
+def test_tables_are_delta_partitioned_by_ds(day):
+    ctx, _ = day
+    for name in ctx.store.tables():
+        table = DeltaTable(ctx.store.path(name))
+        assert table.metadata().partition_columns == ["ds"], name
+
+
+def test_rerunning_the_day_keeps_row_counts(day):
+    ctx, _ = day
+    store = ctx.store
+    before = {t: store.table_info(t) for t in store.tables()}
+    simulate_days(ctx)
+    build_features_days(ctx)
+    for t, info in before.items():
+        after = store.table_info(t)
+        assert after["rows_per_partition"] == info["rows_per_partition"], t
+        assert after["version"] == info["version"] + 1, t
+
+
+@pytest.mark.reliability
+def test_missing_partition_and_missing_column_are_named(day, spark, tmp_path):
+    ctx, _ = day
+    other = make_ctx(spark, ctx.store.root, ["2026-11-25"])
+    with pytest.raises(InputError, match=r"table raw.exposures: partition ds=2026-11-25 is missing"):
+        build_features_days(other)
+    # a raw table that lost a column
+    warehouse = str(tmp_path / "wh2")
+    broken = make_ctx(spark, warehouse, [DS], "simulator.exposures=500")
+    simulate_days(broken)
+    items = broken.store.read("raw.items").drop("i_brand")
+    store2 = DeltaRsStore(spark, warehouse)
+    store2.write(items.localCheckpoint(), "raw.items_copy", "overwrite_partitions", [DS])
+    import shutil
+
+    shutil.rmtree(store2.path("raw.items"))
+    shutil.copytree(store2.path("raw.items_copy"), store2.path("raw.items"))
+    with pytest.raises(InputError, match=r"table raw.items: missing column\(s\) \['i_brand'\]"):
+        build_features_days(broken)
+
+
+@pytest.mark.reliability
+def test_two_first_feature_jobs_at_once_share_one_spec(spark, tmp_path):
+    # a backfill starts its first days together on a fresh warehouse: the job that waits for the
+    # spec lock must use the spec the other fitted (its own window would fit another one)
+    import threading
+
+    from liftlake.lib.artifacts.feature_specs import spec_dir
+    from liftlake.lib.features.build import build_feature_day
+
+    days = ["2026-11-20", "2026-11-21"]
+    ctx = make_ctx(spark, str(tmp_path / "wh"), days, "simulator.exposures=800")
+    simulate_days(ctx)
+    cfg = ctx.config
+    specs, errors = {}, []
+    start = threading.Barrier(2)
+
+    def first_feature_job(ds):
+        try:
+            start.wait()
+            specs[ds] = build_feature_day(ctx.store, ctx.store.root, cfg.features, ds, cfg.simulator.num_treatments,
+                                          cfg.simulator.num_responses, log=lambda *_: None).spec.version
+        except Exception as exc:  # noqa: BLE001 - re-raised below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_feature_job, args=(ds,)) for ds in days]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert specs[days[0]] == specs[days[1]] == load_spec(ctx.store.root).version
+    assert [f for f in os.listdir(spec_dir(ctx.store.root)) if f.endswith(".json")] == [f"{specs[days[0]]}.json"]

@@ -1,0 +1,307 @@
+"""The delta-rs table store: round trips, partition overwrite, atomic commits, schema checks."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+from deltalake import DeltaTable, QueryBuilder
+from pyspark.sql import functions as F
+
+from liftlake.lib.storage.store import DeltaRsStore, InjectedFault, TableError, validate_table_name
+
+
+def day_frame(spark, ds: str, n: int, offset: int = 0):
+    return (spark.range(offset, offset + n).withColumnRenamed("id", "event_id")
+            .withColumn("value", F.col("event_id") * 0.5)
+            .withColumn("label", F.concat(F.lit("e"), F.col("event_id").cast("string")))
+            .withColumn("ts", F.to_timestamp(F.lit(f"{ds} 12:00:00")))
+            .withColumn("ds", F.lit(ds)))
+
+
+def delta_rows(path: str) -> int:
+    """Row count as delta-rs' own SQL engine (DataFusion) sees the table."""
+    result = QueryBuilder().register("t", DeltaTable(path)).execute("select count(*) as n from t").read_all()
+    return result.column("n").to_pylist()[0]
+
+
+@pytest.fixture()
+def store(spark, tmp_path):
+    return DeltaRsStore(spark, str(tmp_path / "wh"))
+
+
+def test_round_trip_and_other_readers(spark, store):
+    df = day_frame(spark, "2026-11-20", 100)
+    res = store.write(df, "raw.events", mode="overwrite_partitions", partition_values=["2026-11-20"])
+    assert (res.version, res.rows) == (0, 100)
+    back = store.read("raw.events")
+    assert back.columns == df.columns
+    assert sorted(r.event_id for r in back.collect()) == list(range(100))
+    assert back.schema["ts"].dataType.simpleString() == "timestamp"
+    # Any Delta reader opens it: delta-rs sees the same version, partitioning and file row counts.
+    table = DeltaTable(store.path("raw.events"))
+    assert table.version() == 0
+    assert table.metadata().partition_columns == ["ds"]
+    assert delta_rows(store.path("raw.events")) == 100
+    assert store.partition_counts("raw.events") == {"2026-11-20": 100}
+
+
+def test_rerunning_a_day_replaces_it(spark, store):
+    for _ in range(2):
+        store.write(day_frame(spark, "2026-11-20", 50), "raw.events", "overwrite_partitions", ["2026-11-20"])
+        store.write(day_frame(spark, "2026-11-21", 30), "raw.events", "overwrite_partitions", ["2026-11-21"])
+    assert store.version("raw.events") == 3
+    assert store.partition_counts("raw.events") == {"2026-11-20": 50, "2026-11-21": 30}
+    assert store.read("raw.events").count() == 80
+    # Re-running one day with other rows touches only that day.
+    store.write(day_frame(spark, "2026-11-21", 7, offset=1000), "raw.events", "overwrite_partitions", ["2026-11-21"])
+    assert store.partition_counts("raw.events") == {"2026-11-20": 50, "2026-11-21": 7}
+
+
+def test_time_travel_and_history(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 10), "raw.events", "append")
+    store.write(day_frame(spark, "2026-11-20", 5, offset=10), "raw.events", "append")
+    assert store.read("raw.events", version=0).count() == 10
+    assert store.read("raw.events").count() == 15
+    assert len(store.history("raw.events")) == 2
+    with pytest.raises(TableError, match="version 9 does not exist"):
+        store.read("raw.events", version=9)
+
+
+def test_partition_read(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 10).unionByName(day_frame(spark, "2026-11-21", 4, 10)),
+                "raw.events", "append")
+    assert store.read("raw.events", partitions=["2026-11-21"]).count() == 4
+    assert store.read("raw.events", partitions=["2026-11-22"]).count() == 0
+
+
+@pytest.mark.reliability
+def test_schema_mismatch_names_the_columns(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 5), "raw.events", "append")
+    bad = day_frame(spark, "2026-11-21", 5).drop("label").withColumn("extra", F.lit(1)) \
+        .withColumn("value", F.col("value").cast("string"))
+    with pytest.raises(TableError) as err:
+        store.write(bad, "raw.events", "append")
+    msg = str(err.value)
+    assert "raw.events" in msg and "['label']" in msg and "['extra']" in msg and "value (double" in msg
+    assert store.version("raw.events") == 0
+
+
+@pytest.mark.reliability
+def test_overwrite_refuses_rows_outside_the_partition(spark, store):
+    with pytest.raises(TableError, match="outside the partitions"):
+        store.write(day_frame(spark, "2026-11-21", 5), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert not store.exists("raw.events")
+    store.write(day_frame(spark, "2026-11-20", 5), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    mixed = day_frame(spark, "2026-11-20", 3).unionByName(day_frame(spark, "2026-11-22", 2))
+    with pytest.raises(TableError, match=r"\['2026-11-22'\] outside the partitions"):
+        store.write(mixed, "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert store.version("raw.events") == 0 and store.read("raw.events").count() == 5
+    staging = os.path.join(store.path("raw.events"), "_staging")
+    assert not os.path.isdir(staging) or not os.listdir(staging)  # the staged files are gone
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("name", ["raw", "raw.Events", "../etc.passwd", "raw.events;drop", "a.b.c", "raw.`x`"])
+def test_table_names_outside_the_rule_are_refused(name):
+    with pytest.raises(TableError, match="a-z0-9_"):
+        validate_table_name(name)
+
+
+@pytest.mark.reliability
+def test_failure_before_commit_leaves_table_unchanged(spark, store, monkeypatch):
+    store.write(day_frame(spark, "2026-11-20", 20), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    monkeypatch.setenv("LIFTLAKE_FAULT_BEFORE_COMMIT", "raw.events")
+    with pytest.raises(InjectedFault):
+        store.write(day_frame(spark, "2026-11-20", 99, offset=500), "raw.events", "overwrite_partitions",
+                    ["2026-11-20"])
+    assert store.version("raw.events") == 0
+    assert store.partition_counts("raw.events") == {"2026-11-20": 20}
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == list(range(20))
+    parquet = [f for _, _, fs in os.walk(store.path("raw.events")) for f in fs if f.endswith(".parquet")]
+    assert len(parquet) == len(store.referenced_files("raw.events"))
+
+
+@pytest.mark.reliability
+def test_a_failed_spark_write_leaves_no_staging_folder(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 20), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    # a row that fails while Spark writes the staged files (the task's error is not retried away)
+    bad = day_frame(spark, "2026-11-20", 50).withColumn(
+        "value", F.when(F.col("event_id") == 7, F.raise_error(F.lit("bad row 7"))).otherwise(F.col("value")))
+    with pytest.raises(Exception, match="bad row 7"):
+        store.write(bad, "raw.events", "overwrite_partitions", ["2026-11-20"])
+    assert store.version("raw.events") == 0
+    assert store.partition_counts("raw.events") == {"2026-11-20": 20}
+    staging = os.path.join(store.path("raw.events"), "_staging")
+    assert not os.path.exists(staging) or os.listdir(staging) == []
+
+
+KILL_SCRIPT = r"""
+import sys
+from pyspark.sql import functions as F
+from liftlake.lib.storage.spark import build_session
+from liftlake.lib.storage.store import DeltaRsStore
+spark = build_session("kill", master="local[1]", conf={"spark.ui.enabled": "false"})
+store = DeltaRsStore(spark, sys.argv[1])
+df = spark.range(1000).withColumnRenamed("id", "event_id").withColumn("ds", F.lit("2026-11-20"))
+store.write(df, "raw.killed", "overwrite_partitions", ["2026-11-20"])
+"""
+
+
+@pytest.mark.reliability
+def test_process_killed_before_commit_leaves_only_unreferenced_files(spark, store, tmp_path):
+    store.write(spark.range(10).withColumnRenamed("id", "event_id").withColumn("ds", F.lit("2026-11-20")),
+                "raw.killed", "overwrite_partitions", ["2026-11-20"])
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ, LIFTLAKE_FAULT_BEFORE_COMMIT="raw.killed", LIFTLAKE_FAULT_MODE="exit")
+    proc = subprocess.run([sys.executable, str(script), store.root], env=env, capture_output=True, timeout=300)
+    assert proc.returncode == 137, proc.stderr.decode()[-2000:]
+    assert store.version("raw.killed") == 0
+    assert store.partition_counts("raw.killed") == {"2026-11-20": 10}
+    # The dead write's files are on disk but unreferenced; vacuum removes exactly those.
+    referenced = store.referenced_files("raw.killed")
+    on_disk = {os.path.relpath(os.path.join(d, f), store.path("raw.killed"))
+               for d, _, fs in os.walk(store.path("raw.killed")) for f in fs if f.endswith(".parquet")}
+    assert on_disk - referenced
+    removed = store.vacuum("raw.killed", retention_hours=0)
+    assert set(removed) >= on_disk - referenced
+    assert store.read("raw.killed").count() == 10
+    assert delta_rows(store.path("raw.killed")) == 10
+
+
+@pytest.mark.reliability
+def test_concurrent_writers_lose_nothing(spark, store):
+    store.write(day_frame(spark, "2026-11-19", 3), "raw.events", "append")
+    errors = []
+
+    def append(offset):
+        try:
+            store.write(day_frame(spark, "2026-11-20", 25, offset=offset), "raw.events", "append")
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(1000 * (i + 1),)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ids = [r.event_id for r in store.read("raw.events").collect()]
+    assert len(ids) == len(set(ids)) == 53
+
+
+@pytest.mark.reliability
+def test_losing_the_race_to_create_a_table_commits_onto_it(spark, store, monkeypatch):
+    # two days of a backfill both find no table and both create it: the second must land on the
+    # first one's table (seen in the 30-day Airflow backfill, where it cost a retry)
+    store.write(day_frame(spark, "2026-11-19", 4), "raw.events", "overwrite_partitions", ["2026-11-19"])
+    real_exists = store.exists
+    checks = []
+
+    def stale_exists(name):
+        checks.append(name)
+        return False if len(checks) == 1 else real_exists(name)  # the check made before the other commit
+
+    monkeypatch.setattr(store, "exists", stale_exists)
+    res = store.write(day_frame(spark, "2026-11-20", 6, offset=100), "raw.events", "overwrite_partitions",
+                      ["2026-11-20"])
+    assert res.version == 1
+    assert store.partition_counts("raw.events") == {"2026-11-19": 4, "2026-11-20": 6}
+    checks.clear()
+    wrong = day_frame(spark, "2026-11-21", 2).withColumn("value", F.col("value").cast("string"))
+    with pytest.raises(TableError, match="value"):
+        store.write(wrong, "raw.events", "overwrite_partitions", ["2026-11-21"])
+    assert real_exists("raw.events") and store.version("raw.events") == 1
+
+
+@pytest.mark.reliability
+def test_concurrent_overwrites_of_one_day_leave_one_whole_write(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 3), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    outcomes = []
+
+    def overwrite(offset, n):
+        try:
+            store.write(day_frame(spark, "2026-11-20", n, offset=offset), "raw.events", "overwrite_partitions",
+                        ["2026-11-20"])
+            outcomes.append(("ok", offset))
+        except Exception as exc:  # noqa: BLE001 - a conflict must be loud, not silent
+            outcomes.append(("failed", type(exc).__name__))
+
+    threads = [threading.Thread(target=overwrite, args=(1000, 40)), threading.Thread(target=overwrite, args=(2000, 60))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert any(o[0] == "ok" for o in outcomes)
+    ids = sorted(r.event_id for r in store.read("raw.events").collect())
+    # Exactly one writer's rows, never a mix and never duplicated.
+    assert ids in (list(range(1000, 1040)), list(range(2000, 2060)))
+
+
+def test_sql_by_table_name(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 12), "raw.events", "append")
+    rows = store.sql("select ds, count(*) as n from raw.events where label != 'raw.events' group by ds").collect()
+    assert [(r.ds, r.n) for r in rows] == [("2026-11-20", 12)]
+    assert "raw.events" in store.tables()
+
+
+def parquet_on_disk(store, name: str) -> set[str]:
+    root = store.path(name)
+    return {os.path.relpath(os.path.join(d, f), root).replace(os.sep, "/")
+            for d, _, fs in os.walk(root) for f in fs if f.endswith(".parquet") and "_staging" not in d}
+
+
+@pytest.mark.reliability
+def test_writes_of_one_block_commit_at_its_end_or_not_at_all(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    files_before = store.referenced_files("raw.events")
+    # a failure after two writes were staged: neither is committed, their files are gone
+    with pytest.raises(RuntimeError, match="the job failed"):
+        with store.commit_together():
+            staged = store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events",
+                                 "overwrite_partitions", ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 5), "raw.other", "overwrite_partitions", ["2026-11-20"])
+            assert staged.version is None and store.version("raw.events") == 0
+            raise RuntimeError("the job failed")
+    assert store.version("raw.events") == 0 and store.referenced_files("raw.events") == files_before
+    assert parquet_on_disk(store, "raw.events") == files_before
+    assert not store.exists("raw.other")
+    # the same block left normally commits both, in the order written
+    with store.commit_together() as batch:
+        store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events", "overwrite_partitions",
+                    ["2026-11-20"])
+        store.write(day_frame(spark, "2026-11-20", 5), "raw.other", "overwrite_partitions", ["2026-11-20"])
+    assert [(r.table, r.version, r.rows) for r in batch.results] == [("raw.events", 1, 40), ("raw.other", 0, 5)]
+    assert store.read("raw.events").count() == 40
+
+
+@pytest.mark.reliability
+def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, store, monkeypatch):
+    store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    store.write(day_frame(spark, "2026-11-21", 20, offset=500), "raw.events", "overwrite_partitions", ["2026-11-21"])
+    store.write(day_frame(spark, "2026-11-20", 7), "raw.last", "overwrite_partitions", ["2026-11-20"])
+    files_before = store.referenced_files("raw.events")
+    real = DeltaTable.create_write_transaction
+
+    def fail_on_the_last_table(self, *args, **kwargs):
+        if self.table_uri.rstrip("/").endswith("raw/last"):
+            raise OSError("commit of raw.last failed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeltaTable, "create_write_transaction", fail_on_the_last_table)
+    with pytest.raises(OSError, match="commit of raw.last failed"):
+        with store.commit_together():
+            store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events", "overwrite_partitions",
+                        ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 3), "raw.created", "overwrite_partitions", ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 9), "raw.last", "overwrite_partitions", ["2026-11-20"])
+    monkeypatch.undo()
+    # raw.events was committed, then given its old files back: the same rows, from the same files
+    assert store.version("raw.events") == 3
+    assert store.referenced_files("raw.events") == files_before
+    assert store.partition_counts("raw.events") == {"2026-11-20": 30, "2026-11-21": 20}
+    assert not store.exists("raw.created")  # made by the block alone: removed
+    assert store.version("raw.last") == 0 and store.read("raw.last").count() == 7

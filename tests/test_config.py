@@ -1,0 +1,83 @@
+"""Configuration: layered YAML, validated, errors that name the file, key and rule; CLI exit codes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from liftlake.lib.config import ConfigError, load_config
+
+
+def test_defaults_load_and_model_file_is_layered():
+    cfg = load_config([], ["model.name=dcmt"], env={})
+    assert cfg.model.name == "dcmt"
+    assert cfg.train.launcher == "local" and cfg.warehouse.path == "warehouse"
+    # conf/models/dcmt.yaml sets DCMT's weight decay; base.yaml has none
+    assert cfg.train.weight_decay > 0
+
+
+def test_set_and_env_override(tmp_path):
+    cfg = load_config([], ["train.epochs=5", "simulator.exposures=1234"], env={"LIFTLAKE_WAREHOUSE": str(tmp_path)})
+    assert (cfg.train.epochs, cfg.simulator.exposures, cfg.warehouse.path) == (5, 1234, str(tmp_path))
+
+
+@pytest.mark.parametrize("yaml_text, key, rule", [
+    ("train:\n  epochz: 3\n", "train.epochz", "unknown key"),
+    ("train:\n  epochs: three\n", "train.epochs", "must be int"),
+    ("train:\n  learning_rate: -0.1\n", "train.learning_rate", "must be > 0"),
+    ("train:\n  launcher: mpi\n", "train.launcher", "one of local | horovod | torch-distributor"),
+    ("score:\n  coupon_grid: []\n", "score.coupon_grid", "non-empty list"),
+    ("model:\n  name: nosuchmodel\n", "model.name", "unknown model"),
+    ("model:\n  name: dcmt\n  params: {towers: 3}\n", "model.params", "unknown parameter"),
+    ("bogus:\n  x: 1\n", "bogus", "unknown key"),
+])
+@pytest.mark.reliability
+def test_bad_config_names_file_key_and_rule(tmp_path, yaml_text, key, rule):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError) as err:
+        load_config([str(path)], [], env={})
+    msg = str(err.value)
+    assert str(path) in msg and key in msg and rule in msg, msg
+
+
+@pytest.mark.reliability
+def test_bad_set_names_the_flag():
+    with pytest.raises(ConfigError, match=r"--set: train.num_processes: must be an integer in \[1, 64\]"):
+        load_config([], ["train.num_processes=0"], env={})
+
+
+def run_cli(*args, env_extra=None, tmp_path=None):
+    import os
+
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, "-m", "liftlake.lib.cli.main", *args], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.reliability
+def test_cli_exit_code_2_with_one_line_for_bad_config(tmp_path):
+    proc = run_cli("simulate", "--ds", "2026-11-20", "--set", "simulator.exposures=-5", tmp_path=tmp_path)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("liftlake simulate: error: --set: simulator") and "exposures" in lines[-1]
+    assert "Traceback" not in proc.stderr
+
+
+def test_cli_rejects_bad_day_and_unknown_job(tmp_path):
+    proc = run_cli("simulate", "--ds", "2026-13-40", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "expected a day as YYYY-MM-DD" in proc.stderr
+    proc = run_cli("frobnicate", tmp_path=tmp_path)
+    assert proc.returncode == 2 and "unknown job" in proc.stderr
+
+
+def test_cli_models_json_lists_the_registry(tmp_path):
+    import json
+
+    proc = run_cli("models", "--json", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    names = {r["name"]: r["family"] for r in rows}
+    for name in ("naive", "esmm", "escm2_ips", "escm2_dr", "dcmt", "dcmt_pd", "dcmt_cf", "escim_max", "escim_ratio"):
+        assert names[name] == "cvr"
