@@ -21,7 +21,6 @@ import argparse
 import dataclasses
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -30,6 +29,8 @@ import time
 from contextlib import contextmanager
 
 import numpy as np
+
+from bench.machine import machine_basics
 
 
 # -- measuring ---------------------------------------------------------------------------------------------
@@ -80,23 +81,6 @@ def timed(results: dict, key: str):
     start = time.perf_counter()
     yield
     results[key] = time.perf_counter() - start
-
-
-def installed(dist: str) -> str:
-    """The installed version of a distribution (pyspark's own __version__ is pyspark-client's)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def machine_basics(dists: tuple[str, ...]) -> dict:
-    """Python, platform, cores, memory and the versions of ``dists``: the top of every bench report."""
-    return {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-            **{dist: installed(dist) for dist in dists}}
 
 
 def machine() -> dict:

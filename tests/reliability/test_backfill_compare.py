@@ -1,4 +1,4 @@
-"""The comparison bench/backfill.py uses to say a backfilled day equals its one-day run: two real Delta
+"""The comparison bench/backfill/compare.py makes to say a backfilled day equals its one-day run: two real Delta
 tables written through the store, fingerprinted per day. Row order and file layout must not matter;
 one changed value, a missing row or a duplicated row must."""
 from __future__ import annotations
@@ -14,7 +14,8 @@ from liftlake.lib.storage.store import DeltaRsStore
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # bench/ is a folder of the checkout, not an installed package
     sys.path.insert(0, str(REPO))
-from bench.backfill import compare_table, fingerprint, verdict  # noqa: E402
+from bench.backfill.compare import compare_table, fingerprint  # noqa: E402
+from bench.backfill.report import verdict  # noqa: E402
 
 DAY = "2026-11-20"
 ROWS = [(f"e{i}", i % 3, float(i) / 7.0, None if i % 4 == 0 else f"u{i}", f"v000{i % 2 + 1}", DAY)
