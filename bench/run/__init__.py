@@ -1,0 +1,20 @@
+"""liftlake benchmarks: measured side by side in one run, written to a Markdown report.
+
+    .venv/bin/python -m bench.run                       # 1M and 10M exposures (long: ~1 hour on 2 cores)
+    .venv/bin/python -m bench.run --sizes 200000 --quick --out reports/bench-small.md
+
+Sections:
+  pipeline  simulate + build-features rows/s for one day at each size, and the same feature SQL in
+            DuckDB over the same Parquet files (ratio Spark local / DuckDB); then the ESCIM label step
+            on the day (fit the labeler on its bounded sample, label every exposure), with its own peak
+  training  samples/s of the training function under local, torch-distributor and horovod with 1 and 2
+            processes vs. a single-process torch loop over in-memory tensors (same model, batch, cores)
+  scoring   rows/s of the Spark scoring job vs. in-process torch inference on the same rows, with the
+            peak resident memory of the process tree while scoring
+Every number in the report comes from this run; the machine, versions and sizes are at the top.
+With --pipeline-only only the pipeline section is measured; the training and scoring sections are
+carried from the JSON of the previous report at --out, and the report says which run each came from.
+"""
+# The package, by part: common (the peak-RSS sampler, a timer, the machine, a JobContext over a warehouse),
+# pipeline, training and scoring (one section each), report (the Markdown and its JSON), cli (the flags and
+# the main flow; __main__ runs it).

@@ -1,0 +1,85 @@
+"""The command line of bench.run and its main flow: the flags, one SparkSession, the pipeline at each size,
+then (unless --pipeline-only, which carries them from the previous JSON) training and scoring of the bench
+models, and the report."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import bench.run
+from bench.run.common import job_context, machine
+from bench.run.pipeline import bench_pipeline
+from bench.run.report import write_report
+from bench.run.scoring import bench_scoring
+from bench.run.training import bench_training
+
+BENCH_MODELS = ("dcmt", "unimvt")  # one per family, the two issue 5 names for scoring at 10M
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=bench.run.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000000,10000000", help="exposures per simulated day, comma-separated")
+    parser.add_argument("--train-size", type=int, default=0, help="exposures of the training day (default: first size)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="local and torch-distributor x2 only")
+    parser.add_argument("--out", default="reports/bench.md")
+    parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
+    parser.add_argument("--pipeline-only", action="store_true",
+                        help="measure the pipeline section only; carry training and scoring from the JSON at --out")
+    args = parser.parse_args(argv)
+    carried = None
+    if args.pipeline_only:
+        previous = os.path.splitext(args.out)[0] + ".json"
+        if not os.path.exists(previous):
+            parser.error(f"--pipeline-only carries training and scoring from {previous}, which does not exist")
+        with open(previous, encoding="utf-8") as fh:
+            carried = json.load(fh)
+    from liftlake.lib.storage.spark import build_session
+
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
+    spark = build_session("liftlake-bench", master="local[*]", conf={"spark.ui.showConsoleProgress": "false"})
+    spark.sparkContext.setLogLevel("ERROR")
+    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+            "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
+    ds = "2026-11-20"
+    pipeline = []
+    for size in sizes:
+        print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
+        pipeline.append(bench_pipeline(spark, size, ds, root))
+    if carried is not None:
+        info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
+        path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
+        print(f"[bench] report: {path}", file=sys.stderr)
+        spark.stop()
+        return 0
+    train_size = args.train_size or sizes[0]
+    warehouse = os.path.join(root, f"wh-{train_size}")
+    if train_size not in sizes:
+        pipeline.append(bench_pipeline(spark, train_size, ds, root))
+    launchers = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2)]
+    if not args.quick:
+        launchers += [("horovod", 1), ("horovod", 2)]
+    training, scoring = [], []
+    from liftlake.lib.artifacts.model_store import versions
+    from liftlake.lib.pipelines.train import train
+
+    for model in BENCH_MODELS:
+        print(f"[bench] training {model}", file=sys.stderr, flush=True)
+        training.append(bench_training(spark, warehouse, ds, model, args.epochs, launchers))
+    for size in sizes:
+        wh = os.path.join(root, f"wh-{size}")
+        for model in BENCH_MODELS:
+            if not versions(wh, model):  # an artifact to score with: one local epoch
+                train(job_context(wh, [f"model.name={model}", "train.epochs=1"], [ds], spark), ds)
+            print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
+            scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
+    path = write_report(args.out, info, pipeline, training, scoring)
+    print(f"[bench] report: {path}", file=sys.stderr)
+    spark.stop()
+    return 0

@@ -1,0 +1,78 @@
+"""What the sections of bench.run share: the peak resident memory of the process tree while a step runs,
+a timer into a results dict, the machine the report is about, and a JobContext over a bench warehouse."""
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from contextlib import contextmanager
+
+from bench.machine import machine_basics
+
+
+class PeakRSS:
+    """Peak resident memory (MiB) of this process and its children (Spark JVM, Python workers):
+    ``peak`` of the whole tree, ``worker_peak`` of the largest single Spark Python worker (where a
+    scoring UDF runs: the number that must stay flat as the rows grow)."""
+
+    def __init__(self, interval: float = 0.2):
+        import psutil
+
+        self.proc = psutil.Process()
+        self.interval = interval
+        self.peak = 0.0
+        self.worker_peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> tuple[float, float]:
+        total, worker = 0, 0
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                rss = p.memory_info().rss
+                total += rss
+                if "pyspark.daemon" in " ".join(p.cmdline()):
+                    worker = max(worker, rss)
+            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+                pass
+        return total / 2**20, worker / 2**20
+
+    def _run(self):
+        while not self._stop.is_set():
+            total, worker = self._sample()
+            self.peak, self.worker_peak = max(self.peak, total), max(self.worker_peak, worker)
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+@contextmanager
+def timed(results: dict, key: str):
+    start = time.perf_counter()
+    yield
+    results[key] = time.perf_counter() - start
+
+
+def machine() -> dict:
+    import torch
+
+    return {**machine_basics(("pyspark", "torch", "deltalake", "duckdb", "horovod")),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
+
+
+def job_context(warehouse: str, overrides: list[str], days: list[str], spark):
+    from liftlake.lib.cli.runner import JobContext
+    from liftlake.lib.config import load_config
+    from liftlake.lib.storage.store import open_store
+
+    config = load_config([], [f"warehouse.path={warehouse}", *overrides], env={})
+    args = argparse.Namespace(conf=[], overrides=[f"warehouse.path={warehouse}", *overrides], json=False,
+                              model=None, quiet_config=True)
+    return JobContext(name="bench", config=config, args=args, days=days, _spark=spark,
+                      _store=open_store(spark, warehouse, "delta-rs"))
