@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", metavar="JSON", help="only rewrite --out from the JSON of an earlier run")
     args = parser.parse_args(argv)
     t_start = time.time()
+    out = (REPO / args.out) if not os.path.isabs(args.out) else Path(args.out)
     if args.render:
-        out = (REPO / args.out) if not os.path.isabs(args.out) else Path(args.out)
         write_report(out, json.loads(Path(args.render).read_text(encoding="utf-8")))
         log(f"wrote {out} from {args.render}")
         return 0
@@ -57,7 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    out = (REPO / args.out) if not os.path.isabs(args.out) else Path(args.out)
     command = "python -m bench.backfill " + " ".join(argv if argv is not None else sys.argv[1:])
     result: dict = {"started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
                     "command": command.strip(), "machine": machine(), "days": days,

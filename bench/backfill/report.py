@@ -13,7 +13,7 @@ from bench.backfill.reference import seeded_models
 # Causes recognised in a failed try's log, explained in the report.
 KNOWN_CAUSES = {
     "A Delta Lake table already exists at that location": (
-        "two first writes of the same table at once: lib/store.py DeltaRsStore.write sees no table "
+        "two first writes of the same table at once: lib/storage/store.py DeltaRsStore.write sees no table "
         "(exists() is False), then commits version 0 with create_table_with_add_actions(mode='error'); the "
         "second writer's create fails instead of committing a partition overwrite onto the table the first "
         "just made. The retry finds the table and succeeds."),
