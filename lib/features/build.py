@@ -114,7 +114,7 @@ def fit_and_save_spec(store, warehouse: str, cfg, ds: str, log=print) -> Feature
 def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, num_responses: int,
                       job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
     """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec."""
-    raw = read_raw_day(store, ds)
+    raw = read_raw_day(store, ds, num_treatments, num_responses)
     exposures = clean_exposures(raw["raw.exposures"], ds, job)
     clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job)
     conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job)

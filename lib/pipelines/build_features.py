@@ -29,8 +29,8 @@ def build_features_days(ctx, refit: bool = False) -> dict:
 def build_features_day(ctx, warehouse: str, ds: str, refit: bool) -> dict:
     """Stage one day's feature tables and quarantine; returns the day's summary."""
     cfg = ctx.config
-    day = build_feature_day(ctx.store, warehouse, cfg.features, ds, cfg.simulator.num_treatments,
-                            cfg.simulator.num_responses, refit=refit, log=logger.info)
+    day = build_feature_day(ctx.store, warehouse, cfg.features, ds, cfg.data.num_treatments,
+                            cfg.data.num_responses, refit=refit, log=logger.info)
     quarantine = day.quarantine.persist(StorageLevel.MEMORY_AND_DISK)
     q = ctx.store.write(quarantine, "ops.quarantine", mode="overwrite_partitions", partition_values=[ds],
                         comment="raw rows rejected by a job, with the rule they break")

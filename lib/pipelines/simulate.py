@@ -15,7 +15,9 @@ def simulate_days(ctx) -> list:
     with ctx.store.commit_together() as batch:
         for ds in ctx.days:
             # cached: the day's exposures are computed once, not once per table derived from them
-            frames = simulate_day(ctx.spark, ctx.config.simulator, ds, cache=True)
+            frames = simulate_day(ctx.spark, ctx.config.simulator, ds, cache=True,
+                                  num_treatments=ctx.config.data.num_treatments,
+                                  num_responses=ctx.config.data.num_responses)
             try:
                 for table, df in frames.items():
                     res = ctx.store.write(df, table, mode="overwrite_partitions", partition_values=[ds],

@@ -146,8 +146,8 @@ def test_two_first_feature_jobs_at_once_share_one_spec(spark, tmp_path):
     def first_feature_job(ds):
         try:
             start.wait()
-            specs[ds] = build_feature_day(ctx.store, ctx.store.root, cfg.features, ds, cfg.simulator.num_treatments,
-                                          cfg.simulator.num_responses, log=lambda *_: None).spec.version
+            specs[ds] = build_feature_day(ctx.store, ctx.store.root, cfg.features, ds, cfg.data.num_treatments,
+                                          cfg.data.num_responses, log=lambda *_: None).spec.version
         except Exception as exc:  # noqa: BLE001 - re-raised below, on the test's thread
             errors.append(exc)
 
@@ -159,3 +159,24 @@ def test_two_first_feature_jobs_at_once_share_one_spec(spark, tmp_path):
     assert not errors, errors
     assert specs[days[0]] == specs[days[1]] == load_spec(ctx.store.root).version
     assert [f for f in os.listdir(spec_dir(ctx.store.root)) if f.endswith(".json")] == [f"{specs[days[0]]}.json"]
+
+
+@pytest.mark.reliability
+def test_the_raw_contract_follows_the_configured_data_shape(spark, tmp_path):
+    # data.num_responses=3 (K=2, R=3): simulate writes response_3, build-features reads it (the raw
+    # schemas once were fixed at K=R=2, so this failed with UNRESOLVED_COLUMN response_3)
+    ctx = make_ctx(spark, str(tmp_path / "wh"), [DS], "simulator.exposures=800", "data.num_responses=3")
+    simulate_days(ctx)
+    summary = build_features_days(ctx)[DS]
+    users = ctx.store.read("features.user_samples", partitions=[DS])
+    assert {"response_3", "value_share_3"} <= set(users.columns)
+    assert summary["features.user_samples"] == users.count() > 0
+
+
+def test_the_data_shape_is_validated_on_load(tmp_path):
+    from liftlake.lib.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.num_responses: must be an integer in \[1, 8\]"):
+        load_config([], ["data.num_responses=9"], env={})
+    with pytest.raises(ConfigError, match=r"simulator\.items: must be >= data\.num_responses"):
+        load_config([], ["data.num_responses=3", "simulator.items=2"], env={})

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from liftlake.lib.sim.simulator import BAD_EXPOSURE_KINDS, PRESETS, SimulatorConfig, raw_schemas, simulate_day
+from liftlake.lib.features.raw_logs import raw_schemas
+from liftlake.lib.sim.settings import BAD_EXPOSURE_KINDS, PRESETS, SimulatorConfig
+from liftlake.lib.sim.simulator import simulate_day
 
 DS = "2026-11-20"
 
@@ -76,7 +78,7 @@ def test_another_seed_or_day_gives_other_rows(spark):
 
 def test_tables_have_the_declared_schemas_and_the_day(spark, world):
     cfg, tables = world
-    day = simulate_day(spark, SimulatorConfig(exposures=1_000, num_treatments=3, num_responses=1), DS)
+    day = simulate_day(spark, SimulatorConfig(exposures=1_000), DS, num_treatments=3, num_responses=1)
     for name, schema in raw_schemas(3, 1).items():
         # names, order and types (Spark decides nullability from the expressions)
         assert [(f.name, f.dataType) for f in day[name].schema] == [(f.name, f.dataType) for f in schema], name
@@ -234,7 +236,7 @@ def test_bad_row_rate_injects_each_kind_of_rule_breaker(spark):
     tr, resp = t["raw.treatments"], t["raw.responses"]
     treated = tr[tr["coupon_treated"] == 1]
     assert ((treated["coupon_value"] <= 0) | treated["coupon_value"].isna()).sum() > 0
-    assert (tr["treatment_id"] == cfg.num_treatments + 1).sum() > 0
+    assert (tr["treatment_id"] == 2 + 1).sum() > 0  # K = 2
     assert (resp["response_1"].isna() | (resp["response_1"] < 0)).sum() > 0
     # the truth still describes every real exposure once
     assert t["sim.truth"]["exposure_id"].is_unique
@@ -253,7 +255,7 @@ def test_bad_row_rate_injects_each_kind_of_rule_breaker(spark):
     ({"coupon_ratio": 1.0}, "simulator.coupon_ratio"),
     ({"selection_bias": -0.1}, "simulator.selection_bias"),
     ({"bad_row_rate": 0.9}, "simulator.bad_row_rate"),
-    ({"num_treatments": 0}, "simulator.num_treatments"),
+    ({"items": 0}, "simulator.items"),
     ({"exposures": True}, "simulator.exposures"),
 ])
 def test_invalid_settings_are_refused_with_the_key_and_the_rule(kwargs, key):
