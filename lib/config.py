@@ -1,7 +1,6 @@
 """Configuration: YAML layers in conf/, validated on load, overridable from the command line.
 
-Layers, later wins: ``conf/base.yaml`` -> ``conf/models/<model.name>.yaml`` -> ``conf/jobs/<job>.yaml``
--> each ``--conf FILE`` -> each ``--set key.path=value``. Every leaf remembers the layer that set it,
+Layers, later wins: ``conf/base.yaml`` -> ``conf/models/<model.name>.yaml`` -> each ``--conf FILE`` -> each ``--set key.path=value``. Every leaf remembers the layer that set it,
 so an error names the file (or ``--set``), the key and the rule it breaks. Sections are dataclasses;
 a field's ``metadata["check"] = (predicate, rule)`` states its range rule once, next to its default.
 """
@@ -18,7 +17,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from liftlake.lib.sim.simulator import SimulatorConfig
+from liftlake.lib.sim.settings import SimulatorConfig
 
 
 class ConfigError(ValueError):
@@ -43,12 +42,18 @@ class WarehouseConf:
 class SparkConf:
     master: str = "local[*]"
     app_name: str = "liftlake"
-    # The Airflow connection id the DAGs submit through (``spark_default`` points at local[*]).
-    connection_id: str = "spark_default"
     conf: dict[str, str] = field(default_factory=lambda: {
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "4g",
     })
+
+
+@dataclass
+class DataConf:
+    """The shape of the data every job reads (the raw-log contract, liftlake.lib.features.raw_logs):
+    K strategies (treatments) and R continuous responses per user-day."""
+    num_treatments: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
+    num_responses: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
 
 
 @dataclass
@@ -107,7 +112,6 @@ class ScoreConf:
     coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
     # a coupon is offered only where its expected extra outcomes pay for it (ratio 1 = break-even)
     coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=1.0)
-    hmum_sigma: float = 0.0
 
 
 @dataclass
@@ -164,6 +168,7 @@ class QuickstartConf:
 class Config:
     warehouse: WarehouseConf = field(default_factory=WarehouseConf)
     spark: SparkConf = field(default_factory=SparkConf)
+    data: DataConf = field(default_factory=DataConf)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     features: FeaturesConf = field(default_factory=FeaturesConf)
     model: ModelConf = field(default_factory=ModelConf)
@@ -323,11 +328,14 @@ def parse_set(item: str) -> tuple[str, Any]:
 def load_config(
     conf_files: list[str] | None = None,
     overrides: list[str] | None = None,
-    job: str | None = None,
-    env: dict | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    check_model: bool = True,
 ) -> Config:
-    """Merge the layers, apply ``LIFTLAKE_WAREHOUSE`` and validate. Raises ConfigError."""
-    env = os.environ if env is None else env
+    """Merge the layers, apply ``LIFTLAKE_WAREHOUSE`` and validate. Raises ConfigError.
+
+    ``check_model`` validates ``model.*`` against the model registry, which imports torch; jobs that
+    use no model (tables, sql, simulate, build-features, models) skip it and start without torch."""
+    environ = os.environ if env is None else env
     base_dir = conf_dir()
     tree: dict = {}
     sources: dict = {}
@@ -347,20 +355,21 @@ def load_config(
         model_file = os.path.join(base_dir, "models", f"{model_name}.yaml")
         if os.path.exists(model_file):
             _merge(tree, _read_yaml(model_file), sources, os.path.join("conf", "models", f"{model_name}.yaml"))
-    if job:
-        job_file = os.path.join(base_dir, "jobs", f"{job}.yaml")
-        if os.path.exists(job_file):
-            _merge(tree, _read_yaml(job_file), sources, os.path.join("conf", "jobs", f"{job}.yaml"))
     for path, layer in user_layers:
         _merge(tree, layer, sources, path)
-    warehouse = env.get("LIFTLAKE_WAREHOUSE")
+    warehouse = environ.get("LIFTLAKE_WAREHOUSE")
     if warehouse:
         _set_path(tree, "warehouse.path", warehouse, sources, "LIFTLAKE_WAREHOUSE")
     for key, value in set_items:
         _set_path(tree, key, value, sources, "--set")
 
     config = _build(Config, tree, "", sources)
-    _check_model(config, sources)
+    if config.simulator.items < config.data.num_responses:
+        key = "simulator.items"
+        raise ConfigError(f"{sources.get(key, 'defaults')}: {key}: must be >= data.num_responses "
+                          f"({config.data.num_responses}): every response type needs an item")
+    if check_model:
+        _check_model(config, sources)
     return config
 
 
@@ -377,13 +386,18 @@ def _check_model(config: Config, sources: dict) -> None:
 
 
 def model_params(config: Config, entry=None) -> dict:
-    """The model's parameters with ``model.backbone`` folded in where the model has a backbone."""
+    """The model's parameters with ``model.backbone`` and the data shape (``data.num_treatments`` /
+    ``data.num_responses``) folded in where the model has such parameters."""
     from liftlake.models.registry import get_entry
 
     entry = entry or get_entry(config.model.name)
     params = dict(config.model.params)
-    if "backbone" in {f.name for f in dataclasses.fields(entry.cls.Params)}:
+    accepted = {f.name for f in dataclasses.fields(entry.cls.Params)}
+    if "backbone" in accepted:
         params["backbone"] = config.model.backbone
+    for key in ("num_treatments", "num_responses"):
+        if key in accepted:
+            params[key] = getattr(config.data, key)
     return params
 
 

@@ -30,7 +30,7 @@ def bench_scoring(spark, warehouse: str, ds: str, model: str, version: str) -> d
         start = time.perf_counter()
         out_table, frame = score_model_day(ctx.store, warehouse, model, version, ds,
                                            dataclasses.asdict(ctx.config.score), 2, 2)
-        write_scores(ctx.store, out_table, [frame], [model], ds)
+        write_scores(ctx.store, out_table, frame, model, ds)
         out["spark_s"] = time.perf_counter() - start
     out["spark_rows_per_s"] = rows / out["spark_s"]
     out["peak_rss_mib"] = round(mem.peak)

@@ -29,7 +29,8 @@ METRICS_SCHEMA = T.StructType([
 
 def layout_for(info: dict, spec: FeatureSpec, config: dict) -> BatchLayout:
     level = "exposure" if info["task"] == "cvr" else "user"
-    sim = config.get("simulator", {})
+    # the data shape the artifact was trained with (data.*; artifacts older than that section: simulator.*)
+    sim = config.get("data") or config.get("simulator", {})
     return BatchLayout(task=info["task"], feature_columns=spec.columns(level),
                        num_responses=sim.get("num_responses", 2), num_treatments=sim.get("num_treatments", 2))
 
@@ -137,7 +138,8 @@ def coupon_policy_value(pred: dict, columns: dict, score_conf) -> dict[str, floa
 
     grid = np.asarray(score_conf.coupon_grid, dtype=np.float64)
     cost = score_conf.coupon_cost_per_unit
-    chosen, _ = coupon_decision(pred["p0"], pred["unit_uplift"], grid, max(cost, 1e-12), score_conf.coupon_min_ratio)
+    chosen, _ = coupon_decision(pred["p0"], pred["unit_uplift"], grid.tolist(), max(cost, 1e-12),
+                                score_conf.coupon_min_ratio)
     actions = np.concatenate([[0.0], grid])
     p0, eta = columns["p0_true"], columns["eta_true"]
     value = np.clip(p0[:, None] + eta[:, None] * actions[None, :], 0, 1) - p0[:, None] - cost * actions[None, :]
@@ -186,15 +188,17 @@ def evaluate_version(ctx, name: str, version: str, ds: str) -> dict[str, float]:
     return metrics
 
 
+# The day's metrics nest (model, version, split) inside the day: an evaluation replaces exactly its
+# own rows, without reading the day, so concurrent evaluations of other models or versions stay.
+METRICS_PARTITIONS = ("ds", "model", "version", "split")
+
+
 def write_metrics(store, name: str, version: str, split: str, ds: str, metrics: dict[str, float]) -> None:
-    """Replace this (model, version, split)'s rows of the day; other models' rows stay."""
-    spark = store.spark
+    """Replace this (model, version, split)'s rows of the day; every other row stays."""
     rows = [(name, version, split, k, float(v) if v is not None and np.isfinite(v) else None, ds)
             for k, v in sorted(metrics.items())]
-    new = spark.createDataFrame(rows, METRICS_SCHEMA)
-    if store.exists("ops.model_metrics"):
-        keep = store.read("ops.model_metrics", partitions=[ds]).where(
-            ~((F.col("model") == name) & (F.col("version") == version) & (F.col("split") == split)))
-        new = keep.unionByName(new)
+    new = store.spark.createDataFrame(rows, METRICS_SCHEMA)
     store.write(new, "ops.model_metrics", mode="overwrite_partitions", partition_values=[ds],
+                partition_by=METRICS_PARTITIONS,
+                sub_partition_values={"model": [name], "version": [version], "split": [split]},
                 comment="evaluation metrics per model version, split and day")

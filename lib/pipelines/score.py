@@ -39,14 +39,11 @@ def score_days(ctx, only_model: str | None = None, version: str | None = None) -
     summary = {}
     with ctx.store.commit_together() as batch:  # scores.cvr and scores.uplift_user: both or neither
         for ds in ctx.days:
-            by_table: dict[str, list] = {}
             for name, v in chosen:
                 table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
-                                               config.simulator.num_responses, config.simulator.num_treatments)
-                by_table.setdefault(table, []).append((name, frame))
-            for table, items in by_table.items():
-                res = write_scores(ctx.store, table, [f for _, f in items], [n for n, _ in items], ds)
-                summary[(ds, table)] = res.rows
-                logger.info(f"score {ds}: {table} rows={res.rows} models={[n for n, _ in items]} staged")
+                                               config.data.num_responses, config.data.num_treatments)
+                res = write_scores(ctx.store, table, frame, name, ds)
+                summary[(ds, table, name)] = res.rows
+                logger.info(f"score {ds}: {table} {name} {v} rows={res.rows} staged")
     log_commits(logger, "score", batch.results)
     return summary

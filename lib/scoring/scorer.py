@@ -142,21 +142,22 @@ def score_model_day(store, warehouse: str, name: str, version: str, ds: str, sco
         table, schema = "scores.uplift_user", uplift_schema(num_responses, num_treatments)
     output_columns = schema.fieldNames()
     scored = rows.mapInPandas(
-        lambda it: score_batches(it, warehouse, name, version, layout, score_conf, output_columns, ds),
+        lambda it: score_batches(iter(it), warehouse, name, version, layout, score_conf, output_columns, ds),
         schema=schema)
     return table, scored
 
 
-def write_scores(store, table: str, frames: list[DataFrame], models: list[str], ds: str):
-    """One commit per table and day: the new rows of ``models`` replace theirs; other models' stay."""
-    new = frames[0]
-    for f in frames[1:]:
-        new = new.unionByName(f)
-    if store.exists(table) and ds in store.partition_counts(table):
-        keep = store.read(table, partitions=[ds]).where(~F.col("model").isin(models))
-        new = keep.unionByName(new)
+# Score tables nest the model inside the day: a job replaces its own model's rows of the day and
+# nothing else, without reading the day first, so two jobs scoring one day with different models
+# cannot drop each other's rows.
+SCORE_PARTITIONS = ("ds", "model")
+
+
+def write_scores(store, table: str, scored: DataFrame, model: str, ds: str):
+    """Replace ``model``'s rows of the day ``ds`` in ``table`` (partition (ds, model))."""
     comments = CVR_COMMENTS if table == "scores.cvr" else UPLIFT_COMMENTS
-    return store.write(new, table, mode="overwrite_partitions", partition_values=[ds],
+    return store.write(scored, table, mode="overwrite_partitions", partition_values=[ds],
+                       partition_by=SCORE_PARTITIONS, sub_partition_values={"model": [model]},
                        comment="per-exposure CTR / CVR / CTCVR scores" if table == "scores.cvr"
                        else "per-user uplift scores and coupon / treatment decisions",
                        column_comments=comments)

@@ -28,13 +28,14 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
-from pyspark.sql.types import StructType
+
+if TYPE_CHECKING:  # Spark is imported where a method needs it: the Delta log alone answers `liftlake tables`
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,18 @@ def schema_mismatch(table: str, expected: StructType, got: StructType) -> str | 
 class TableStore:
     """Interface shared by both backends."""
 
-    def __init__(self, spark: SparkSession, root: str):
-        self.spark = spark
+    def __init__(self, spark: SparkSession | None, root: str):
+        self._spark = spark
         self.root = os.path.abspath(root)
         self._pending: list[_PendingCommit] | None = None
+
+    @property
+    def spark(self) -> SparkSession:
+        """The session reads and writes run in; a store opened on the Delta logs alone (``liftlake
+        tables``) has none."""
+        if self._spark is None:
+            raise TableError(f"the table store at {self.root} was opened without Spark (Delta logs only)")
+        return self._spark
 
     @contextmanager
     def commit_together(self) -> Iterator[CommitBatch]:
@@ -133,7 +142,7 @@ class TableStore:
         return os.path.join(self.root, namespace, table)
 
     def tables(self) -> list[str]:
-        found = []
+        found: list[str] = []
         if not os.path.isdir(self.root):
             return found
         for namespace in sorted(os.listdir(self.root)):
@@ -182,8 +191,9 @@ class TableStore:
         raise NotImplementedError
 
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
-              partition_by: str | None = "ds", comment: str | None = None,
-              column_comments: dict[str, str] | None = None) -> WriteResult:
+              partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None,
+              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
         raise NotImplementedError
 
     def version(self, name: str) -> int:
@@ -199,24 +209,52 @@ class TableStore:
         raise NotImplementedError
 
     def table_info(self, name: str) -> dict:
-        info = {"name": name, "version": self.version(name), "partition_column": self.partition_column(name)}
-        info["rows_per_partition"] = self.partition_counts(name)
-        info["rows"] = sum(info["rows_per_partition"].values())
-        return info
+        counts = self.partition_counts(name)
+        return {"name": name, "version": self.version(name), "partition_column": self.partition_column(name),
+                "rows_per_partition": counts, "rows": sum(counts.values())}
 
     def partition_column(self, name: str) -> str | None:
         raise NotImplementedError
 
 
-def _check_write_args(mode: str, partition_by: str | None, partition_values: Sequence[str] | None) -> None:
+def partition_columns_of(partition_by: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"ds"`` -> ``("ds",)``; a table may nest partitions, e.g. ``("ds", "model")``: the first column is
+    the one days are read and counted by, the inner ones scope an overwrite."""
+    if partition_by is None:
+        return ()
+    return (partition_by,) if isinstance(partition_by, str) else tuple(partition_by)
+
+
+def overwrite_scope(parts: tuple[str, ...], partition_values: Sequence[str] | None,
+                    sub_partition_values: dict[str, Sequence[str]] | None) -> list[tuple[str, str, list[str]]]:
+    """The partitions a partition overwrite replaces, as delta-rs partition filters (all must hold):
+    the first column's values, then each inner column's values. An inner column left out is replaced
+    whole within the outer values."""
+    scope = [(parts[0], "in", sorted({str(v) for v in partition_values or ()}))]
+    for col, values in (sub_partition_values or {}).items():
+        scope.append((col, "in", sorted({str(v) for v in values})))
+    return scope
+
+
+def _check_write_args(mode: str, parts: tuple[str, ...], partition_values: Sequence[str] | None,
+                      sub_partition_values: dict[str, Sequence[str]] | None = None) -> None:
     if mode not in ("append", "overwrite_partitions", "overwrite"):
         raise TableError(f"write mode {mode!r} is not one of append | overwrite_partitions | overwrite")
     if mode == "overwrite_partitions":
-        if not partition_by:
+        if not parts:
             raise TableError("overwrite_partitions needs a partition column")
         if not partition_values:
             raise TableError("overwrite_partitions needs the partition values it replaces (e.g. the day)")
-    for value in partition_values or ():
+    if sub_partition_values:
+        if mode != "overwrite_partitions":
+            raise TableError("sub_partition_values scope a partition overwrite; the mode is " + mode)
+        unknown = sorted(set(sub_partition_values) - set(parts[1:]))
+        if unknown:
+            raise TableError(f"sub_partition_values name {unknown}, not inner partition columns of {list(parts)}")
+    values = list(partition_values or ()) + [v for vs in (sub_partition_values or {}).values() for v in vs]
+    if sub_partition_values and not all(sub_partition_values.values()):
+        raise TableError("sub_partition_values need at least one value per column")
+    for value in values:
         if not PARTITION_VALUE.match(str(value)):
             raise TableError(f"partition value {value!r} breaks the rule [A-Za-z0-9_-:.]+")
 
@@ -263,14 +301,27 @@ def _stats_from_footer(meta: pq.FileMetaData, columns: Iterable[str]) -> str:
     })
 
 
-def _partition_value(folder: str, partition_by: str) -> str | None:
-    """The value of a Hive-style partition folder ``<column>=<escaped value>`` (None for null)."""
+def _actions(adds: list) -> list:
+    """delta-rs takes add and remove actions in one list; the store only ever adds (removes come from
+    the overwrite's partition filters)."""
+    return list(adds)
+
+
+def _partition_values(rel_dir: str, parts: tuple[str, ...]) -> dict[str, str | None]:
+    """The values of a Hive-style partition path ``<col>=<escaped value>[/<col>=<value>...]`` (None for
+    null), in the table's partition order."""
     from urllib.parse import unquote
 
-    key, _, value = folder.partition("=")
-    if key != partition_by:
-        raise TableError(f"unexpected staging layout {folder!r}")
-    return None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
+    folders = [] if rel_dir in ("", ".") else rel_dir.replace(os.sep, "/").split("/")
+    if len(folders) != len(parts):
+        raise TableError(f"unexpected staging layout {rel_dir!r} for partitions {list(parts)}")
+    out: dict[str, str | None] = {}
+    for folder, col in zip(folders, parts):
+        key, _, value = folder.partition("=")
+        if key != col:
+            raise TableError(f"unexpected staging layout {rel_dir!r}")
+        out[col] = None if value == "__HIVE_DEFAULT_PARTITION__" else unquote(value)
+    return out
 
 
 class DeltaRsStore(TableStore):
@@ -304,6 +355,8 @@ class DeltaRsStore(TableStore):
         # Partition columns are not in the data files; Spark puts them last when it reads them back.
         parts = table.metadata().partition_columns
         ordered = [f for f in arrow if f.name not in parts] + [arrow.field(p) for p in parts]
+        from pyspark.sql.pandas.types import from_arrow_schema
+
         return from_arrow_schema(pa.schema(ordered))
 
     def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
@@ -357,7 +410,7 @@ class DeltaRsStore(TableStore):
         if self._pending is not None:
             yield batch
             return
-        self._pending = pending = []
+        self._pending = pending = []  # type: list[_PendingCommit]
         try:
             yield batch
             for p in pending:
@@ -376,10 +429,11 @@ class DeltaRsStore(TableStore):
         finally:
             self._pending = None
 
-    def _undo_partition_overwrite(self, name: str, before: int | None, partition_by: str,
-                                  values: Sequence[str], batch_txns: set[str], schema) -> None:
+    def _undo_partition_overwrite(self, name: str, before: int | None, parts: tuple[str, ...],
+                                  scope: list[tuple[str, str, list[str]]], batch_txns: set[str], schema) -> None:
         """Give the partitions of a committed overwrite their files of version ``before`` back (one
-        more commit, scoped to those partitions: other days written meanwhile stay)."""
+        more commit, scoped to those partitions: other days, or other models of the day, written
+        meanwhile stay)."""
         from deltalake import DeltaTable
         from deltalake.transaction import AddAction, CommitProperties
 
@@ -390,48 +444,52 @@ class DeltaRsStore(TableStore):
             if all(h.get("liftlake.txn") in ours for h in DeltaTable(table_path).history()):
                 shutil.rmtree(table_path, ignore_errors=True)
                 return
-            old_paths = []
+            old_paths: list[tuple[str, dict]] = []
         else:
             old = pa.table(DeltaTable(table_path, version=before).get_add_actions(flatten=True))
-            key = f"partition.{partition_by}"
-            old_paths = [(path, value) for path, value in zip(old.column("path").to_pylist(),
-                                                              old.column(key).to_pylist())
-                         if str(value) in {str(v) for v in values}]
-        data_cols = [f.name for f in schema.fields if f.name != partition_by]
-        adds = []
-        for path, value in old_paths:
+            columns = {col: old.column(f"partition.{col}").to_pylist() for col in parts}
+            old_paths = []
+            for i, path in enumerate(old.column("path").to_pylist()):
+                values = {col: columns[col][i] for col in parts}
+                if all(str(values[col]) in set(allowed) for col, _, allowed in scope):
+                    old_paths.append((path, values))
+        data_cols = [f.name for f in schema.fields if f.name not in parts]
+        adds: list[AddAction] = []
+        for path, values in old_paths:
             full = os.path.join(table_path, path)
-            adds.append(AddAction(path=path, size=os.path.getsize(full), partition_values={partition_by: value},
+            adds.append(AddAction(path=path, size=os.path.getsize(full), partition_values=values,
                                   modification_time=int(os.path.getmtime(full) * 1000), data_change=True,
                                   stats=_stats_from_footer(pq.read_metadata(full), data_cols)))
         DeltaTable(table_path).create_write_transaction(
-            adds, "overwrite", schema, partition_by=[partition_by],
-            partition_filters=[(partition_by, "in", sorted(str(v) for v in values))],
+            _actions(adds), "overwrite", schema, partition_by=list(parts), partition_filters=scope,
             commit_properties=CommitProperties(custom_metadata={"liftlake.mode": "undo",
                                                                 "liftlake.txn": _undo_txn(batch_txns)}))
 
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
-              partition_by: str | None = "ds", comment: str | None = None,
-              column_comments: dict[str, str] | None = None) -> WriteResult:
+              partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None,
+              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
         from deltalake import DeltaTable, Field, Schema
         from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
         validate_table_name(name)
-        _check_write_args(mode, partition_by, partition_values)
-        if partition_by and partition_by not in df.columns:
-            raise TableError(f"table {name}: partition column {partition_by!r} is not in the data")
+        parts = partition_columns_of(partition_by)
+        _check_write_args(mode, parts, partition_values, sub_partition_values)
+        missing_parts = [c for c in parts if c not in df.columns]
+        if missing_parts:
+            raise TableError(f"table {name}: partition column(s) {missing_parts} are not in the data")
         table_path = self.path(name)
         exists = self.exists(name)
         if exists:
-            self._check_fits(name, partition_by, df.schema)
-        # Column order: data columns then the partition column, as Spark reads it back.
-        data_cols = [c for c in df.columns if c != partition_by]
-        df = df.select(*data_cols, *([partition_by] if partition_by else []))
+            self._check_fits(name, parts, df.schema)
+        # Column order: data columns then the partition columns, as Spark reads them back.
+        data_cols = [c for c in df.columns if c not in parts]
+        df = df.select(*data_cols, *parts)
         txn = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
         staging = self._staging_dir(name, txn)
         writer = df.write.mode("error")
-        if partition_by:
-            writer = writer.partitionBy(partition_by)
+        if parts:
+            writer = writer.partitionBy(*parts)
         try:
             writer.parquet(staging)
         except BaseException:
@@ -439,18 +497,27 @@ class DeltaRsStore(TableStore):
             shutil.rmtree(staging, ignore_errors=True)
             self._release_failed_task_files()
             raise
-        if mode == "overwrite_partitions":
+        scope = overwrite_scope(parts, partition_values, sub_partition_values) if mode == "overwrite_partitions" else []
+        if scope:
             # Checked on the staged folders, not with a query before the write: that query would run
             # the whole plan (a scoring UDF, a feature join) a second time.
-            wanted = {str(v) for v in partition_values}
-            staged = {_partition_value(d, partition_by) for d in os.listdir(staging) if "=" in d}
-            stray = sorted(str(v) for v in staged - wanted)
-            if stray:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise TableError(f"table {name}: the write holds {partition_by} values "
-                                 f"{stray[:5]} outside the partitions it replaces {sorted(wanted)}")
+            stray: dict[str, set[str]] = {}
+            for dirpath, _, _ in os.walk(staging):
+                rel = os.path.relpath(dirpath, staging)
+                if rel == "." or len(rel.split(os.sep)) != len(parts):
+                    continue
+                values = _partition_values(rel, parts)
+                for col, _, allowed in scope:
+                    if str(values[col]) not in allowed:
+                        stray.setdefault(col, set()).add(str(values[col]))
+            for col, _, allowed in scope:
+                if col in stray:
+                    shutil.rmtree(staging, ignore_errors=True)
+                    raise TableError(f"table {name}: the write holds {col} values {sorted(stray[col])[:5]} "
+                                     f"outside the partitions it replaces {allowed}")
 
-        adds, moved = [], []
+        adds: list[AddAction] = []
+        moved: list[str] = []
 
         def discard() -> None:
             # Nothing was committed: the moved files are unreferenced. Remove them so that a failed
@@ -468,10 +535,8 @@ class DeltaRsStore(TableStore):
                     if not fname.endswith(".parquet") or fname.startswith((".", "_")):
                         continue
                     rel_dir = os.path.relpath(dirpath, staging)
-                    part_values: dict[str, str | None] = {}
-                    if partition_by:
-                        part_values[partition_by] = _partition_value(rel_dir, partition_by)
-                    target_dir = os.path.join(table_path, rel_dir) if partition_by else table_path
+                    part_values = _partition_values(rel_dir, parts) if parts else {}
+                    target_dir = os.path.join(table_path, rel_dir) if parts else table_path
                     os.makedirs(target_dir, exist_ok=True)
                     target_name = f"part-{txn}-{len(moved):05d}.parquet"
                     target = os.path.join(target_dir, target_name)
@@ -486,6 +551,8 @@ class DeltaRsStore(TableStore):
             shutil.rmtree(staging, ignore_errors=True)
             self._maybe_inject_fault(name)
 
+            from pyspark.sql.pandas.types import to_arrow_schema
+
             arrow_schema = to_arrow_schema(df.schema)
             fields = []
             for f in arrow_schema:
@@ -498,8 +565,7 @@ class DeltaRsStore(TableStore):
             rows = sum(json.loads(a.stats)["numRecords"] for a in adds)
             props = CommitProperties(custom_metadata={"liftlake.rows": rows, "liftlake.mode": mode,
                                                       "liftlake.txn": txn}, max_commit_retries=5)
-            partitions = tuple(sorted({a.partition_values.get(partition_by) or "" for a in adds})) \
-                if partition_by else ()
+            partitions = tuple(sorted({a.partition_values.get(parts[0]) or "" for a in adds})) if parts else ()
         except BaseException:
             discard()
             raise
@@ -510,14 +576,14 @@ class DeltaRsStore(TableStore):
             # commit_together() block, or another job)
             exists_now = self.exists(name)
             if exists_now:
-                self._check_fits(name, partition_by, df.schema)
+                self._check_fits(name, parts, df.schema)
             version_before.append(self.version(name) if exists_now else None)
             created = False
             if not exists_now:
                 try:
                     create_table_with_add_actions(
                         table_path, delta_schema, adds, mode="error",
-                        partition_by=[partition_by] if partition_by else None, name=name, description=comment,
+                        partition_by=list(parts) or None, name=name, description=comment,
                         commit_properties=props)
                     created = True
                 except Exception:
@@ -525,23 +591,20 @@ class DeltaRsStore(TableStore):
                         raise
                     # Lost a race: another job created the table after our check (two days of a
                     # backfill starting at once). Commit onto it, after the checks an existing table gets.
-                    self._check_fits(name, partition_by, df.schema)
+                    self._check_fits(name, parts, df.schema)
             if not created:
                 table = DeltaTable(table_path)
                 if mode in ("append", "overwrite"):
-                    table.create_write_transaction(adds, mode, delta_schema,
-                                                   partition_by=[partition_by] if partition_by else None,
+                    table.create_write_transaction(_actions(adds), mode, delta_schema, partition_by=list(parts) or None,
                                                    commit_properties=props)
                 else:
-                    filters = [(partition_by, "in", sorted({str(v) for v in partition_values}))]
-                    table.create_write_transaction(adds, "overwrite", delta_schema, partition_by=[partition_by],
-                                                   partition_filters=filters, commit_properties=props)
+                    table.create_write_transaction(_actions(adds), "overwrite", delta_schema, partition_by=list(parts),
+                                                   partition_filters=scope, commit_properties=props)
 
         def undo(batch_txns: set[str]) -> None:
             if mode != "overwrite_partitions":
                 raise TableError(f"table {name}: a committed {mode} write is not undone (only partition overwrites)")
-            self._undo_partition_overwrite(name, version_before[-1], partition_by, partition_values,
-                                           batch_txns, delta_schema)
+            self._undo_partition_overwrite(name, version_before[-1], parts, scope, batch_txns, delta_schema)
 
         result = WriteResult(name, None, rows, len(adds), partitions)
         if self._pending is not None:
@@ -561,15 +624,17 @@ class DeltaRsStore(TableStore):
         failure (a notebook, the report, a retry in-process) gets the space back. Executors on a
         cluster release theirs at their next GC; a spark-submit job exits and releases everything."""
         try:
-            self.spark.sparkContext._jvm.System.gc()
+            jvm = self.spark.sparkContext._jvm
+            if jvm is not None:
+                jvm.System.gc()
         except Exception:  # noqa: BLE001 - no JVM handle (Spark Connect): nothing to collect from here
             pass
 
-    def _check_fits(self, name: str, partition_by: str | None, schema) -> None:
+    def _check_fits(self, name: str, parts: tuple[str, ...], schema) -> None:
         """A write onto an existing table needs its partitioning and its schema."""
-        existing_part = self.partition_column(name)
-        if existing_part != partition_by:
-            raise TableError(f"table {name} is partitioned by {existing_part!r}, the write by {partition_by!r}")
+        existing = tuple(self._delta(name).metadata().partition_columns)
+        if existing != parts:
+            raise TableError(f"table {name} is partitioned by {list(existing)}, the write by {list(parts)}")
         mismatch = schema_mismatch(name, self.spark_schema(name), schema)
         if mismatch:
             raise TableError(mismatch)
@@ -625,7 +690,10 @@ class DeltaSparkStore(TableStore):
             reader = reader.option("versionAsOf", version)
         df = reader.load(self.path(name))
         if partitions is not None:
-            df = df.where(df[self.partition_column(name)].isin([str(p) for p in partitions]))
+            part_col = self.partition_column(name)
+            if part_col is None:
+                raise TableError(f"table {name} is not partitioned; cannot read partitions {list(partitions)}")
+            df = df.where(df[part_col].isin([str(p) for p in partitions]))
         return df
 
     def _delta_table(self, name: str):
@@ -652,20 +720,25 @@ class DeltaSparkStore(TableStore):
         return {str(r[0]): int(r[1]) for r in df.groupBy(part).count().orderBy(part).collect()}
 
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
-              partition_by: str | None = "ds", comment: str | None = None,
-              column_comments: dict[str, str] | None = None) -> WriteResult:
+              partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
+              column_comments: dict[str, str] | None = None,
+              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
         validate_table_name(name)
-        _check_write_args(mode, partition_by, partition_values)
+        parts = partition_columns_of(partition_by)
+        _check_write_args(mode, parts, partition_values, sub_partition_values)
         writer = df.write.format("delta")
-        if partition_by:
-            writer = writer.partitionBy(partition_by)
+        if parts:
+            writer = writer.partitionBy(*parts)
         if mode == "append":
             writer = writer.mode("append")
         elif mode == "overwrite":
             writer = writer.mode("overwrite")
         else:
-            values = ", ".join(f"'{v}'" for v in partition_values)
-            writer = writer.mode("overwrite").option("replaceWhere", f"{partition_by} IN ({values})")
+            # values passed PARTITION_VALUE's rule above, so quoting them cannot break the predicate
+            predicate = " AND ".join(f"{col} IN ({', '.join(repr(v) for v in values)})"
+                                     for col, _, values in overwrite_scope(parts, partition_values,
+                                                                           sub_partition_values))
+            writer = writer.mode("overwrite").option("replaceWhere", predicate)
         writer.save(self.path(name))
         return WriteResult(name, self.version(name), -1, -1, tuple(partition_values or ()))
 

@@ -17,7 +17,7 @@ from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import Config, model_params, warehouse_path
 from liftlake.lib.days import window_days
 from liftlake.lib.features.spec import FeatureSpec
-from liftlake.lib.training.trainset import materialize
+from liftlake.lib.training.trainset import TrainSet, materialize
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def model_task(name: str, params: dict) -> str:
     if entry.family == "cvr":
         return "cvr"
     resolved = resolve_params(name, params)
-    return getattr(resolved, "task", None) or getattr(entry.cls, "task", "coupon")
+    return str(getattr(resolved, "task", None) or getattr(entry.cls, "task", "coupon"))
 
 
 def pinned_versions(store, task: str, cf_label_column: str | None) -> dict[str, int]:
@@ -129,7 +129,7 @@ def pinned_versions(store, task: str, cf_label_column: str | None) -> dict[str, 
 
 
 def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None = None,
-               checkpoint_dir: str | None = None) -> tuple[TrainPlan, object, FeatureSpec]:
+               checkpoint_dir: str | None = None) -> tuple[TrainPlan, TrainSet, FeatureSpec]:
     from liftlake.models.registry import get_entry
 
     name = config.model.name
@@ -148,7 +148,7 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
         .select("feature_spec_version").limit(1).collect()[0][0]
     spec = load_spec(warehouse, spec_version)
     level = "exposure" if task == "cvr" else "user"
-    sim = config.simulator
+    shape = config.data
     probe = TrainPlan(model_name=name, model_params=params, field_dims=spec.field_dims(level), task=task,
                       feature_columns=spec.columns(level), train_files=[], train_rowgroup_rows=[], valid_files=[],
                       learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay,
@@ -157,7 +157,7 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
                       early_stopping_patience=config.train.early_stopping_patience,
                       checkpoint_every_steps=config.train.checkpoint_every_steps,
                       log_every_steps=config.train.log_every_steps, checkpoint_dir="",
-                      num_responses=sim.num_responses, num_treatments=sim.num_treatments,
+                      num_responses=shape.num_responses, num_treatments=shape.num_treatments,
                       cf_label_column="cf_label" if cf_label_column else None, use_gpu=config.train.use_gpu)
     columns = [c for c in batch_columns(probe) if c not in ("row_id", "cf_label")]
     if task == "cvr":
