@@ -6,13 +6,13 @@ import dataclasses
 import json
 import logging
 import os
-import uuid
 
 import numpy as np
 import torch
 from pyspark.sql import functions as F
 
 from liftlake.lib.artifacts.feature_specs import load_spec
+from liftlake.lib.artifacts.publish import new_staging, publish_next_version
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import warehouse_path
 from liftlake.lib.days import window_days
@@ -20,24 +20,12 @@ from liftlake.lib.features.spec import spec_versions_by_day
 
 logger = logging.getLogger(__name__)
 
+# one labeler per Python worker and version: the executors label many batches of a day with it
+_LABELER_CACHE: dict[str, object] = {}
+
 
 def labeler_dir(warehouse: str) -> str:
     return os.path.join(warehouse, "_models", "_escim_labeler")
-
-
-def claim_version(folder: str, staging: str) -> str:
-    """Publish the complete ``staging`` folder as the next free ``vNNNN`` under ``folder``: the rename
-    fails when another job took that number first (a version folder is never empty), and the
-    next number is tried."""
-    while True:
-        existing = sorted(v for v in os.listdir(folder) if v.startswith("v"))
-        version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-        try:
-            os.rename(staging, os.path.join(folder, version))
-            return version
-        except OSError:
-            if not os.path.isdir(os.path.join(folder, version)):
-                raise
 
 
 def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
@@ -73,16 +61,13 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
                                          torch.from_numpy(pdf["conversion"].to_numpy(np.float32)),
                                          spec.field_dims("exposure"), params, log=logger.info)
     folder = labeler_dir(warehouse)
-    os.makedirs(folder, exist_ok=True)
-    # a staging folder of this job's own: two jobs fitting at once never write into each other's
-    staging = os.path.join(folder, f"_staging-{uuid.uuid4().hex[:12]}")
-    os.makedirs(staging)
+    staging = new_staging(folder)  # this job's own: two jobs fitting at once never share a folder
     torch.save(labeler.state_dict(), os.path.join(staging, "weights.pt"))
     with open(os.path.join(staging, "labeler.json"), "w", encoding="utf-8") as fh:
         json.dump({"params": dataclasses.asdict(params), "field_dims": spec.field_dims("exposure"),
                    "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
                    "features.samples version": version_read}, fh, indent=1)
-    version = claim_version(folder, staging)
+    version = publish_next_version(folder, staging)
     logger.info(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]} "
         f"(feature spec {spec.version})")
     return version, labeler, spec.version
@@ -107,5 +92,3 @@ def _load_labeler(warehouse: str, version: str):
         _LABELER_CACHE[key] = labeler
     return _LABELER_CACHE[key]
 
-
-_LABELER_CACHE: dict[str, object] = {}

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from typing import overload
 
+from liftlake.lib.artifacts.publish import write_text_atomic
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.features.spec import FeatureSpec
 
@@ -21,15 +23,8 @@ def save_spec(warehouse: str, spec: FeatureSpec) -> str:
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{spec.version}.json")
     if not os.path.exists(path):
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(spec.to_json())
-        os.replace(tmp, path)
-    pointer = os.path.join(folder, "CURRENT")
-    tmp = f"{pointer}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(spec.version)
-    os.replace(tmp, pointer)
+        write_text_atomic(path, spec.to_json())
+    write_text_atomic(os.path.join(folder, "CURRENT"), spec.version)
     return path
 
 
@@ -49,7 +44,15 @@ def spec_fit_lock(warehouse: str):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@overload
+def load_spec(warehouse: str) -> FeatureSpec | None: ...
+@overload
+def load_spec(warehouse: str, version: str) -> FeatureSpec: ...
+
+
 def load_spec(warehouse: str, version: str | None = None) -> FeatureSpec | None:
+    """The named spec (InputError when it does not exist), or without a version the CURRENT one
+    (None on a warehouse that has none yet)."""
     folder = spec_dir(warehouse)
     if version is None:
         pointer = os.path.join(folder, "CURRENT")

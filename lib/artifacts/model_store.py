@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import yaml
 
+from liftlake.lib.artifacts.publish import new_staging, publish_next_version, versions_in, write_text_atomic
+
 ARTIFACT_FILES = ("model.json", "weights.pt", "config.yaml", "feature_spec.json", "data.json", "metrics.json")
 
 
@@ -38,43 +40,30 @@ def models_root(warehouse: str) -> str:
     return os.path.join(warehouse, "_models")
 
 
-def _write_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
-
-
 def versions(warehouse: str, name: str) -> list[str]:
     folder = os.path.join(models_root(warehouse), name)
-    if not os.path.isdir(folder):
-        return []
-    return sorted(v for v in os.listdir(folder) if v.startswith("v") and os.path.exists(
-        os.path.join(folder, v, "model.json")))
+    return [v for v in versions_in(folder) if os.path.exists(os.path.join(folder, v, "model.json"))]
 
 
 def save_artifact(warehouse: str, name: str, family: str, task: str, field_dims: list[int], params: dict,
                   weights: dict, config: dict, feature_spec_json: str, data: dict, metrics: dict) -> str:
-    """Write a new version; the folder appears complete or not at all (rename of a staging dir)."""
-    folder = os.path.join(models_root(warehouse), name)
-    os.makedirs(folder, exist_ok=True)
-    existing = versions(warehouse, name)
-    version = f"v{(int(existing[-1][1:]) + 1) if existing else 1:04d}"
-    staging = os.path.join(folder, f"_staging-{version}-{os.getpid()}")
-    os.makedirs(staging)
+    """Write a new version; the folder appears complete or not at all, under a number no other job
+    claimed (``publish_next_version``). model.json does not name its version: the folder does."""
     from liftlake.models.registry import get_entry
 
+    folder = os.path.join(models_root(warehouse), name)
+    staging = new_staging(folder)
     entry = get_entry(name)
-    info = {"name": name, "family": family, "task": task, "class": entry.cls.__name__, "version": version,
+    info = {"name": name, "family": family, "task": task, "class": entry.cls.__name__,
             "field_dims": field_dims, "params": params, "created_unix": time.time()}
+    files = {"model.json": json.dumps(info, indent=1, default=str),
+             "config.yaml": yaml.safe_dump(config, sort_keys=False), "feature_spec.json": feature_spec_json,
+             "data.json": json.dumps(data, indent=1), "metrics.json": json.dumps(metrics, indent=1, default=float)}
     torch.save(weights, os.path.join(staging, "weights.pt"))
-    _write_atomic(os.path.join(staging, "model.json"), json.dumps(info, indent=1, default=str))
-    _write_atomic(os.path.join(staging, "config.yaml"), yaml.safe_dump(config, sort_keys=False))
-    _write_atomic(os.path.join(staging, "feature_spec.json"), feature_spec_json)
-    _write_atomic(os.path.join(staging, "data.json"), json.dumps(data, indent=1))
-    _write_atomic(os.path.join(staging, "metrics.json"), json.dumps(metrics, indent=1, default=float))
-    os.rename(staging, os.path.join(folder, version))
-    return version
+    for file_name, text in files.items():
+        with open(os.path.join(staging, file_name), "w", encoding="utf-8") as fh:
+            fh.write(text)
+    return publish_next_version(folder, staging)
 
 
 def current_version(warehouse: str, name: str) -> str | None:
@@ -88,7 +77,7 @@ def current_version(warehouse: str, name: str) -> str | None:
 def set_current(warehouse: str, name: str, version: str) -> None:
     if version not in versions(warehouse, name):
         raise ArtifactError(f"model {name} has no version {version}")
-    _write_atomic(os.path.join(models_root(warehouse), name, "CURRENT"), version)
+    write_text_atomic(os.path.join(models_root(warehouse), name, "CURRENT"), version)
 
 
 def load_artifact(warehouse: str, name: str, version: str | None = None) -> Artifact:
@@ -129,4 +118,5 @@ def load_artifact(warehouse: str, name: str, version: str | None = None) -> Arti
         data = json.load(fh)
     with open(os.path.join(path, "metrics.json"), encoding="utf-8") as fh:
         metrics = json.load(fh)
+    info["version"] = version  # the folder names the version (it is claimed at publish time)
     return Artifact(name, version, path, model, info, config, spec_json, data, metrics)

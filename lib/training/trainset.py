@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from liftlake.lib.artifacts.publish import new_staging, publish_as
+
 
 @dataclass
 class TrainSet:
@@ -29,7 +31,7 @@ class TrainSet:
 
 
 def _row_groups(files: list[str]) -> list[int]:
-    out = []
+    out: list[int] = []
     for f in files:
         meta = pq.read_metadata(f)
         out.extend(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
@@ -41,8 +43,8 @@ def top_share_label(df: DataFrame, rate: float, column: str) -> DataFrame:
     rows with the highest pcvr_cf, 0 elsewhere (clicked rows included). The cut-off is one
     approximate quantile of the non-clicked rows; rows strictly above it are labelled, so k rows
     of n get k labels when their scores are distinct."""
-    cutoff = df.where(F.col("click") == 0).approxQuantile("pcvr_cf", [1.0 - rate], 1e-4) if rate > 0 else []
-    cutoff = cutoff[0] if cutoff else float("inf")
+    quantile = df.where(F.col("click") == 0).approxQuantile("pcvr_cf", [1.0 - rate], 1e-4) if rate > 0 else []
+    cutoff = quantile[0] if quantile else float("inf")
     return df.withColumn(column, ((F.col("click") == 0) & (F.col("pcvr_cf") > F.lit(cutoff))).cast("int"))
 
 
@@ -72,10 +74,11 @@ def materialize(store, warehouse: str, level: str, days: list[str], versions: di
                 log=print) -> TrainSet:
     # "layout" changes whenever what a cached set holds changes, so an old cache is never read as new
     key_src = json.dumps({"level": level, "days": days, "versions": versions, "columns": columns,
-                          "files": files_per_split, "cf": cf_label_column, "layout": 2}
+                          "files": files_per_split, "cf": cf_label_column, "layout": 3}
                          | ({"cf_rate": cf_label_rate} if cf_label_rate is not None else {}), sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    root = os.path.join(warehouse, "_train_cache", key)
+    cache = os.path.join(warehouse, "_train_cache")
+    root = os.path.join(cache, key)
     done = os.path.join(root, "_DONE.json")
     if not os.path.exists(done):
         df = training_frame(store, level, days, versions, columns, cf_label_column, cf_label_rate)
@@ -88,23 +91,26 @@ def materialize(store, warehouse: str, level: str, days: list[str], versions: di
                                  f"features.samples on {days[0]}..{days[-1]} have no counterfactual label "
                                  f"(rule: run `liftlake escim-labels` for those days first)")
         df = df.withColumn("row_id", F.monotonically_increasing_id())
+        # written into a folder of this job's own and published under its key in one rename: two
+        # trainings of the same window at once each write their own copy and the first one published
+        # is the one both read (a shared folder written twice lost files under the other reader)
+        staging = new_staging(cache)
         for split in ("train", "valid", "test"):
             part = df.where(F.col("split") == split).drop("split")
             # round-robin repartition: files differ by at most one row; one row group per file
             (part.repartition(files_per_split)
-             .write.mode("overwrite").option("parquet.block.size", 1 << 30).parquet(os.path.join(root, split)))
-        files = {s: sorted(os.path.join(root, s, f) for f in os.listdir(os.path.join(root, s))
-                           if f.endswith(".parquet")) for s in ("train", "valid", "test")}
-        rowgroups = {s: _row_groups(fs) for s, fs in files.items()}
+             .write.mode("error").option("parquet.block.size", 1 << 30).parquet(os.path.join(staging, split)))
         # drop empty files: a row group of 0 rows would give a rank nothing to read
-        for s in files:
-            keep = [i for i, f in enumerate(files[s]) if pq.read_metadata(f).num_rows > 0]
-            files[s] = [files[s][i] for i in keep]
-            rowgroups[s] = _row_groups(files[s])
-        with open(done, "w", encoding="utf-8") as fh:
+        files = {s: sorted(f"{s}/{f}" for f in os.listdir(os.path.join(staging, s)) if f.endswith(".parquet")
+                           and pq.read_metadata(os.path.join(staging, s, f)).num_rows > 0)
+                 for s in ("train", "valid", "test")}
+        rowgroups = {s: _row_groups([os.path.join(staging, f) for f in fs]) for s, fs in files.items()}
+        with open(os.path.join(staging, "_DONE.json"), "w", encoding="utf-8") as fh:
             json.dump({"files": files, "rowgroups": rowgroups}, fh)
-        log(f"materialized training rows {key}: " + ", ".join(f"{s}={sum(r)}" for s, r in rowgroups.items()))
+        if publish_as(cache, key, staging):
+            log(f"materialized training rows {key}: " + ", ".join(f"{s}={sum(r)}" for s, r in rowgroups.items()))
     with open(done, encoding="utf-8") as fh:
         saved = json.load(fh)
+    saved["files"] = {s: [os.path.join(root, f) for f in fs] for s, fs in saved["files"].items()}
     return TrainSet(key, versions, days, saved["files"], saved["rowgroups"],
                     {s: sum(r) for s, r in saved["rowgroups"].items()})

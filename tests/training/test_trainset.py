@@ -30,29 +30,3 @@ def test_label_rate_outside_the_unit_interval_is_refused():
         with pytest.raises(ModelConfigError, match="label_rate"):
             build_model("escim_ratio", [3, 4], {"label_rate": bad})
     assert build_model("escim_ratio", [3, 4], {"label_rate": 0.02}).params.label_rate == 0.02
-
-
-def test_two_labelers_saved_at_once_get_two_versions(tmp_path, monkeypatch):
-    # the second job listed the folder before the first published v0001: its rename must not land
-    # in (or replace) the first job's version, it takes the next number
-    import os
-
-    from liftlake.lib.artifacts import escim_labeler as escim_labels
-
-    folder = tmp_path / "_escim_labeler"
-    folder.mkdir()
-    first, second = folder / "_staging-a", folder / "_staging-b"
-    for staging, text in ((first, "first"), (second, "second")):
-        staging.mkdir()
-        (staging / "weights.pt").write_text(text)
-    assert escim_labels.claim_version(str(folder), str(first)) == "v0001"
-    real_listdir, calls = os.listdir, []
-
-    def stale(path):
-        calls.append(path)
-        return [n for n in real_listdir(path) if n != "v0001"] if len(calls) == 1 else real_listdir(path)
-
-    monkeypatch.setattr(escim_labels.os, "listdir", stale)
-    assert escim_labels.claim_version(str(folder), str(second)) == "v0002"
-    assert (folder / "v0001" / "weights.pt").read_text() == "first"
-    assert (folder / "v0002" / "weights.pt").read_text() == "second"
