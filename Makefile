@@ -1,5 +1,5 @@
 # The two commands of the README. Both set up .venv first (tools/setup-env; fast when done).
-.PHONY: setup quickstart test test-reliability bench bench-backfill package
+.PHONY: setup quickstart test typecheck test-reliability bench bench-backfill package
 
 setup:
 	@bash tools/setup-env
@@ -7,8 +7,12 @@ setup:
 quickstart: setup
 	.venv/bin/liftlake quickstart
 
-test: setup
+# The type checker first (every liftlake import must resolve; mypy.ini), then the suite.
+test: setup typecheck
 	.venv/bin/python -m pytest -q -ra tests
+
+typecheck: setup
+	.venv/bin/python -m mypy -p liftlake.lib -p liftlake.models -p liftlake.jobs
 
 # Every bad-input and fault case of docs/reliability.md (a subset of `make test`)
 test-reliability: setup

@@ -15,7 +15,7 @@ def main(argv=None) -> int:
 
         evaluate.run(ctx, ctx.args.version)
 
-    return run_job("evaluate", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True)
+    return run_job("evaluate", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True, uses_model=True)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from liftlake.lib.pipelines.quickstart import run_quickstart
 
 
 def main(argv=None) -> int:
-    return run_job("quickstart", __doc__, run_quickstart, argv, default_days_from_quickstart=True)
+    return run_job("quickstart", __doc__, run_quickstart, argv, default_days_from_quickstart=True, uses_model=True)
 
 
 if __name__ == "__main__":

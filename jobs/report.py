@@ -13,7 +13,7 @@ def main(argv=None) -> int:
 
         print(run_report(ctx))
 
-    return run_job("report", __doc__, body, argv)
+    return run_job("report", __doc__, body, argv, uses_model=True)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ class FieldEmbedding(nn.Module):
         self.embed_dim = int(embed_dim)
         self.embedding = nn.Embedding(sum(self.field_dims), self.embed_dim)
         offsets = torch.tensor([0, *torch.cumsum(torch.tensor(self.field_dims), 0)[:-1].tolist()], dtype=torch.long)
+        self.offsets: torch.Tensor
         self.register_buffer("offsets", offsets, persistent=False)
         nn.init.xavier_uniform_(self.embedding.weight)
 

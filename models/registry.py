@@ -30,7 +30,7 @@ class ModelConfigError(ValueError):
 class ModelEntry:
     name: str
     family: str
-    cls: type
+    cls: Any  # a LiftlakeModel subclass with its ``Params`` dataclass
 
 
 _REGISTRY: dict[str, ModelEntry] = {}

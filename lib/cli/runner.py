@@ -113,6 +113,7 @@ def run_job(
     days: bool = True,
     extend_parser: Callable[[argparse.ArgumentParser], None] | None = None,
     default_days_from_quickstart: bool = False,
+    uses_model: bool = False,
 ) -> int:
     """Parse, load and print the config, run ``body``; map failures onto the exit-code contract."""
     parser = base_parser(job, description, days=days)
@@ -126,7 +127,7 @@ def run_job(
         overrides = list(args.overrides)
         if args.model:
             overrides.append(f"model.name={args.model}")
-        config = load_config(args.conf, overrides, job=job.replace("-", "_"))
+        config = load_config(args.conf, overrides, check_model=uses_model)
         ctx = JobContext(name=job, config=config, args=args)
         if days:
             q = config.quickstart

@@ -316,11 +316,12 @@ def cvr_report(
         ctr = as_1d_float("pred_ctr", pred_ctr)
         check_same_length(click=clicks, pred_ctr=ctr)
         report.update(_binary_block("ctr", clicks, ctr))
+    ctcvr: np.ndarray | None = None
     if pred_ctcvr is not None:
         ctcvr = as_1d_float("pred_ctcvr", pred_ctcvr)
         check_same_length(click=clicks, pred_ctcvr=ctcvr)
-    else:
-        ctcvr = ctr * cvr if ctr is not None else None
+    elif ctr is not None:
+        ctcvr = ctr * cvr
     if ctcvr is not None:
         report.update(_binary_block("ctcvr", clicks * conversions, ctcvr))
 

@@ -12,8 +12,8 @@ def aggregate(per_seed: list[dict[str, dict]], metric: str) -> dict[str, tuple[f
     """model -> (mean, std, seeds) of one metric over the seeds that have it."""
     out = {}
     for model in per_seed[0]:
-        values = [run[model].get(metric) for run in per_seed if model in run]
-        values = [v for v in values if v is not None and np.isfinite(v)]
+        found = [run[model].get(metric) for run in per_seed if model in run]
+        values = [float(v) for v in found if v is not None and np.isfinite(v)]
         if values:
             out[model] = (float(np.mean(values)), float(np.std(values)), len(values))
     return out
@@ -174,8 +174,9 @@ def sweep_section(sweeps: list[dict], common_cvr: list[dict], settings: str) -> 
     transform = {name: float(np.mean([run["transform_rates"][name] for run in sweeps])) for name in ("max", "ratio")}
     at_transform = {}
     for name in ("max", "ratio"):
-        stats = {m: aggregate(common_cvr, m).get(f"escim_{name}") for m, _ in metrics} if common_cvr else {}
-        if all(stats.values()) and stats:
+        found = {m: aggregate(common_cvr, m).get(f"escim_{name}") for m, _ in metrics} if common_cvr else {}
+        stats = {m: s for m, s in found.items() if s is not None}
+        if stats and len(stats) == len(found):
             at_transform[name] = stats["cvr_entire_auc"][0]
             lines.append(f"| {name} transform ({transform[name]:.4g}) | "
                          + " | ".join(f"{stats[m][0]:.4f} ± {stats[m][1]:.4f}" for m, _ in metrics) + " |")

@@ -38,7 +38,7 @@ def run_quickstart(ctx) -> int:
     for name in q.models:
         overrides = list(ctx.args.overrides) + [f"model.name={name}", f"train.launcher={q.launcher}",
                                                 f"train.num_processes={q.num_processes}", f"train.epochs={q.epochs}"]
-        model_ctx = JobContext(name="train", config=load_config(ctx.args.conf, overrides, job="train"),
+        model_ctx = JobContext(name="train", config=load_config(ctx.args.conf, overrides),
                                args=ctx.args, days=[last], _spark=ctx.spark, _store=ctx.store)
         logger.info(f"training {name} with {q.launcher} x{q.num_processes}")
         summary = train(model_ctx, last)

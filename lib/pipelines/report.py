@@ -173,8 +173,12 @@ def run_report(ctx) -> str:
     end = ctx.days[-1] if ctx.days else ctx.config.quickstart.end
     workdir = os.path.join(cfg.out, "_work")
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    cvr_runs, coupon_runs, multi_runs = [], {p: [] for p in cfg.coupon_presets}, []
-    cvr_common, multi_common, sweeps = [], [], []
+    coupon_runs: dict[str, list[dict]] = {p: [] for p in cfg.coupon_presets}
+    cvr_runs: list[dict] = []
+    multi_runs: list[dict] = []
+    cvr_common: list[dict] = []
+    multi_common: list[dict] = []
+    sweeps: list[dict] = []
     escim = [m for m in cfg.cvr_models if m.startswith("escim")]
     multi_extra = {m: ["model.params.task=multi_treatment"] for m in cfg.multi_models if m not in ("hmum", "hum_no_kl")}
     common = ["train.optimizer=adam", f"train.learning_rate={cfg.common_learning_rate}",

@@ -56,7 +56,10 @@ def build_session(
 def has_delta_extension(spark: SparkSession) -> bool:
     """True when the session can read and write ``format('delta')`` (the Delta jars are loaded)."""
     try:
-        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # noqa: SLF001
-        return DELTA_EXTENSION in spark.conf.get("spark.sql.extensions", "")
+        jvm = spark._jvm  # noqa: SLF001
+        if jvm is None:  # Spark Connect: no JVM handle here
+            return False
+        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        return DELTA_EXTENSION in (spark.conf.get("spark.sql.extensions", "") or "")
     except Exception:  # py4j raises a generic error when the class is absent
         return False

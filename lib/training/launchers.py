@@ -6,7 +6,7 @@ from typing import Any
 
 from liftlake.lib.training.comms import HorovodComm, LocalComm, TorchDDPComm
 from liftlake.lib.training.loop import train_rank
-from liftlake.lib.training.plan import TrainPlan
+from liftlake.lib.training.plan import TrainingError, TrainPlan
 
 
 # -- launchers -------------------------------------------------------------------------------------------
@@ -31,6 +31,8 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
         local_mode = spark is None or spark.sparkContext.master.startswith("local")
         result = TorchDistributor(num_processes=num_processes, local_mode=local_mode,
                                   use_gpu=plan.use_gpu).run(_torch_distributor_entry, plan)
+        if result is None:
+            raise TrainingError("TorchDistributor returned no result from rank 0")
         return result
     if launcher == "horovod":
         import horovod.spark

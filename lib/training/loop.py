@@ -194,7 +194,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
                           if plan.use_gpu and torch.cuda.is_available() else "cpu")
     model = build_model(plan.model_name, plan.field_dims, plan.model_params).to(device)
     optimizer = _optimizer(plan, model.parameters())
-    state = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf,
+    state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf,
              "best_epoch": -1, "epochs_without_gain": 0, "history": []}
     best_weights = None
     ckpt = _latest_checkpoint(plan.checkpoint_dir)
