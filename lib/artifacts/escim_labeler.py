@@ -31,7 +31,7 @@ def labeler_dir(warehouse: str) -> str:
 def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
     """(labeler version, labeler, feature spec version): fitted on the window's days encoded with the
     spec of its last day (the labeler's embeddings index that spec's vocabularies)."""
-    from liftlake.models.escim import EscimLabelParams, fit_counterfactual_labeler
+    from liftlake.models.escim_labeler import EscimLabelParams, fit_counterfactual_labeler
 
     warehouse = warehouse_path(config)
     have = store.partition_counts("features.samples")
@@ -76,7 +76,7 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
 def _load_labeler(warehouse: str, version: str):
     key = f"{warehouse}|{version}"
     if key not in _LABELER_CACHE:
-        from liftlake.models.escim import CounterfactualLabeler, EscimLabelParams
+        from liftlake.models.escim_labeler import CounterfactualLabeler, EscimLabelParams
 
         torch.set_num_threads(1)
         folder = os.path.join(labeler_dir(warehouse), version)

@@ -36,7 +36,7 @@ LABEL_COMMENTS = {
 
 
 def _pcvr_batches(batches: Iterator[pd.DataFrame], warehouse: str, version: str, cols: list[str]):
-    from liftlake.models.escim import label_counterfactuals
+    from liftlake.models.escim_labeler import label_counterfactuals
 
     labeler = _load_labeler(warehouse, version)
     for pdf in batches:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from liftlake.models.base import BadBatchError
-from liftlake.models.escim import (
+from liftlake.models.escim_labeler import (
     CounterfactualLabeler,
     EscimLabelParams,
     fit_counterfactual_labeler,
