@@ -30,7 +30,6 @@ from liftlake.lib.evaluation.truth_metrics import (
     true_uplift_curve,
 )
 
-
 # --------------------------------------------------------------------------- effect accuracy
 # estimated [1, 2, 3, 4] vs true [1, 1, 4, 2]: errors [0, 1, -1, 2]
 #   PEHE = (0 + 1 + 1 + 4) / 4 = 1.5, sqrt-PEHE = sqrt(1.5); MAE = (0 + 1 + 1 + 2) / 4 = 1; bias = 2 / 4 = 0.5
@@ -281,7 +280,8 @@ def test_reference_predictions():
     np.testing.assert_array_equal(refs["oracle"], truth)
     np.testing.assert_array_equal(refs["constant"], np.full(5, 0.25))
     np.testing.assert_array_equal(np.sort(refs["random"]), np.sort(truth))
-    np.testing.assert_array_equal(refs["random"], reference_predictions(truth, 0.25, np.random.default_rng(7))["random"])
+    same_seed = reference_predictions(truth, 0.25, np.random.default_rng(7))
+    np.testing.assert_array_equal(refs["random"], same_seed["random"])
     assert true_uplift_auc(refs["oracle"], truth) == pytest.approx(1.0)
     assert true_uplift_auc(refs["constant"], truth) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="train_mean"):
