@@ -1,0 +1,210 @@
+"""Verdicts by paired differences: the interval rule on made-up intervals, the t interval and MDD worked by
+hand (quantiles from scipy.stats.t), the bootstrap over one world's rows, and whether a metric resolves."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from liftlake.lib.evaluation.cvr_metrics import auc
+from liftlake.lib.evaluation.verdicts import (
+    bootstrap_diff_ci,
+    bootstrap_verdict,
+    minimal_detectable_difference,
+    paired_verdict,
+    resolves,
+    student_t_ppf,
+    student_t_sf,
+    verdict_from_interval,
+)
+
+
+# --------------------------------------------------------------------------- the interval rule
+@pytest.mark.parametrize("low, high, direction, expected", [
+    (0.01, 0.03, "greater", "holds"),
+    (-0.03, -0.01, "greater", "contradicted"),
+    (-0.01, 0.02, "greater", "inconclusive"),
+    (0.0, 0.02, "greater", "inconclusive"),  # touching 0 does not exclude it
+    (-0.03, -0.01, "less", "holds"),  # e.g. a lower sqrt-PEHE than the rival
+    (0.01, 0.03, "less", "contradicted"),
+    (-0.01, 0.0, "less", "inconclusive"),
+    (0.02, 0.02, "greater", "holds"),  # a zero-width interval (every seed gave the same difference)
+])
+def test_verdict_from_made_up_intervals(low, high, direction, expected):
+    assert verdict_from_interval(low, high, direction) == expected
+
+
+def test_verdict_from_interval_rejects_bad_input():
+    with pytest.raises(ValueError, match="direction"):
+        verdict_from_interval(0.1, 0.2, "bigger")
+    with pytest.raises(ValueError, match="ci_low <= ci_high"):
+        verdict_from_interval(0.2, 0.1)
+    with pytest.raises(ValueError, match="ci_low <= ci_high"):
+        verdict_from_interval(math.nan, 0.1)
+
+
+# --------------------------------------------------------------------------- Student t, no scipy in the library
+def test_student_t_matches_scipy():
+    for dof in (1, 2, 3, 4, 7, 19, 100, 2.5):
+        for p in (0.01, 0.2, 0.5, 0.8, 0.9, 0.975, 0.995):
+            assert student_t_ppf(p, dof) == pytest.approx(stats.t.ppf(p, dof), rel=1e-10, abs=1e-12)
+        for t in (-4.0, -0.7, 0.0, 0.3, 1.96, 12.7, math.inf):
+            assert student_t_sf(t, dof) == pytest.approx(stats.t.sf(t, dof), rel=1e-10, abs=1e-14)
+    with pytest.raises(ValueError, match="probability"):
+        student_t_ppf(1.0, 3)
+    with pytest.raises(ValueError, match="degrees of freedom"):
+        student_t_ppf(0.9, 0)
+
+
+# --------------------------------------------------------------------------- the paired t interval by hand
+# model [0.80, 0.82, 0.79, 0.83] vs rival [0.78, 0.79, 0.78, 0.80]: d = [0.02, 0.03, 0.01, 0.03]
+#   mean 0.0225; deviations [-.0025, .0075, -.0125, .0075], squares sum 2.75e-4, sd = sqrt(2.75e-4 / 3)
+#   CI = 0.0225 +- t_{.975, 3} sd / 2 = 0.0225 +- 3.1824 * 0.0047871 = [0.00727, 0.03773] -> holds
+#   MDD = (t_{.975, 3} + t_{.8, 3}) sd / 2 = (3.1824 + 0.9785) * 0.0047871 = 0.01992
+MODEL = [0.80, 0.82, 0.79, 0.83]
+RIVAL = [0.78, 0.79, 0.78, 0.80]
+SD = math.sqrt(2.75e-4 / 3)
+
+
+def test_paired_verdict_by_hand():
+    v = paired_verdict(MODEL, RIVAL)
+    half_width = stats.t.ppf(0.975, 3) * SD / math.sqrt(4)
+    assert v.verdict == "holds"
+    assert v.n == 4
+    assert v.mean_diff == pytest.approx(0.0225)
+    assert v.sd_diff == pytest.approx(SD)
+    assert v.ci_low == pytest.approx(0.0225 - half_width)
+    assert v.ci_high == pytest.approx(0.0225 + half_width)
+    assert (v.ci_low, v.ci_high) == pytest.approx((0.00727, 0.03773), abs=1e-5)
+    assert v.mdd == pytest.approx((stats.t.ppf(0.975, 3) + stats.t.ppf(0.8, 3)) * SD / 2)
+    assert v.mdd == pytest.approx(0.01992, abs=1e-5)
+    assert v.describe().startswith("holds: +0.0225, 95% CI [+0.007265, +0.03773], paired t over seeds, n = 4")
+
+
+def test_paired_verdict_contradicted_both_ways():
+    assert paired_verdict(RIVAL, MODEL).verdict == "contradicted"
+    assert paired_verdict(MODEL, RIVAL, direction="less").verdict == "contradicted"
+    assert paired_verdict(RIVAL, MODEL, direction="less").verdict == "holds"
+
+
+def test_paired_verdict_inconclusive_reports_the_mdd():
+    # d = [0.02, -0.01, 0.015, -0.02]: mean 0.00125, sd = sqrt(sum (d - mean)^2 / 3)
+    d = np.array([0.02, -0.01, 0.015, -0.02])
+    v = paired_verdict(0.5 + d, np.full(4, 0.5))
+    sd = math.sqrt(np.sum((d - d.mean()) ** 2) / 3)
+    assert v.verdict == "inconclusive"
+    assert v.mdd == pytest.approx((stats.t.ppf(0.975, 3) + stats.t.ppf(0.8, 3)) * sd / 2)
+    assert f"|difference| >= {v.mdd:.4g} (power 0.8)" in v.describe()
+
+
+def test_two_seeds_use_one_degree_of_freedom_and_alpha_changes_the_width():
+    v = paired_verdict([0.7, 0.72], [0.69, 0.70])  # d = [0.01, 0.02]: mean .015, sd .00707
+    assert v.ci_high - v.ci_low == pytest.approx(2 * stats.t.ppf(0.975, 1) * math.sqrt(0.00005) / math.sqrt(2))
+    assert v.verdict == "inconclusive"  # t_{.975, 1} = 12.7: two seeds rarely decide
+    wide = paired_verdict(MODEL, RIVAL, alpha=0.01)
+    assert wide.ci_high - wide.ci_low > paired_verdict(MODEL, RIVAL).ci_high - paired_verdict(MODEL, RIVAL).ci_low
+
+
+def test_minimal_detectable_difference_formula():
+    assert minimal_detectable_difference(0.01, 5) == pytest.approx(
+        (stats.t.ppf(0.975, 4) + stats.t.ppf(0.8, 4)) * 0.01 / math.sqrt(5))
+    assert minimal_detectable_difference(0.01, 10, alpha=0.1, power=0.9) == pytest.approx(
+        (stats.t.ppf(0.95, 9) + stats.t.ppf(0.9, 9)) * 0.01 / math.sqrt(10))
+    assert minimal_detectable_difference(0.0, 3) == 0.0
+    with pytest.raises(ValueError, match="n >= 2"):
+        minimal_detectable_difference(0.01, 1)
+
+
+def test_paired_verdict_validates_its_input():
+    with pytest.raises(ValueError, match="bootstrap"):
+        paired_verdict([0.8], [0.7])
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        paired_verdict([0.8, 0.81, 0.82], [0.7, 0.71])
+    with pytest.raises(ValueError, match="NaN"):
+        paired_verdict([0.8, math.nan], [0.7, 0.71])
+    with pytest.raises(ValueError, match="empty"):
+        paired_verdict([], [])
+    with pytest.raises(ValueError, match="direction"):
+        paired_verdict(MODEL, RIVAL, direction="higher")
+    with pytest.raises(ValueError, match="alpha"):
+        paired_verdict(MODEL, RIVAL, alpha=1.5)
+    with pytest.raises(ValueError, match="power"):
+        paired_verdict(MODEL, RIVAL, power=0.0)
+
+
+# --------------------------------------------------------------------------- does the metric resolve?
+def test_a_deterministic_gap_resolves_with_full_power():
+    r = resolves([1.0, 1.0, 1.0], [0.0, 0.0, 0.0])  # e.g. true_uplift_auc of oracle and constant
+    assert r.resolved and r.power_at_gap == 1.0 and r.verdict.mean_diff == 1.0
+    assert "separates oracle from constant: yes" in r.describe()
+
+
+def test_power_at_a_gap_of_exactly_the_mdd_is_the_target_power():
+    # d = [-1, 0, 1] + MDD: sd 1, n 3 -> mean d = MDD, so 1 - F(t_crit - MDD / se) = 1 - F(-t_{.8}) = 0.8
+    mdd = (stats.t.ppf(0.975, 2) + stats.t.ppf(0.8, 2)) / math.sqrt(3)
+    r = resolves(np.array([-1.0, 0.0, 1.0]) + mdd, np.zeros(3))
+    assert r.verdict.mdd == pytest.approx(mdd)
+    assert r.power_at_gap == pytest.approx(0.8)
+
+
+def test_an_error_metric_resolves_in_the_less_direction():
+    oracle_pehe, constant_pehe = [0.0, 0.0, 0.0, 0.0], [0.031, 0.029, 0.030, 0.032]
+    assert resolves(oracle_pehe, constant_pehe, direction="less").resolved
+    noisy = resolves([0.51, 0.47, 0.52, 0.49], [0.50, 0.50, 0.50, 0.50])  # AUC 0.5 vs. ~0.5: no separation
+    assert not noisy.resolved and noisy.power_at_gap < 0.8
+    assert "separates oracle from constant: no" in noisy.describe()
+
+
+# --------------------------------------------------------------------------- bootstrap over one world's rows
+def _mean(rows):
+    return float(np.mean(rows))
+
+
+def test_bootstrap_of_a_constant_shift_is_that_shift():
+    rng = np.random.default_rng(1)
+    b = rng.random(200)
+    ci = bootstrap_diff_ci(b + 0.1, b, _mean, n_boot=200, rng=5)
+    assert ci["diff"] == pytest.approx(0.1)
+    assert (ci["ci_low"], ci["ci_high"]) == pytest.approx((0.1, 0.1), abs=1e-12)
+    assert ci["boot_sd"] == pytest.approx(0.0, abs=1e-12)
+    assert ci["n_rows"] == 200.0 and ci["n_boot"] == 200.0
+    assert bootstrap_verdict(b + 0.1, b, _mean, n_boot=200, rng=5).verdict == "holds"
+
+
+def test_bootstrap_pairs_rows_and_agrees_with_the_normal_interval():
+    rng = np.random.default_rng(2)
+    shared = rng.normal(size=2000)  # a large per-row component common to both: pairing removes it
+    a, b = shared + rng.normal(0.05, 0.2, 2000), shared + rng.normal(0.0, 0.2, 2000)
+    ci = bootstrap_diff_ci(a, b, _mean, n_boot=400, rng=np.random.default_rng(9))
+    se = np.std(a - b, ddof=1) / math.sqrt(2000)
+    assert ci["boot_sd"] == pytest.approx(se, rel=0.15)
+    assert ci["ci_low"] == pytest.approx(np.mean(a - b) - 1.96 * se, abs=0.5 * se)
+    assert ci["mdd"] == pytest.approx((stats.norm.ppf(0.975) + stats.norm.ppf(0.8)) * ci["boot_sd"])
+    assert ci == bootstrap_diff_ci(a, b, _mean, n_boot=400, rng=np.random.default_rng(9))  # seeded
+
+
+def test_bootstrap_with_mappings_of_columns():
+    rng = np.random.default_rng(4)
+    truth = (rng.random(400) < 0.4).astype(float)
+    good = {"y": truth, "p": truth * 0.6 + rng.random(400) * 0.4}
+    weak = {"y": truth, "p": rng.random(400)}
+    v = bootstrap_verdict(good, weak, lambda rows: auc(rows["y"], rows["p"]), n_boot=100, rng=0)
+    assert v.verdict == "holds" and v.method == "paired bootstrap over rows" and v.n == 400
+
+
+def test_bootstrap_validates_its_input():
+    with pytest.raises(ValueError, match="mismatched lengths"):
+        bootstrap_diff_ci(np.ones(5), np.ones(4), _mean, n_boot=100)
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        bootstrap_diff_ci({"y": np.ones(5), "p": np.ones(4)}, {"y": np.ones(5)}, _mean, n_boot=100)
+    with pytest.raises(ValueError, match="no rows"):
+        bootstrap_diff_ci(np.ones(0), np.ones(0), _mean, n_boot=100)
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_diff_ci(np.ones(5), np.ones(5), _mean, n_boot=10)
+    with pytest.raises(ValueError, match="non-finite|nan"):
+        bootstrap_diff_ci(np.ones(5), np.ones(5), lambda rows: math.nan, n_boot=100)
+    with pytest.raises(ValueError, match="single class"):  # a replicate the metric cannot score
+        bootstrap_diff_ci({"y": np.r_[1.0, np.zeros(4)], "p": np.ones(5)}, {"y": np.r_[1.0, np.zeros(4)],
+                          "p": np.ones(5)}, lambda rows: auc(rows["y"], rows["p"]), n_boot=200, rng=0)
