@@ -1,17 +1,25 @@
-"""liftlake sql "select ... from features.samples where ds = '2026-11-20'" [--json]"""
+"""liftlake sql "select ... from scores.cvr where ds = '2026-11-20'" [--json] [--as-of VERSION] [--engine spark]
+
+One read-only query (SELECT / WITH / SHOW / DESCRIBE / EXPLAIN) over the warehouse's tables, named
+namespace.table. The default engine is an in-memory DuckDB locked against file access; --engine spark
+runs Spark SQL after checking its parsed plan. Anything else exits 2 naming the rule."""
 import sys
 
 from liftlake.lib.cli.runner import run_job
-from liftlake.lib.pipelines.sql import print_query
 
 
 def main(argv=None) -> int:
     def extend(parser):
-        parser.add_argument("query", help="Spark SQL over the warehouse; tables by namespace.table")
-        parser.add_argument("--limit", type=int, default=100)
+        parser.add_argument("query", help="one read-only SQL statement; tables by namespace.table")
+        parser.add_argument("--limit", type=int, default=100, help="print at most this many rows (<= sql.max_rows)")
+        parser.add_argument("--engine", choices=("duckdb", "spark"), help="default: sql.engine (duckdb)")
+        parser.add_argument("--as-of", action="append", default=[], metavar="VERSION|TABLE=VERSION",
+                            help="read every table (or the one named) as of a Delta version (repeatable)")
 
     def body(ctx):
-        print_query(ctx.store, ctx.args.query, ctx.args.json, ctx.args.limit)
+        from liftlake.lib.pipelines import sql
+
+        sql.run(ctx)
 
     return run_job("sql", __doc__, body, argv, days=False, extend_parser=extend)
 

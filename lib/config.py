@@ -115,6 +115,14 @@ class ScoreConf:
 
 
 @dataclass
+class SqlConf:
+    """``liftlake sql``: the engine (duckdb: in-process, no JVM; spark: Spark SQL) and the most rows
+    one query may print (the driver holds them all)."""
+    engine: Literal["duckdb", "spark"] = "duckdb"
+    max_rows: int = check(lambda v: 1 <= v <= 1_000_000, "must be an integer in [1, 1000000]", default=100_000)
+
+
+@dataclass
 class EscimLabelsConf:
     # The labeler learns from a sample of the window (it is pre-training, not scoring): at most
     # this many rows reach the driver; labels are then computed for every row on the executors.
@@ -175,6 +183,7 @@ class Config:
     train: TrainConf = field(default_factory=TrainConf)
     score: ScoreConf = field(default_factory=ScoreConf)
     escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
+    sql: SqlConf = field(default_factory=SqlConf)
     report: ReportConf = field(default_factory=ReportConf)
     quickstart: QuickstartConf = field(default_factory=QuickstartConf)
 

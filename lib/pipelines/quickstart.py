@@ -10,9 +10,10 @@ from liftlake.lib.pipelines.build_features import build_features_days
 from liftlake.lib.pipelines.escim_labels import escim_labels
 from liftlake.lib.pipelines.score import score_days
 from liftlake.lib.pipelines.simulate import simulate_days
-from liftlake.lib.pipelines.sql import print_query
+from liftlake.lib.pipelines.sql import print_rows
 from liftlake.lib.pipelines.tables import print_tables
 from liftlake.lib.pipelines.train import train
+from liftlake.lib.storage.readonly_sql import duckdb_query
 
 logger = logging.getLogger(__name__)
 
@@ -50,5 +51,5 @@ def run_quickstart(ctx) -> int:
     print_tables(ctx.store)
     for query in SHOWCASE_QUERIES:
         print("\n== SQL ==\n" + query)
-        print_query(ctx.store, query, limit=20)
+        print_rows(*duckdb_query(ctx.store.root, query, limit=20))
     return 0
