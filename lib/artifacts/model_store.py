@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from liftlake.lib.artifacts.publish import new_staging, publish_next_version, versions_in, write_text_atomic
+from liftlake.lib.artifacts.publish import VERSION, new_staging, publish_next_version, versions_in, write_text_atomic
 
 ARTIFACT_FILES = ("model.json", "weights.pt", "config.yaml", "feature_spec.json", "data.json", "metrics.json")
 
@@ -67,11 +67,38 @@ def save_artifact(warehouse: str, name: str, family: str, task: str, field_dims:
 
 
 def current_version(warehouse: str, name: str) -> str | None:
+    """The version CURRENT names, or None when there is none yet. CURRENT is read as hostile input: it
+    must hold one version name (``vNNNN``), nothing else (no path)."""
     pointer = os.path.join(models_root(warehouse), name, "CURRENT")
     if not os.path.exists(pointer):
         return None
-    with open(pointer, encoding="utf-8") as fh:
-        return fh.read().strip() or None
+    try:
+        with open(pointer, encoding="utf-8") as fh:
+            text = fh.read(64).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"file {pointer}: cannot be read ({type(exc).__name__})") from None
+    if not text:
+        return None
+    check_version_name(text, pointer)
+    return text
+
+
+def check_version_name(version: str, source: str) -> None:
+    if not VERSION.match(version):
+        raise ArtifactError(f"{source}: {version[:60]!r} is not a model version (rule: vNNNN, a version "
+                            f"folder of the model store)")
+
+
+def version_folder(warehouse: str, name: str, version: str, source: str = "--version") -> str:
+    """The real folder of a model version, which must lie inside the store: no path in the name, no
+    symlink out of it."""
+    check_version_name(version, source)
+    base = os.path.realpath(os.path.join(models_root(warehouse), name))
+    path = os.path.join(models_root(warehouse), name, version)
+    if os.path.islink(path) or os.path.commonpath([os.path.realpath(path), base]) != base:
+        raise ArtifactError(f"model {name} version {version}: {path} is a link or lies outside the model store "
+                            f"(rule: artifacts are loaded from the store only)")
+    return path
 
 
 def set_current(warehouse: str, name: str, version: str) -> None:
@@ -86,14 +113,15 @@ def load_artifact(warehouse: str, name: str, version: str | None = None) -> Arti
     version = version or current_version(warehouse, name)
     if version is None:
         raise ArtifactError(f"model {name} has no current version under {models_root(warehouse)}")
-    path = os.path.join(models_root(warehouse), name, version)
+    path = version_folder(warehouse, name, version)
     if not os.path.isdir(path):
         raise ArtifactError(f"model {name} version {version}: folder {path} does not exist")
     missing = [f for f in ARTIFACT_FILES if not os.path.exists(os.path.join(path, f))]
     if missing:
         raise ArtifactError(f"artifact {path} is missing {missing}")
-    with open(os.path.join(path, "model.json"), encoding="utf-8") as fh:
-        info = json.load(fh)
+    info = _read(path, "model.json", json.loads)
+    if not isinstance(info, dict) or not {"name", "class", "field_dims", "params"} <= set(info):
+        raise ArtifactError(f"artifact {path}: model.json lacks name / class / field_dims / params")
     entry = get_entry(info["name"])
     if info["name"] != name or info["class"] != entry.cls.__name__:
         raise ArtifactError(f"artifact {path} was saved by model class {info['class']} ({info['name']}), "
@@ -103,20 +131,36 @@ def load_artifact(warehouse: str, name: str, version: str | None = None) -> Arti
         weights = torch.load(os.path.join(path, "weights.pt"), map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated file, or a pickle that is not plain tensors
         raise ArtifactError(f"artifact {path}: weights.pt cannot be loaded safely ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0][:200]})") from None
+                            f"{_first_line(exc)})") from None
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
         raise ArtifactError(f"artifact {path}: weights.pt does not fit model {name} "
-                            f"({str(exc).splitlines()[0][:200]})") from None
+                            f"({_first_line(exc)})") from None
+    bad = sorted(key for key, tensor in weights.items()
+                 if torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()))
+    if bad:
+        raise ArtifactError(f"artifact {path}: weights.pt holds non-finite values in {bad[:5]} "
+                            f"(rule: every weight finite)")
     model.eval()
-    with open(os.path.join(path, "config.yaml"), encoding="utf-8") as fh:
-        config = yaml.safe_load(fh)
-    with open(os.path.join(path, "feature_spec.json"), encoding="utf-8") as fh:
-        spec_json = fh.read()
-    with open(os.path.join(path, "data.json"), encoding="utf-8") as fh:
-        data = json.load(fh)
-    with open(os.path.join(path, "metrics.json"), encoding="utf-8") as fh:
-        metrics = json.load(fh)
+    config = _read(path, "config.yaml", yaml.safe_load)
+    spec_json = _read(path, "feature_spec.json", lambda text: text)
+    data = _read(path, "data.json", json.loads)
+    metrics = _read(path, "metrics.json", json.loads)
     info["version"] = version  # the folder names the version (it is claimed at publish time)
     return Artifact(name, version, path, model, info, config, spec_json, data, metrics)
+
+
+def _read(folder: str, file_name: str, parse):
+    """A file of an artifact, parsed; anything unreadable or malformed is an ArtifactError naming it."""
+    try:
+        with open(os.path.join(folder, file_name), encoding="utf-8") as fh:
+            return parse(fh.read())
+    except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
+        raise ArtifactError(f"artifact {folder}: {file_name} cannot be read ({type(exc).__name__}: "
+                            f"{_first_line(exc)})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__

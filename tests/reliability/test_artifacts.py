@@ -90,3 +90,52 @@ def test_unknown_version_and_no_current(saved):
         load_artifact(warehouse, "esmm")
     with pytest.raises(ArtifactError, match="version v9999"):
         load_artifact(warehouse, "esmm", "v9999")
+
+
+def test_current_holding_anything_but_a_version_name_is_refused(saved, tmp_path):
+    warehouse, version, path = saved
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(path, outside)
+    pointer = os.path.join(warehouse, "_models", "esmm", "CURRENT")
+    for text in (str(outside), "../../elsewhere", "v0001/../../x", "v1"):
+        with open(pointer, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        with pytest.raises(ArtifactError, match=r"CURRENT: .* is not a model version \(rule: vNNNN"):
+            load_artifact(warehouse, "esmm")
+
+
+@pytest.mark.parametrize("version", ["../../../x", "/etc", "v0001/../v0001", "current", ""])
+def test_a_version_that_is_not_a_store_version_is_refused(saved, version):
+    warehouse, _, _ = saved
+    with pytest.raises(ArtifactError, match="not a model version|no current version"):
+        load_artifact(warehouse, "esmm", version)
+
+
+def test_a_version_folder_that_is_a_symlink_out_of_the_store_is_refused(saved, tmp_path):
+    warehouse, _, path = saved
+    outside = tmp_path / "planted"
+    shutil.copytree(path, outside)
+    os.symlink(outside, os.path.join(warehouse, "_models", "esmm", "v0009"))
+    with pytest.raises(ArtifactError, match="is a link or lies outside the model store"):
+        load_artifact(warehouse, "esmm", "v0009")
+
+
+def test_non_finite_weights_are_refused(saved):
+    warehouse, version, path = saved
+    weights = torch.load(os.path.join(path, "weights.pt"), weights_only=True)
+    first = next(k for k, v in weights.items() if torch.is_floating_point(v))
+    weights[first] = torch.full_like(weights[first], float("nan"))
+    torch.save(weights, os.path.join(path, "weights.pt"))
+    with pytest.raises(ArtifactError, match=r"non-finite values in \['" + first.replace(".", r"\.")):
+        load_artifact(warehouse, "esmm", version)
+
+
+@pytest.mark.parametrize("file_name, text", [("weights.pt", ""), ("model.json", "{not json"),
+                                             ("model.json", "[1, 2]"), ("config.yaml", "a: [1,"),
+                                             ("data.json", "\xff")])
+def test_empty_or_malformed_artifact_files_are_refused_naming_the_file(saved, file_name, text):
+    warehouse, version, path = saved
+    with open(os.path.join(path, file_name), "w", encoding="latin-1") as fh:
+        fh.write(text)
+    with pytest.raises(ArtifactError, match=file_name.replace(".", r"\.")):
+        load_artifact(warehouse, "esmm", version)
