@@ -5,9 +5,10 @@ import dataclasses
 import logging
 
 from liftlake.lib.artifacts.model_store import current_version, versions
+from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import ConfigError, warehouse_path
 from liftlake.lib.log import log_commits
-from liftlake.lib.scoring.scorer import score_model_day, write_scores
+from liftlake.lib.scoring.scorer import bad_scores_message, score_model_day, write_scores
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,13 @@ def score_days(ctx, only_model: str | None = None, version: str | None = None) -
             for name, v in chosen:
                 table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
                                                config.data.num_responses, config.data.num_treatments)
-                res = write_scores(ctx.store, table, frame, name, ds)
+                try:
+                    res = write_scores(ctx.store, table, frame, name, ds)
+                except Exception as exc:  # noqa: BLE001 - a worker's score check fails the Spark write
+                    message = bad_scores_message(exc)
+                    if message is None:
+                        raise
+                    raise InputError(message) from None
                 summary[(ds, table, name)] = res.rows
                 logger.info(f"score {ds}: {table} {name} {v} rows={res.rows} staged")
     log_commits(logger, "score", batch.results)

@@ -102,7 +102,52 @@ def score_batches(batches: Iterator[pd.DataFrame], warehouse: str, name: str, ve
                 out["coupon_value"] = value.numpy()
                 out["expected_gain"] = gain.numpy()
         out["model"], out["version"], out["ds"] = name, version, ds
+        check_scores(out, layout.task, name, version, score_conf["coupon_grid"])
         yield out.reindex(columns=output_columns)
+
+
+# A score that breaks a rule stops the job before anything is committed. The check runs where the
+# rows are made (a Python worker), so the message crosses Spark with this marker and the driver
+# turns it back into one line (``bad_scores_message``).
+BAD_SCORES = "LIFTLAKE_BAD_SCORES"
+PROBABILITY_COLUMNS = ("ctr", "cvr", "ctcvr", "p0")
+
+
+def check_scores(out: pd.DataFrame, task: str, name: str, version: str, coupon_grid) -> None:
+    """Finite outputs, probabilities in [0, 1], decisions in their allowed set; else BadScoresError."""
+    broken: dict[str, int] = {}
+    for col in out.columns:
+        if col in ("exposure_id", "user_id", "model", "version", "ds"):
+            continue
+        values = out[col].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if col in PROBABILITY_COLUMNS:
+            bad |= (values < 0) | (values > 1)
+        if col.startswith("decision_"):
+            bad |= ~np.isin(values, (0, 1))
+        if col == "coupon_value":
+            bad |= ~np.isin(values, [0.0, *[float(v) for v in coupon_grid]])
+        if bad.any():
+            broken[col] = int(bad.sum())
+    if broken:
+        worst = ", ".join(f"{col}: {n}" for col, n in sorted(broken.items()))
+        raise BadScoresError(f"{BAD_SCORES} model {name} version {version}: {max(broken.values())} of {len(out)} "
+                             f"rows of a batch break the score rules ({worst}; rule: finite, probabilities in "
+                             f"[0, 1], decisions in the allowed set)")
+
+
+class BadScoresError(ValueError):
+    """Scores that must not reach a table (raised in the Python worker that made them)."""
+
+
+def bad_scores_message(exc: BaseException) -> str | None:
+    """The one-line rule violation inside a failed Spark write, when check_scores caused it."""
+    text = str(exc)
+    start = text.find(BAD_SCORES)
+    if start < 0:
+        return None
+    line = text[start + len(BAD_SCORES):].splitlines()[0].strip()
+    return f"scores refused, nothing written: {line}"
 
 
 def day_rows(store, spec: FeatureSpec, level: str, ds: str) -> DataFrame:
