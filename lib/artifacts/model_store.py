@@ -66,6 +66,18 @@ def save_artifact(warehouse: str, name: str, family: str, task: str, field_dims:
     return publish_next_version(folder, staging)
 
 
+def version_with_run_key(warehouse: str, name: str, run_key: str) -> str | None:
+    """The version a finished training run of this key saved (its data.json names the key), if any."""
+    for version in reversed(versions(warehouse, name)):
+        try:
+            with open(os.path.join(models_root(warehouse), name, version, "data.json"), encoding="utf-8") as fh:
+                if json.load(fh).get("run_key") == run_key:
+                    return version
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def current_version(warehouse: str, name: str) -> str | None:
     """The version CURRENT names, or None when there is none yet. CURRENT is read as hostile input: it
     must hold one version name (``vNNNN``), nothing else (no path)."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from liftlake.lib.config import warehouse_path
 from liftlake.lib.training.launchers import launch
@@ -18,13 +19,23 @@ def train(ctx, ds: str) -> dict:
 
     config = ctx.config
     plan, trainset, spec = build_plan(ctx.store, config, ds)
-    result = launch(plan, config.train.launcher, config.train.num_processes, ctx.spark)
     warehouse = warehouse_path(config)
+    # the run key names everything that shapes the run (rows, settings): a finished run of the same
+    # key is the same model, so a re-run returns that version instead of adding a copy of it
+    run_key = os.path.basename(plan.checkpoint_dir)
+    existing = model_store.version_with_run_key(warehouse, plan.model_name, run_key)
+    if existing is not None:
+        logger.info(f"{plan.model_name}: run {run_key} is version {existing} already; not training it again")
+        metrics = evaluate_version(ctx, plan.model_name, existing, ds)
+        return {"model": plan.model_name, "version": existing, "reused": True,
+                "gate_passed": model_store.current_version(warehouse, plan.model_name) == existing,
+                "metrics": metrics, "result": {}}
+    result = launch(plan, config.train.launcher, config.train.num_processes, ctx.spark)
     entry = get_entry(plan.model_name)
     version = model_store.save_artifact(
         warehouse, plan.model_name, entry.family, plan.task, plan.field_dims, plan.model_params, result["weights"],
         config.to_dict(), spec.to_json(),
-        {"table_versions": trainset.table_versions, "days": trainset.days, "trainset": trainset.key,
+        {"table_versions": trainset.table_versions, "days": trainset.days, "trainset": trainset.key, "run_key": run_key,
          "rows": trainset.rows, "launcher": config.train.launcher, "ranks": result["world_size"]},
         {"history": result["state"]["history"], "best_epoch": result["state"]["best_epoch"],
          "best_valid_score": result["state"]["best_score"]})
@@ -39,7 +50,7 @@ def train(ctx, ds: str) -> dict:
     logger.info(f"gate {gate_metric} >= {gate_min}: "
         f"{gate_value if gate_value is None else round(gate_value, 4)} -> "
         f"{'CURRENT moved to ' + version if passed else 'CURRENT unchanged'}")
-    return {"model": plan.model_name, "version": version, "gate_passed": passed, "metrics": metrics,
+    return {"model": plan.model_name, "version": version, "reused": False, "gate_passed": passed, "metrics": metrics,
             "result": {k: v for k, v in result.items() if k != "weights"}}
 
 

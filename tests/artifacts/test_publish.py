@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import threading
 
+import pytest
+
 from liftlake.lib.artifacts import publish
 
 
@@ -14,6 +16,7 @@ def _staged(parent, text: str) -> str:
     return staging
 
 
+@pytest.mark.reliability
 def test_a_writer_that_listed_before_another_published_takes_the_next_version(tmp_path, monkeypatch):
     # the second job listed the folder before the first published v0001: its rename must not land
     # in (or replace) the first job's version, it takes the next number
@@ -31,6 +34,7 @@ def test_a_writer_that_listed_before_another_published_takes_the_next_version(tm
     assert (tmp_path / "v0002" / "weights.pt").read_text() == "second"
 
 
+@pytest.mark.reliability
 def test_eight_writers_at_once_claim_eight_versions(tmp_path):
     stagings = [_staged(tmp_path, f"w{i}") for i in range(8)]
     claimed, start = [], threading.Barrier(8)

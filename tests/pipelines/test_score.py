@@ -49,6 +49,21 @@ def score(ctx, model=None, version=None):
     return score_days(ctx, only_model=model, version=version)
 
 
+@pytest.mark.reliability
+def test_rerunning_a_finished_training_returns_its_version(world):
+    # same rows, same settings: the same run key, so no second version with the same weights
+    # (runs before the tests below rebuild the features, which changes the rows' table version)
+    from liftlake.lib.artifacts.model_store import versions
+    from liftlake.lib.pipelines.train import train
+
+    ctx, trained = world
+    before = versions(ctx.store.root, "dcmt")
+    again = train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
+                           "train.gate_min_cvr=0", "train.gate_min_coupon=0"), DS)
+    assert again["reused"] and again["version"] == trained["dcmt"]
+    assert versions(ctx.store.root, "dcmt") == before
+
+
 def test_scoring_a_day_twice_keeps_the_same_rows(world):
     ctx, versions = world
     score(ctx)
