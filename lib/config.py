@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import re
 import typing
@@ -46,6 +47,14 @@ class SparkConf:
         "spark.sql.shuffle.partitions": "8",
         "spark.driver.memory": "4g",
     })
+
+
+@dataclass
+class LimitsConf:
+    """Bounds on what one run may ask for: past them a job exits 2 before it starts (a typo such as
+    simulator.exposures=10000000000000 would otherwise run until killed)."""
+    max_exposures_per_day: int = check(lambda v: v >= 1, "must be an integer >= 1", default=100_000_000)
+    max_days_per_run: int = check(lambda v: v >= 1, "must be an integer >= 1", default=366)
 
 
 @dataclass
@@ -176,6 +185,7 @@ class QuickstartConf:
 class Config:
     warehouse: WarehouseConf = field(default_factory=WarehouseConf)
     spark: SparkConf = field(default_factory=SparkConf)
+    limits: LimitsConf = field(default_factory=LimitsConf)
     data: DataConf = field(default_factory=DataConf)
     simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
     features: FeaturesConf = field(default_factory=FeaturesConf)
@@ -206,6 +216,12 @@ def _read_yaml(path: str) -> dict:
             data = yaml.safe_load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (rule: config files are UTF-8 YAML)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     if data is None:
@@ -268,8 +284,8 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, bool)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is float:  # finite: inf and NaN pass no range rule a user means
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if annotation is str:
         return isinstance(value, str)
     if annotation is type(None):
@@ -373,6 +389,10 @@ def load_config(
         _set_path(tree, key, value, sources, "--set")
 
     config = _build(Config, tree, "", sources)
+    if config.simulator.exposures > config.limits.max_exposures_per_day:
+        key = "simulator.exposures"
+        raise ConfigError(f"{sources.get(key, 'defaults')}: {key}: {config.simulator.exposures} is past "
+                          f"limits.max_exposures_per_day ({config.limits.max_exposures_per_day})")
     if config.simulator.items < config.data.num_responses:
         key = "simulator.items"
         raise ConfigError(f"{sources.get(key, 'defaults')}: {key}: must be >= data.num_responses "
@@ -391,7 +411,10 @@ def _check_model(config: Config, sources: dict) -> None:
         resolve_params(config.model.name, params)
     except ModelConfigError as exc:
         key = "model.params" if "parameter" in str(exc) else "model.name"
-        raise ConfigError(f"{sources.get(key, 'defaults')}: {key}: {exc}") from None
+        # blame the layer that set the parameter the error names (a --set, not the model's file)
+        named = [f"model.params.{n}" for n in re.findall(r"'([A-Za-z_][A-Za-z0-9_]*)'", str(exc))]
+        source = next((sources[k] for k in named if k in sources), sources.get(key, "defaults"))
+        raise ConfigError(f"{source}: {key}: {exc}") from None
 
 
 def model_params(config: Config, entry=None) -> dict:

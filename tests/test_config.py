@@ -1,6 +1,7 @@
 """Configuration: layered YAML, validated, errors that name the file, key and rule; CLI exit codes."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -81,3 +82,40 @@ def test_cli_models_json_lists_the_registry(tmp_path):
     names = {r["name"]: r["family"] for r in rows}
     for name in ("naive", "esmm", "escm2_ips", "escm2_dr", "dcmt", "dcmt_pd", "dcmt_cf", "escim_max", "escim_ratio"):
         assert names[name] == "cvr"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("override, key, rule", [
+    ("train.learning_rate=.inf", "train.learning_rate", "must be float"),
+    ("train.learning_rate=.nan", "train.learning_rate", "must be float"),
+    ("score.coupon_grid=[1.0, .inf]", "score.coupon_grid", "must be list"),
+    ("score.coupon_cost_per_unit=.inf", "score.coupon_cost_per_unit", "must be float"),
+    ("simulator.exposures=10000000000000", "simulator.exposures", "past limits.max_exposures_per_day"),
+])
+def test_non_finite_and_unbounded_settings_are_refused(override, key, rule):
+    with pytest.raises(ConfigError, match=rf"--set: {re.escape(key)}: .*{re.escape(rule)}"):
+        load_config([], [override], env={})
+
+
+@pytest.mark.reliability
+def test_a_bad_model_parameter_from_set_blames_set():
+    with pytest.raises(ConfigError, match=r"^--set: model\.params: .*unknown parameter"):
+        load_config([], ["model.name=dcmt", "model.params.foo=1"], env={})
+
+
+@pytest.mark.reliability
+def test_conf_that_is_a_folder_or_not_utf8_exits_2_naming_it(tmp_path):
+    binary = tmp_path / "bad.yaml"
+    binary.write_bytes(b"train:\n  epochs: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not UTF-8"):
+        load_config([str(binary)], [], env={})
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config([str(tmp_path)], [], env={})
+
+
+@pytest.mark.reliability
+def test_a_day_range_past_the_limit_exits_2(capsys):
+    from liftlake.lib.cli.main import main
+
+    assert main(["simulate", "--start", "2020-01-01", "--end", "2026-01-01"]) == 2
+    assert "past limits.max_days_per_run (366)" in capsys.readouterr().err

@@ -132,6 +132,9 @@ def run_job(
         if days:
             q = config.quickstart
             ctx.days = day_range(args, q.end if default_days_from_quickstart else None, q.days)
+            if len(ctx.days) > config.limits.max_days_per_run:
+                raise ConfigError(f"--start {ctx.days[0]} --end {ctx.days[-1]}: {len(ctx.days)} days is past "
+                                  f"limits.max_days_per_run ({config.limits.max_days_per_run})")
         if not args.quiet_config:
             logger.debug(f"{job}: resolved config\n{config.dump()}")
         code = body(ctx) or 0
