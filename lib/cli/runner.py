@@ -100,6 +100,7 @@ def base_parser(job: str, description: str, days: bool = True) -> argparse.Argum
     parser.add_argument("--json", action="store_true", help="machine-readable output where the job has it")
     parser.add_argument("--quiet-config", action="store_true",
                         help="do not log the resolved config even at --log-level DEBUG")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of a failure (and log at DEBUG)")
     parser.add_argument("--log-level", choices=LEVELS, default=os.environ.get("LIFTLAKE_LOG_LEVEL", "INFO"),
                         help="the platform's log level (default INFO, or LIFTLAKE_LOG_LEVEL); DEBUG adds the resolved config")
     return parser
@@ -120,7 +121,7 @@ def run_job(
     if extend_parser:
         extend_parser(parser)
     args = parser.parse_args(argv)
-    configure(args.log_level)
+    configure("DEBUG" if args.debug else args.log_level)
     started = time.time()
     ctx = None
     try:
@@ -150,8 +151,11 @@ def run_job(
         if isinstance(exc, (TableError, ModelConfigError, BadBatchError, ArtifactError)):
             print(f"liftlake {job}: error: {exc}", file=sys.stderr)
             return 2
-        traceback.print_exc()
-        print(f"liftlake {job}: internal failure: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"liftlake {job}: internal failure: {type(exc).__name__}: {first}"
+              + ("" if args.debug else " (--debug prints the traceback)"), file=sys.stderr)
         return 1
     logger.info(f"{job}: done in {time.time() - started:.1f}s")
     return int(code)
