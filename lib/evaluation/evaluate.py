@@ -1,16 +1,26 @@
 """Evaluate a saved model version on its test split, against the simulator's truth where it exists,
-and write the numbers to ``ops.model_metrics`` (one row per metric)."""
+and write the numbers to ``ops.model_metrics`` (one row per metric).
+
+With the truth, every test row is scored against it (``truth_metrics``), and so are three reference
+predictions of the same rows (``truth_metrics.reference_predictions``): the oracle (the truth itself),
+the constant (the truth's mean over the TRAIN split) and random (the truth shuffled over the rows).
+They go through the same scoring code as the model and are stored beside its metrics as
+``ref_<name>__<metric>`` (``reference_key``), so that a table can show what the best and the
+uninformed prediction score on exactly these rows."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from liftlake.lib.config import warehouse_path
+from liftlake.lib.config.loader import warehouse_path
 from liftlake.lib.evaluation import cvr_metrics as M
 from liftlake.lib.evaluation import policy
+from liftlake.lib.evaluation import truth_metrics as TM
 from liftlake.lib.evaluation import uplift_metrics as U
 from liftlake.lib.features.spec import FeatureSpec
 from liftlake.lib.training.plan import BatchLayout, batch_columns, to_batch
@@ -25,6 +35,13 @@ METRICS_SCHEMA = T.StructType([
     T.StructField("value", T.DoubleType(), True),
     T.StructField("ds", T.StringType(), False),
 ])
+
+REFERENCE_NAMES = ("oracle", "constant", "random")
+
+
+def reference_key(name: str, metric: str) -> str:
+    """Where reference row ``name``'s value of ``metric`` is stored: ref_<name>__<metric>."""
+    return f"ref_{name}__{metric}"
 
 
 def layout_for(info: dict, spec: FeatureSpec, config: dict) -> BatchLayout:
@@ -48,37 +65,129 @@ def predict_frame(model, layout: BatchLayout, columns: dict[str, np.ndarray], ba
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def test_rows(store, info: dict, data: dict, layout: BatchLayout, max_rows: int, split: str = "test"):
-    """The pinned ``split`` (test unless told) joined with the truth (when the simulator wrote it), as
-    numpy columns."""
+def _split_with_truth(store, info: dict, data: dict, split: str):
+    """(the pinned ``split`` left-joined with the truth when the simulator wrote it, has_truth, the
+    truth columns to read)."""
     task = info["task"]
     table = "features.samples" if task == "cvr" else "features.user_samples"
     df = store.read(table, version=data["table_versions"][table], partitions=data["days"]).where(F.col("split") == split)
     key = "exposure_id" if task == "cvr" else "user_id"
     truth_table = "sim.truth" if task == "cvr" else "sim.truth_user"
     has_truth = store.exists(truth_table)
+    truth_cols: list[str] = []
     if has_truth:
         truth = store.read(truth_table, partitions=data["days"])
         keys = [key] if task == "cvr" else [key, "ds"]
         df = df.join(truth, keys, "left")
-    cols = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")]
-    truth_cols = []
-    if has_truth:
         truth_cols = ["cvr_do_click_true", "conversion_potential"] if task == "cvr" else \
             [c for c in df.columns if c.endswith("_true")]
+    return df, has_truth, truth_cols
+
+
+def test_rows(store, info: dict, data: dict, layout: BatchLayout, max_rows: int, split: str = "test"):
+    """The pinned ``split`` (test unless told) joined with the truth (when the simulator wrote it), as
+    numpy columns."""
+    df, has_truth, truth_cols = _split_with_truth(store, info, data, split)
+    cols = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")]
     pdf = df.select(*cols, *truth_cols).limit(max_rows).toPandas()
     return {c: pdf[c].to_numpy() for c in pdf.columns}, has_truth
 
 
-def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layout: BatchLayout,
-                    score_conf=None) -> dict[str, float]:
+def train_truth_means(store, info: dict, data: dict) -> dict[str, float]:
+    """Mean of every truth column over the whole pinned train split (one Spark aggregate over the
+    same join as ``test_rows``): the constant reference row predicts these. {} without the truth."""
+    df, has_truth, truth_cols = _split_with_truth(store, info, data, "train")
+    if not has_truth or not truth_cols:
+        return {}
+    row = df.agg(*[F.avg(c).alias(c) for c in truth_cols]).first()
+    return {c: float(row[c]) for c in truth_cols if row is not None and row[c] is not None}
 
+
+# --------------------------------------------------------------------------- reference rows
+def reference_scores(truths: dict[str, np.ndarray], train_means: dict[str, float] | None, seed: int,
+                     score: Callable[[dict[str, np.ndarray]], dict[str, float]]) -> dict[str, float]:
+    """Each reference row's predictions of every truth column in ``truths`` (name -> per-row truth),
+    scored by ``score`` (prediction per truth column -> metrics), as ``ref_<name>__<metric>``.
+
+    Every column is shuffled with the same seed, hence the same permutation: the random row predicts
+    for each row the whole truth of one other row. Without a train mean for every column there is
+    no constant row (the test rows' own mean would leak the answer into it)."""
+    means = train_means or {}
+    missing = sorted(c for c in truths if c not in means)
+    if missing:
+        logger.info(f"no constant reference row: no train mean of {missing}")
+    names = [n for n in REFERENCE_NAMES if n != "constant" or not missing]
+    rows: dict[str, dict[str, np.ndarray]] = {name: {} for name in names}
+    for column, truth in truths.items():
+        references = TM.reference_predictions(truth, means.get(column, 0.0), seed)
+        for name in names:
+            rows[name][column] = references[name]
+    out: dict[str, float] = {}
+    for name, predictions in rows.items():
+        out.update({reference_key(name, metric): value for metric, value in score(predictions).items()})
+    return out
+
+
+# --------------------------------------------------------------------------- per-task scoring
+def cvr_scores(columns: dict, has_truth: bool, pred_cvr: np.ndarray, pred_ctr: Any = None,
+               pred_ctcvr: Any = None) -> dict[str, float]:
+    """``cvr_report`` (click space, exposure space, IEB, CRR) and, with the truth, ``cvr_truth_report``."""
+    out = M.cvr_report(columns["click"], columns["conversion"], pred_cvr, pred_ctr=pred_ctr, pred_ctcvr=pred_ctcvr,
+                       true_cvr=columns["cvr_do_click_true"] if has_truth else None,
+                       potential_conversion=columns["conversion_potential"] if has_truth else None)
+    if has_truth:
+        out.update(TM.cvr_truth_report(pred_cvr, columns["cvr_do_click_true"],
+                                       potential_conversion=columns["conversion_potential"]))
+    return out
+
+
+def coupon_effect_scores(columns: dict, has_truth: bool, unit_uplift: np.ndarray) -> dict[str, float]:
+    """A unit-uplift score's ranking on the RCT slice (CS-AUUC / CS-Qini per row) and, with the truth,
+    ``effect_truth_report`` against eta on all test rows (eta_sqrt_pehe, eta_spearman, eta_true_auuc...)."""
+    out: dict[str, float] = {}
+    rct = columns["rct_coupon"] == 1
+    if rct.sum() > 10:
+        out["cs_auuc_rct"] = U.cs_auuc_score(columns["outcome"][rct], columns["intensity"][rct],
+                                             unit_uplift[rct]) / rct.sum()
+        out["cs_qini_rct"] = U.cs_qini_score(columns["outcome"][rct], columns["intensity"][rct],
+                                             unit_uplift[rct]) / rct.sum()
+    if has_truth:
+        out.update(TM.effect_truth_report(unit_uplift, columns["eta_true"], prefix="eta"))
+    return out
+
+
+def multi_effect_scores(columns: dict, has_truth: bool, layout: BatchLayout,
+                        tau: dict[tuple[int, int], np.ndarray]) -> dict[str, float]:
+    """Qini / AUUC per (r, k) on the RCT slice and, with the truth, ``effect_truth_report`` per (r, k)
+    against tau_rk on ALL test rows (``tau_r<r>_k<k>_<metric>``); ``tau`` holds every row."""
+    out: dict[str, float] = {}
+    rct = columns["rct_treatment"] == 1
+    responses = np.stack([columns[f"response_{r}"][rct] for r in range(1, layout.num_responses + 1)], axis=1)
+    try:
+        scores = U.multi_treatment_scores(columns["treatment_id"][rct], responses,
+                                          {(r - 1, k): v[rct] for (r, k), v in tau.items()})
+        out.update(_renumber(scores))
+    except ValueError as exc:
+        logger.info(f"qini / auuc skipped: {exc}")
+    if has_truth:
+        for (r, k), v in tau.items():
+            out.update(TM.effect_truth_report(v, columns[f"tau_r{r}_k{k}_true"], prefix=f"tau_r{r}_k{k}"))
+    return out
+
+
+def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layout: BatchLayout,
+                    score_conf=None, train_means: dict[str, float] | None = None,
+                    reference_seed: int = 0) -> dict[str, float]:
+    """The model's metrics on ``columns`` (numpy per column: ``test_rows``) from ``pred`` (numpy per
+    model output: ``predict_frame``); with the truth also the reference rows' (``reference_scores``;
+    ``train_means``: ``train_truth_means``, ``reference_seed``: the random row's shuffle)."""
     out: dict[str, float] = {"n_rows": float(len(columns[layout.feature_columns[0]]))}
     if task == "cvr":
-        out.update(M.cvr_report(
-            columns["click"], columns["conversion"], pred["cvr"], pred_ctr=pred["ctr"], pred_ctcvr=pred["ctcvr"],
-            true_cvr=columns["cvr_do_click_true"] if has_truth else None,
-            potential_conversion=columns["conversion_potential"] if has_truth else None))
+        out.update(cvr_scores(columns, has_truth, pred["cvr"], pred["ctr"], pred["ctcvr"]))
+        if has_truth:
+            out.update(reference_scores({"cvr_do_click_true": columns["cvr_do_click_true"]}, train_means,
+                                        reference_seed,
+                                        lambda ref: cvr_scores(columns, True, ref["cvr_do_click_true"])))
         return out
     if task == "coupon":
         p_given = np.clip(pred["p0"] + pred["unit_uplift"] * columns["intensity"], 1e-6, 1 - 1e-6)
@@ -89,20 +198,19 @@ def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layou
         if len(np.unique(columns["outcome"][base])) == 2:
             out["auc_base_rct"] = M.auc(columns["outcome"][base], pred["p0"][base])
             out["logloss_base_rct"] = M.log_loss(columns["outcome"][base], np.clip(pred["p0"][base], 1e-6, 1 - 1e-6))
-        if rct.sum() > 10:
-            out["cs_auuc_rct"] = U.cs_auuc_score(columns["outcome"][rct], columns["intensity"][rct],
-                                                 pred["unit_uplift"][rct]) / rct.sum()
-            out["cs_qini_rct"] = U.cs_qini_score(columns["outcome"][rct], columns["intensity"][rct],
-                                                 pred["unit_uplift"][rct]) / rct.sum()
+        out.update(coupon_effect_scores(columns, has_truth, pred["unit_uplift"]))
         if has_truth:
             err = policy.uplift_error(pred["unit_uplift"], columns["eta_true"])
             out.update({f"eta_{k}": v for k, v in err.items()})
             out["mean_eta_pred"] = float(np.mean(pred["unit_uplift"]))
             out["mean_eta_true"] = float(np.mean(columns["eta_true"]))
+            out.update(reference_scores({"eta_true": columns["eta_true"]}, train_means, reference_seed,
+                                        lambda ref: coupon_effect_scores(columns, True, ref["eta_true"])))
             if score_conf is not None:
                 out.update(coupon_policy_value(pred, columns, score_conf))
         return out
-    # multi-treatment: fit of the responses, Qini / AUUC per (r, k) on the RCT slice, effect errors
+    # multi-treatment: fit of the responses, Qini / AUUC per (r, k) on the RCT slice, effects vs. the truth
+    pairs = [(r, k) for r in range(1, layout.num_responses + 1) for k in range(1, layout.num_treatments + 1)]
     r2 = []
     for r in range(1, layout.num_responses + 1):
         y = columns[f"response_{r}"]
@@ -112,28 +220,28 @@ def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layou
             fitted[on] += pred[f"tau_r{r}_k{k}"][on]
         r2.append(1.0 - float(np.mean((fitted - y) ** 2) / max(np.var(y), 1e-12)))
     out["fit_r2"] = float(np.mean(r2))
-    rct = columns["rct_treatment"] == 1
-    tau = {(r, k): pred[f"tau_r{r}_k{k}"][rct] for r in range(1, layout.num_responses + 1)
-           for k in range(1, layout.num_treatments + 1)}
-    responses = np.stack([columns[f"response_{r}"][rct] for r in range(1, layout.num_responses + 1)], axis=1)
-    try:
-        scores = U.multi_treatment_scores(columns["treatment_id"][rct], responses,
-                                          {(r - 1, k): v for (r, k), v in tau.items()})
-        out.update(_renumber(scores))
-    except ValueError as exc:
-        logger.info(f"qini / auuc skipped: {exc}")
+    out.update(multi_effect_scores(columns, has_truth, layout, {(r, k): pred[f"tau_r{r}_k{k}"] for r, k in pairs}))
     if has_truth:
-        for (r, k), v in tau.items():
+        rct = columns["rct_treatment"] == 1
+        for r, k in pairs:  # the RCT-slice RMSE the tables printed before the all-rows sqrt-PEHE
             true = columns[f"tau_r{r}_k{k}_true"][rct]
-            out[f"tau_rmse_r{r}_k{k}"] = policy.uplift_error(v, true)["rmse"]
+            out[f"tau_rmse_r{r}_k{k}"] = policy.uplift_error(pred[f"tau_r{r}_k{k}"][rct], true)["rmse"]
+        truth_columns = {f"tau_r{r}_k{k}_true": columns[f"tau_r{r}_k{k}_true"] for r, k in pairs}
+        out.update(reference_scores(truth_columns, train_means, reference_seed, lambda ref: multi_effect_scores(
+            columns, True, layout, {(r, k): ref[f"tau_r{r}_k{k}_true"] for r, k in pairs})))
         if "decision_k1" in pred:
             out.update(switch_policy_value(pred, columns, layout))
     return out
 
 
+COUPON_POLICY_KEYS = ("policy", "oracle", "random", "regret", "normalized", "oracle_agreement", "always_0",
+                      "best_constant", "best_constant_action", "over_best_constant")
+
+
 def coupon_policy_value(pred: dict, columns: dict, score_conf) -> dict[str, float]:
     """UniMVT eq. 25 decisions priced with the truth: value of action q = the true extra outcome
-    probability p(q) - p0 minus its cost; against the truth's best, random and constant policies."""
+    probability p(q) - p0 minus its cost; against the truth's best, random and constant policies,
+    and the best single coupon value for everybody (``policy_truth_report``)."""
     from liftlake.models.unimvt import coupon_decision
 
     grid = np.asarray(score_conf.coupon_grid, dtype=np.float64)
@@ -144,9 +252,8 @@ def coupon_policy_value(pred: dict, columns: dict, score_conf) -> dict[str, floa
     p0, eta = columns["p0_true"], columns["eta_true"]
     value = np.clip(p0[:, None] + eta[:, None] * actions[None, :], 0, 1) - p0[:, None] - cost * actions[None, :]
     index = np.searchsorted(actions, chosen.numpy())
-    res = policy.compare_policies(index, value, [f"{a:g}" for a in actions])
-    return {f"coupon_policy_{k}": v for k, v in res.items() if k in
-            ("policy", "oracle", "random", "regret", "normalized", "oracle_agreement", "always_0")} | {
+    res = TM.policy_truth_report(index, value, [f"{a:g}" for a in actions])
+    return {f"coupon_policy_{k}": v for k, v in res.items() if k in COUPON_POLICY_KEYS} | {
         "coupon_policy_always_max": res[f"always_{actions[-1]:g}"], "coupon_share_offered": float(np.mean(chosen.numpy() > 0))}
 
 
@@ -180,10 +287,13 @@ def evaluate_version(ctx, name: str, version: str, ds: str) -> dict[str, float]:
     spec = FeatureSpec.from_json(art.feature_spec_json)
     layout = layout_for(art.info, spec, art.config)
     columns, has_truth = test_rows(ctx.store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
+    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
     pred = predict_frame(art.model, layout, columns)
-    metrics = compute_metrics(art.info["task"], columns, pred, has_truth, layout, ctx.config.score)
+    metrics = compute_metrics(art.info["task"], columns, pred, has_truth, layout, ctx.config.score,
+                              train_means=train_means, reference_seed=ctx.config.train.seed)
     write_metrics(ctx.store, name, version, "test", ds, metrics)
-    shown = {k: round(v, 4) for k, v in metrics.items() if any(s in k for s in ("auc", "ieb_bias", "fit_r2", "qini"))}
+    shown = {k: round(v, 4) for k, v in metrics.items()
+             if not k.startswith("ref_") and any(s in k for s in ("auc", "ieb_bias", "fit_r2", "qini"))}
     logger.info(f"evaluate {name} {version} on test ({int(metrics['n_rows'])} rows): {shown}")
     return metrics
 
