@@ -13,9 +13,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from liftlake.lib.evaluation.cvr_metrics import as_1d_float, as_binary, check_same_length
+from liftlake.lib.evaluation.truth_metrics import CalibrationBins
 
-__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_cumulative_slope",
-           "plot_label_rate_sweep"]
+__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_calibration_bins",
+           "plot_cumulative_slope", "plot_label_rate_sweep"]
 
 Curves = Mapping[str, tuple[Any, Any]]
 
@@ -131,6 +132,45 @@ def plot_calibration(
     bottom.set_xlim(0, limit)
     bottom.set_xlabel("predicted probability")
     bottom.set_ylabel("count")
+    return _save(figure, path)
+
+
+def plot_calibration_bins(
+    bins: CalibrationBins,
+    path: str | os.PathLike[str],
+    title: str = "Calibration (equal-width bins)",
+    target: str = "true CVR",
+) -> str:
+    """Reliability diagram of ``truth_metrics.ece``'s equal-width bins, i.e. exactly what its ECE sums
+    over: per filled bin the mean ``target`` against the mean prediction, each point labelled with its
+    row count, the diagonal, and below the rows per bin (log scale, empty bins left out). The axes stop
+    at the upper edge of the last filled bin, so a CVR of a few percent is not lost in one corner."""
+    filled = bins.counts > 0
+    if not filled.any():
+        raise ValueError("plot_calibration_bins: every bin is empty")
+    last = int(np.flatnonzero(filled)[-1])
+    limit = float(max(bins.edges[last + 1], np.nanmax(bins.mean_true[filled])))
+    figure = _new_figure(6.4, 6.4)
+    top = figure.add_subplot(2, 1, 1)
+    top.plot([0, limit], [0, limit], linestyle="--", color="grey", linewidth=0.9, label="perfectly calibrated")
+    top.plot(bins.mean_pred[filled], bins.mean_true[filled], marker="o", linewidth=1.6,
+             label=f"model (ECE {bins.ece:.4f})")
+    for x, y, count in zip(bins.mean_pred[filled], bins.mean_true[filled], bins.counts[filled]):
+        top.annotate(f"{int(count)}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize="x-small")
+    top.set_xlim(0, limit)
+    top.set_ylim(0, limit)
+    top.set_ylabel(f"mean {target} in the bin")
+    top.set_title(title)
+    top.grid(alpha=0.3)
+    top.legend(loc="upper left", fontsize="small")
+    bottom = figure.add_subplot(2, 1, 2)
+    widths = np.diff(bins.edges)
+    bottom.bar(bins.edges[:-1][filled], bins.counts[filled], width=widths[filled], align="edge",
+               edgecolor="black", linewidth=0.5)
+    bottom.set_yscale("log")
+    bottom.set_xlim(0, limit)
+    bottom.set_xlabel("predicted probability (equal-width bins)")
+    bottom.set_ylabel("rows")
     return _save(figure, path)
 
 
