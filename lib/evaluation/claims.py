@@ -1,0 +1,162 @@
+"""The evidence report's judgements: reference rows taken out of the per-seed results, a paper's
+claim judged by a paired t interval over the seeds (``verdicts.paired_verdict``), and whether a metric
+separates the oracle from the constant at all at this scale (``verdicts.resolves``).
+
+Per-seed results are ``list[run]``, one run per seed (one simulated world), ``run = {row: metrics}``
+with a row per model; ``with_references`` adds the reference rows (oracle, constant, random) that
+``evaluate.compute_metrics`` stored in every model's metrics as ``ref_<name>__<metric>``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from liftlake.lib.evaluation.verdicts import paired_verdict, resolves
+
+PerSeed = list[dict[str, dict]]
+Series = list[float | None]  # one value per seed, None where the seed has none
+
+ORACLE, CONSTANT, RANDOM = "oracle (truth)", "constant (train mean)", "random (shuffled truth)"
+REFERENCE_ROWS = {"oracle": ORACLE, "constant": CONSTANT, "random": RANDOM}
+
+# A table's "best" rule -> the claimed direction of (model - rival) and the transform applied first.
+DIRECTIONS: dict[str, tuple[str, Callable[[float], float] | None]] = {
+    "max": ("greater", None), "min": ("less", None), "absmin": ("less", abs)}
+
+
+def is_reference(row: str) -> bool:
+    return row in REFERENCE_ROWS.values()
+
+
+def with_references(per_seed: PerSeed) -> PerSeed:
+    """Every run plus its reference rows, from the first model (in row order) that stored them: all
+    models of one world are scored on the same test rows, so their reference values agree."""
+    out = []
+    for run in per_seed:
+        rows = dict(run)
+        for name, label in REFERENCE_ROWS.items():
+            prefix = f"ref_{name}__"
+            for metrics in run.values():
+                found = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
+                if found:
+                    rows[label] = found
+                    break
+        out.append(rows)
+    return out
+
+
+def row_names(per_seed: PerSeed) -> list[str]:
+    """Every row of any seed, in first-seen order."""
+    names: dict[str, None] = {}
+    for run in per_seed:
+        names.update(dict.fromkeys(run))
+    return list(names)
+
+
+def finite_or_none(value) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool, a string or NaN), else None."""
+    if isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def series(per_seed: PerSeed, row: str, metric: str, transform: Callable[[float], float] | None = None) -> Series:
+    """Per seed: ``row``'s finite value of ``metric`` (``transform``-ed), else None."""
+    out: Series = []
+    for run in per_seed:
+        value = finite_or_none(run.get(row, {}).get(metric))
+        out.append(None if value is None else (transform(value) if transform else value))
+    return out
+
+
+def constant_series(per_seed: PerSeed, value: float) -> Series:
+    return [value] * len(per_seed)
+
+
+def paired(a: Series, b: Series) -> tuple[np.ndarray, np.ndarray]:
+    """The seeds where both series have a value, as two aligned arrays."""
+    both = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
+    return np.array([x for x, _ in both], dtype=float), np.array([y for _, y in both], dtype=float)
+
+
+def mean_of(values: Series) -> float | None:
+    found = [v for v in values if v is not None]
+    return float(np.mean(found)) if found else None
+
+
+def judge(a: Series, b: Series, direction: str) -> str:
+    """The verdict on "a is ``direction`` than b" over the paired seeds, with its mean difference and
+    95 % interval (``PairedVerdict.describe``); 'n/a (1 seed)' with one seed, 'n/a (not measured)' with none."""
+    x, y = paired(a, b)
+    if x.size == 0:
+        return "n/a (not measured)"
+    if x.size == 1:
+        return f"n/a (1 seed): {x[0] - y[0]:+.4g}"
+    return paired_verdict(x, y, direction).describe()
+
+
+def comparison(a_label: str, a: Series, b_label: str, b: Series, direction: str, what: str = "") -> str:
+    """'<what>: A 0.1234 vs. B 0.1000 -> holds: +0.0234, 95% CI [...], paired t over seeds, n = 5'
+    (the means over the seeds that both have)."""
+    x, y = paired(a, b)
+    means = f"{a_label} {x.mean():.4f} vs. {b_label} {y.mean():.4f}" if x.size else f"{a_label} vs. {b_label}"
+    return f"{what + ': ' if what else ''}{means} -> {judge(a, b, direction)}"
+
+
+def claim(text: str, parts: Sequence[str]) -> list[str]:
+    """A claim as one bullet, or a bullet with one sub-bullet per comparison."""
+    if len(parts) == 1:
+        return [f"- {text}: {parts[0]}."]
+    return [f"- {text}:"] + [f"  - {part}." for part in parts]
+
+
+def strongest(per_seed: PerSeed, candidates: Sequence[str], metric: str, rule: str = "max") -> str | None:
+    """The candidate row with the best mean of ``metric`` (``rule`` as in a table's best), or None."""
+    direction, transform = DIRECTIONS[rule]
+    means = {row: mean_of(series(per_seed, row, metric, transform)) for row in candidates}
+    found = {row: m for row, m in means.items() if m is not None}
+    if not found:
+        return None
+    return (max if direction == "greater" else min)(found, key=lambda row: found[row])
+
+
+def tally(verdict_lines: Sequence[str]) -> str:
+    """'holds on 2, contradicted on 1, inconclusive on 3, n/a on 0 of 6' over comparison lines."""
+    counts = {word: sum(f"-> {word}:" in line for line in verdict_lines)
+              for word in ("holds", "contradicted", "inconclusive")}
+    unjudged = len(verdict_lines) - sum(counts.values())
+    return (f"holds on {counts['holds']}, contradicted on {counts['contradicted']}, inconclusive on "
+            f"{counts['inconclusive']}, n/a on {unjudged} of {len(verdict_lines)}")
+
+
+# --------------------------------------------------------------------------- can the metric tell at all?
+def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
+    """Does each metric separate the oracle row from the constant row at this scale (this many seeds,
+    this many test rows)? ``metrics``: (key, label, rule) with rule 'max' / 'min' / 'absmin' as in a
+    table's best; a rank correlation (NaN for a constant) is measured against the random row instead.
+    A metric that cannot separate those two cannot judge a claim between models either."""
+    lines = [("Can each metric tell the oracle from an uninformed prediction at this scale? (paired t over "
+              "seeds, 95 %; MDD: the smallest gap detected with power 0.8)"), "",
+             "| metric | oracle | rival | separates | gap, 95 % CI | MDD | power at that gap |",
+             "|---|---|---|---|---|---|---|"]
+    for metric, label, rule in metrics:
+        direction, transform = DIRECTIONS[rule]
+        oracle = series(per_seed, ORACLE, metric, transform)
+        rival_row = CONSTANT if any(v is not None for v in series(per_seed, CONSTANT, metric)) else RANDOM
+        rival = series(per_seed, rival_row, metric, transform)
+        x, y = paired(oracle, rival)
+        if x.size == 0:
+            continue
+        rival_name = rival_row.split(" ")[0]
+        head = f"| {label} | {x.mean():.4f} | {rival_name} {y.mean():.4f} | "
+        if x.size < 2:
+            lines.append(head + f"n/a ({x.size} seed) | {x[0] - y[0]:+.4g} | n/a | n/a |")
+            continue
+        found = resolves(x, y, direction)
+        v = found.verdict
+        power = "n/a" if math.isnan(found.power_at_gap) else f"{found.power_at_gap:.2f}"
+        lines.append(head + f"{'yes' if found.resolved else 'no'} | {v.mean_diff:+.4g} [{v.ci_low:+.4g}, "
+                     f"{v.ci_high:+.4g}] | {v.mdd:.4g} | {power} |")
+    return lines + [""] if len(lines) > 4 else []
