@@ -1,6 +1,7 @@
 """Configuration: YAML layers in conf/, validated on load, overridable from the command line.
 
-Layers, later wins: ``conf/base.yaml`` -> ``conf/models/<model.name>.yaml`` -> each ``--conf FILE`` -> each ``--set key.path=value``. Every leaf remembers the layer that set it,
+Layers, later wins: ``conf/base.yaml`` -> ``conf/models/<model.name>.yaml`` -> each ``--conf FILE`` ->
+each ``--set key.path=value``. Every leaf remembers the layer that set it,
 so an error names the file (or ``--set``), the key and the rule it breaks. Sections are dataclasses;
 a field's ``metadata["check"] = (predicate, rule)`` states its range rule once, next to its default.
 """
@@ -12,196 +13,12 @@ import math
 import os
 import re
 import typing
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
-from liftlake.lib.sim.settings import SimulatorConfig
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used. ``str(err)`` is the one line a user sees."""
-
-
-def check(predicate, rule: str, **kw):
-    return field(metadata={"check": (predicate, rule)}, **kw)
-
-
-def positive(default):
-    return check(lambda v: v > 0, "must be > 0", default=default)
-
-
-@dataclass
-class WarehouseConf:
-    path: str = "warehouse"
-    backend: Literal["auto", "delta-rs", "delta-spark"] = "auto"
-
-
-@dataclass
-class SparkConf:
-    master: str = "local[*]"
-    app_name: str = "liftlake"
-    conf: dict[str, str] = field(default_factory=lambda: {
-        "spark.sql.shuffle.partitions": "8",
-        "spark.driver.memory": "4g",
-    })
-
-
-@dataclass
-class LimitsConf:
-    """Bounds on what one run may ask for: past them a job exits 2 before it starts (a typo such as
-    simulator.exposures=10000000000000 would otherwise run until killed)."""
-    max_exposures_per_day: int = check(lambda v: v >= 1, "must be an integer >= 1", default=100_000_000)
-    max_days_per_run: int = check(lambda v: v >= 1, "must be an integer >= 1", default=366)
-
-
-@dataclass
-class DataConf:
-    """The shape of the data every job reads (the raw-log contract, liftlake.lib.features.raw_logs):
-    K strategies (treatments) and R continuous responses per user-day."""
-    num_treatments: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
-    num_responses: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
-
-
-@dataclass
-class FeaturesConf:
-    # Vocabularies and numeric buckets are fitted on the days [ds - fit_window_days + 1, ds].
-    fit_window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
-    # Ids seen fewer times than this in the fit window go to the out-of-vocabulary bucket (0).
-    min_count: int = check(lambda v: v >= 1, "must be an integer >= 1", default=5)
-    max_vocab: int = check(lambda v: v >= 2, "must be an integer >= 2", default=10_000)
-    numeric_buckets: int = check(lambda v: 2 <= v <= 1000, "must be in [2, 1000]", default=16)
-    # Share of each day's users whose rows are held out for validation / test (hash of user_id).
-    valid_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
-    test_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
-
-
-@dataclass
-class ModelConf:
-    name: str = "escm2_dr"
-    backbone: Literal["mlp", "deepfm", "autoint", "dcnv2"] = "mlp"
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrainConf:
-    launcher: Literal["local", "horovod", "torch-distributor"] = "local"
-    num_processes: int = check(lambda v: 1 <= v <= 64, "must be an integer in [1, 64]", default=2)
-    use_gpu: bool = False
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    learning_rate: float = positive(0.001)
-    weight_decay: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
-    batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=1024)
-    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
-    seed: int = 2026
-    early_stopping_patience: int = check(lambda v: v >= 0, "must be an integer >= 0", default=2)
-    checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)
-    # Days of features.samples (ending at --ds) the model trains on.
-    window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
-    # Evaluation gate: a new version becomes ``current`` only if its primary test metric reaches
-    # the bound of its task (cvr: ctcvr_auc, coupon: auc_outcome, multi_treatment: fit_r2).
-    gate_min_cvr: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
-    gate_min_coupon: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
-    gate_min_multi_treatment: float = check(lambda v: v <= 1, "must be <= 1", default=0.0)
-    # Rows of the test split the evaluation reads into the driver (a sample bound, not the logs).
-    eval_max_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=300_000)
-    log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)
-
-
-@dataclass
-class ScoreConf:
-    models: list[str] = field(default_factory=list)  # empty: every model with a current version
-    batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=4096)
-    # UniMVT decision: coupon values offered and the cost of one unit of face value.
-    coupon_grid: list[float] = check(lambda v: len(v) > 0 and all(x > 0 for x in v),
-                                     "must be a non-empty list of values > 0",
-                                     default_factory=lambda: [1.0, 2.0, 3.0, 5.0, 8.0, 10.0])
-    coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
-    # a coupon is offered only where its expected extra outcomes pay for it (ratio 1 = break-even)
-    coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=1.0)
-
-
-@dataclass
-class SqlConf:
-    """``liftlake sql``: the engine (duckdb: in-process, no JVM; spark: Spark SQL) and the most rows
-    one query may print (the driver holds them all)."""
-    engine: Literal["duckdb", "spark"] = "duckdb"
-    max_rows: int = check(lambda v: 1 <= v <= 1_000_000, "must be an integer in [1, 1000000]", default=100_000)
-
-
-@dataclass
-class EscimLabelsConf:
-    # The labeler learns from a sample of the window (it is pre-training, not scoring): at most
-    # this many rows reach the driver; labels are then computed for every row on the executors.
-    max_fit_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=500_000)
-    window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
-    params: dict[str, Any] = field(default_factory=lambda: {"pretrain_epochs": 3, "vae_epochs": 3})
-
-
-@dataclass
-class ReportConf:
-    """The evidence report (liftlake report): each paper's claim checked on the simulator."""
-    seeds: list[int] = check(lambda v: len(v) >= 1, "must list at least one seed",
-                             default_factory=lambda: [1, 2, 3, 4, 5])
-    exposures: int = check(lambda v: v >= 1000, "must be an integer >= 1000", default=50_000)
-    days: int = check(lambda v: 1 <= v <= 14, "must be an integer in [1, 14]", default=2)
-    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
-    cvr_models: list[str] = field(default_factory=lambda: [
-        "naive", "esmm", "mtl_ips", "mtl_dr", "escm2_ips", "escm2_dr", "dcmt", "dcmt_pd", "dcmt_cf",
-        "escim_max", "escim_ratio"])
-    coupon_presets: list[str] = field(default_factory=lambda: ["syn1", "syn2", "syn3"])
-    coupon_models: list[str] = field(default_factory=lambda: [
-        "unimvt", "s_learner", "t_learner", "tarnet", "cfrnet", "descn", "drnet", "vcnet", "efin"])
-    multi_models: list[str] = field(default_factory=lambda: ["hmum", "hum_no_kl", "s_learner", "t_learner",
-                                                              "tarnet", "efin", "m3tn"])
-    # A second run of the CVR and multi-treatment models with one optimizer for all (Adam at this
-    # learning rate and batch size, report.epochs): the papers' settings (e.g. lr 1e-4 with batch
-    # 512 or 8192) were chosen for tens of millions of rows and barely move on a report-sized world.
-    common_learning_rate: float = check(lambda v: 0 < v < 1, "must be in (0, 1)", default=1e-3)
-    common_batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=1024)
-    common_optimizer: bool = True
-    # ESCIM Fig. 3: ESCIM trained at fixed counterfactual label rates (share of non-clicked rows
-    # labelled 1), with the common optimizer, on the first sweep_seeds seeds; [] skips the sweep.
-    escim_label_rates: list[float] = check(lambda v: all(0 < x < 1 for x in v), "must hold rates in (0, 1)",
-                                           default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
-    sweep_seeds: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
-    out: str = "reports"
-
-
-@dataclass
-class QuickstartConf:
-    days: int = check(lambda v: 1 <= v <= 60, "must be an integer in [1, 60]", default=3)
-    end: str = "2026-11-20"
-    # one model per family, trained under a launcher with 2 processes, then scored
-    models: list[str] = field(default_factory=lambda: ["dcmt", "unimvt"])
-    launcher: Literal["local", "horovod", "torch-distributor"] = "torch-distributor"
-    num_processes: int = check(lambda v: 1 <= v <= 8, "must be an integer in [1, 8]", default=2)
-    epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=2)
-
-
-@dataclass
-class Config:
-    warehouse: WarehouseConf = field(default_factory=WarehouseConf)
-    spark: SparkConf = field(default_factory=SparkConf)
-    limits: LimitsConf = field(default_factory=LimitsConf)
-    data: DataConf = field(default_factory=DataConf)
-    simulator: SimulatorConfig = field(default_factory=SimulatorConfig)
-    features: FeaturesConf = field(default_factory=FeaturesConf)
-    model: ModelConf = field(default_factory=ModelConf)
-    train: TrainConf = field(default_factory=TrainConf)
-    score: ScoreConf = field(default_factory=ScoreConf)
-    escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
-    sql: SqlConf = field(default_factory=SqlConf)
-    report: ReportConf = field(default_factory=ReportConf)
-    quickstart: QuickstartConf = field(default_factory=QuickstartConf)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def dump(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=110)
+from liftlake.lib.config.sections import Config, ConfigError
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from liftlake.lib.config.loader import warehouse_path
+from liftlake.lib.config import warehouse_path
 from liftlake.lib.evaluation import cvr_metrics as M
 from liftlake.lib.evaluation import policy
 from liftlake.lib.evaluation import truth_metrics as TM
