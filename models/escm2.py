@@ -25,16 +25,21 @@ def dr_risks(cvr: torch.Tensor, click: torch.Tensor, conversion: torch.Tensor, q
              imputed_error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(R_DR^err, R_DR^imp) of ESCM² eq. 10-11.
 
-    The imputed error eps^ enters R_err without gradient (it only calibrates the CVR arm's error)
-    and the true error eps enters R_imp without gradient (it is only the imputation's target),
-    the two stop-gradients ESCM² IV-C prescribes for training stability.
+    The imputed error eps^ enters R_err without gradient (there the true errors correct it, they do
+    not train it) and the true error eps enters R_imp without gradient (it is only the imputation's
+    target): the two stop-gradients ESCM² IV-C prescribes for training stability.
+
+    What follows for the gradients: eps^ is the imputation arm's output, no function of the CVR
+    prediction, so the CVR arm learns from R_err's o * eps / o^ term alone -- R_IPS's gradient
+    (eq. 9) -- and the imputation arm learns from R_imp alone. ESCM²-DR departs from ESCM²-IPS
+    through the imputation arm's pull on the layers it shares with the CVR arm (MMoE experts,
+    embedding), not through the CVR arm's own gradient.
     """
     error = log_loss(cvr, conversion)
     imputed_fixed = imputed_error.detach()
     err = (imputed_fixed + click * (error - imputed_fixed) / q).mean()  # eq. 10
     imp = (click * (error.detach() - imputed_error).pow(2) / q).mean()  # eq. 11
     return err, imp
-
 
 
 class CounterfactualRiskModel(CvrModel):

@@ -118,20 +118,77 @@ def test_propensity_is_clipped_below():
     assert loss.parts["cvr_ips"].item() == pytest.approx((bce(0.6, 1) / 0.05 + bce(0.3, 0) / 0.4) / 4, rel=1e-5)
 
 
-def test_ips_and_dr_stop_gradients():
-    """ESCM² Alg. 1: no gradient from the CVR risk into the propensity; IV-C: eps^ fixed in R_err,
-    eps fixed in R_imp."""
+# Gradients by hand on the tiny batch, d e(r, r^) / d r^ = (r^ - r) / (r^ (1 - r^)):
+#   IPS (eq. 9)        d R_IPS / d r^        = o / o^ * de/dr^ / |D|
+#   DR  (eq. 10-12)    d R_DR / d r^         = o / o^ * de/dr^ / |D|   (eps^ no function of r^; eps fixed in R_imp)
+#                      d R_DR / d eps^       = -2 o (eps - eps^) / o^ / |D|   (R_imp only; eps^ fixed in R_err)
+ERR_SLOPE = (CVR - CONV) / (CVR * (1 - CVR))
+IPS_GRAD_CVR = CLICK / CTR * ERR_SLOPE / 4
+DR_GRAD_IMPUTATION = -2 * CLICK * (CVR_ERR - IMPUTED) / CTR / 4
+
+
+def _grads(name, parts, wrt):
+    """Gradient of the sum of the named loss parts (or the total) w.r.t. the hand-set outputs."""
     out = fixed_out(requires_grad=True)
-    ips = small("escm2_ips").compute_loss(tiny_batch(), out).parts["cvr_ips"]
-    assert torch.autograd.grad(ips, out["ctr"], allow_unused=True)[0] is None
-    out = fixed_out(requires_grad=True)
-    parts = small("escm2_dr").compute_loss(tiny_batch(), out).parts
-    err_to_imp, err_to_cvr = torch.autograd.grad(parts["cvr_dr"], [out["imputation"], out["cvr"]],
-                                                 retain_graph=True, allow_unused=True)
-    imp_to_cvr, imp_to_imp = torch.autograd.grad(parts["imputation"], [out["cvr"], out["imputation"]],
-                                                 allow_unused=True)
-    assert err_to_imp is None and imp_to_cvr is None
-    assert err_to_cvr.abs().sum() > 0 and imp_to_imp.abs().sum() > 0
+    loss = small(name).compute_loss(tiny_batch(), out)
+    value = loss.total if parts == "total" else sum(loss.parts[p] for p in parts)
+    return dict(zip(wrt, torch.autograd.grad(value, [out[k] for k in wrt], allow_unused=True)))
+
+
+def test_ips_gradient_reaches_the_cvr_arm_on_clicked_rows_only_and_never_the_propensity():
+    g = _grads("escm2_ips", ["cvr_ips"], ["cvr", "ctr"])
+    np.testing.assert_allclose(g["cvr"].numpy(), IPS_GRAD_CVR, rtol=1e-5)
+    assert g["ctr"] is None  # Alg. 1 step 2: o^ is a coefficient (stop-gradient)
+
+
+def test_dr_gradient_paths_are_the_papers():
+    """ESCM² IV-C: eps^ enters R_err without gradient, eps enters R_imp without gradient.
+
+    So the CVR arm learns from R_DR exactly what it learns from R_IPS (eps^ is the imputation arm's
+    output, no function of r^, and R_err's only live term in r^ is o eps / o^), and the imputation
+    arm learns only from R_imp, by the squared correction error on the clicked rows.
+    """
+    dr = _grads("escm2_dr", ["cvr_dr", "imputation"], ["cvr", "imputation", "ctr"])
+    np.testing.assert_allclose(dr["cvr"].numpy(), IPS_GRAD_CVR, rtol=1e-5)
+    np.testing.assert_allclose(dr["imputation"].numpy(), DR_GRAD_IMPUTATION, rtol=1e-5)
+    assert dr["ctr"] is None
+    assert (dr["cvr"][2:] == 0).all() and (dr["imputation"][2:] == 0).all()  # nothing on non-clicks
+    # term by term: R_err feeds the CVR arm only, R_imp the imputation arm only
+    err = _grads("escm2_dr", ["cvr_dr"], ["cvr", "imputation"])
+    imp = _grads("escm2_dr", ["imputation"], ["cvr", "imputation"])
+    assert err["imputation"] is None and imp["cvr"] is None
+    # the whole objective (eq. 13): the CVR arm's gradient is the same under DR and IPS, the
+    # imputation arm's is lambda_c d R_imp / d eps^
+    total_dr = _grads("escm2_dr", "total", ["cvr", "imputation"])
+    total_ips = _grads("escm2_ips", "total", ["cvr"])
+    torch.testing.assert_close(total_dr["cvr"], total_ips["cvr"])
+    np.testing.assert_allclose(total_dr["imputation"].numpy(), 0.1 * DR_GRAD_IMPUTATION, rtol=1e-5)
+
+
+def test_dr_differs_from_ips_through_the_imputation_arm_in_the_shared_experts():
+    """ESCM²-DR given ESCM²-IPS's weights is ESCM²-IPS plus a third gate and the imputation arm. On
+    a real batch their CTR / CVR outputs agree, the CVR head gets the same gradient, and the shared
+    MMoE experts differ by exactly the gradient lambda_c R_imp sends through the imputation arm."""
+    dims, batch = synthetic(256)
+    sizes = {"embed_dim": 4, "hidden_dims": [], "num_experts": 2, "expert_dims": [8]}
+    torch.manual_seed(3)
+    ips, dr = build_model("escm2_ips", dims, sizes), build_model("escm2_dr", dims, sizes)
+    missing = dr.load_state_dict(ips.state_dict(), strict=False).missing_keys
+    assert all(k.startswith(("body.mmoe.gates.2.", "heads.imputation.")) for k in missing), missing
+    out_ips, out_dr = ips(batch), dr(batch)
+    torch.testing.assert_close(out_ips["cvr"], out_dr["cvr"])
+    torch.testing.assert_close(out_ips["ctr"], out_dr["ctr"])
+    loss_ips, loss_dr = ips.compute_loss(batch, out_ips), dr.compute_loss(batch, out_dr)
+    experts_ips, experts_dr = list(ips.body.mmoe.experts.parameters()), list(dr.body.mmoe.experts.parameters())
+    g_ips = torch.autograd.grad(loss_ips.total, experts_ips + list(ips.heads["cvr"].parameters()))
+    g_dr = torch.autograd.grad(loss_dr.total, experts_dr + list(dr.heads["cvr"].parameters()), retain_graph=True)
+    g_imp = torch.autograd.grad(dr.lambda_c * loss_dr.parts["imputation"], experts_dr)
+    n = len(experts_dr)
+    for a, b in zip(g_ips[n:], g_dr[n:]):  # CVR head: the same
+        torch.testing.assert_close(a, b)
+    for a, b, c in zip(g_ips[:n], g_dr[:n], g_imp):  # shared experts: IPS + the imputation arm's pull
+        torch.testing.assert_close(b - a, c, rtol=1e-4, atol=1e-7)
+    assert sum(c.abs().sum() for c in g_imp) > 0
 
 
 # DCMT, eq. 9 with SNIPS (eq. 13): factual over O weighted 1/o^, counterfactual over N* (label 1)
