@@ -14,6 +14,7 @@ Batch keys (tensors, first dimension the batch):
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +29,24 @@ class BadBatchError(ValueError):
 class LossOutput:
     total: torch.Tensor
     parts: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def in_eval_mode(method):
+    """Decorator for a model's scoring methods (``predict``, ``prob_at``): run without gradients and
+    in eval mode (no dropout, running batch-norm statistics), then put the module back in the mode
+    it was in, so that scoring in the middle of training changes nothing."""
+
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return method(self, *args, **kwargs)
+        finally:
+            self.train(was_training)
+
+    return run
 
 
 class LiftlakeModel(nn.Module):

@@ -7,7 +7,8 @@ Two tasks, chosen by the ``task`` parameter of every baseline:
 * ``coupon`` (UniMVT's setting): binary outcome, a coupon of face value ``t > 0`` on treated rows
   and ``t = 0`` on untreated ones. Binary-treatment learners are extended as UniMVT 5.1.2 does:
   the intensity is one more input of the treated pathway, and the unit uplift is read at t = 1
-  (``unit_intensity``): eta(x) = max(p(x, 1) - p(x, 0), 0) / 1.
+  (``unit_intensity``): eta(x) = (p(x, 1) - p(x, 0)) / 1, negative where the learner predicts that
+  a coupon hurts (the score job issues none there; clipping at 0 would tie all those users).
 * ``multi_treatment`` (HMUM's setting): treatment id k in {0 = control, 1..K}, R continuous
   responses fit by squared error. As in HMUM 5.1.3, the S-Learner takes the treatment as an input
   and T-Learner / TARNet get one independent branch per treatment.
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liftlake.models.base import BadBatchError, LiftlakeModel, LossOutput
+from liftlake.models.base import BadBatchError, LiftlakeModel, LossOutput, in_eval_mode
 from liftlake.models.layers import MLP, FieldEmbedding
 from liftlake.models.registry import ModelConfigError
 
@@ -239,7 +240,7 @@ class UpliftBaseline(LiftlakeModel):
         return LossOutput(total, {name: value for name, (value, _) in terms.items()})
 
     # --- scoring ---------------------------------------------------------------------------
-    @torch.no_grad()
+    @in_eval_mode
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["x"]
         rep = self.encode(x)
@@ -247,9 +248,9 @@ class UpliftBaseline(LiftlakeModel):
             unit = self.params.unit_intensity
             p0 = torch.sigmoid(self.outcome(rep, self.full_arm(x, 0.0))).squeeze(-1)
             p_unit = torch.sigmoid(self.outcome(rep, self.full_arm(x, unit))).squeeze(-1)
-            # The contract's eta is never negative; a learner that predicts a coupon hurts ranks
-            # those rows last (tied at 0).
-            return {"p0": p0, "unit_uplift": torch.clamp(p_unit - p0, min=0.0) / unit}
+            # Signed: a predicted harm keeps its size, so those users still rank among themselves
+            # (and the score job's decision needs a positive gain to issue anything).
+            return {"p0": p0, "unit_uplift": (p_unit - p0) / unit}
         per_arm = [self.outcome(rep, self.full_arm(x, k)) for k in range(self.num_arms)]
         result = {}
         for r in range(self.out_dim):
@@ -258,7 +259,7 @@ class UpliftBaseline(LiftlakeModel):
                 result[f"tau_r{r + 1}_k{k}"] = per_arm[k][:, r] - per_arm[0][:, r]
         return result
 
-    @torch.no_grad()
+    @in_eval_mode
     def prob_at(self, batch: dict[str, torch.Tensor], values: torch.Tensor) -> torch.Tensor:
         """Outcome probability under each coupon value (0 = no coupon): [B, G]."""
         if not self.is_coupon:

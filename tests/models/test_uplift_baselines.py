@@ -162,3 +162,25 @@ def test_drnet_strata_and_vcnet_basis():
     np.testing.assert_allclose(basis, [[1, 0, 0, 0, 0],
                                        [1, 0.5, 0.25, (0.5 - 1 / 3) ** 2, 0],
                                        [1, 0.9, 0.81, (0.9 - 1 / 3) ** 2, (0.9 - 2 / 3) ** 2]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name,task", CASES)
+def test_predict_runs_in_eval_mode_and_restores_the_mode(name, task):
+    torch.manual_seed(0)
+    model = build_model(name, FIELD_DIMS, {**SMALL, "task": task, "dropout": 0.5})
+    batch = coupon_batch(64) if task == "coupon" else multi_batch(64)
+    model.train()
+    first, second = model.predict(batch), model.predict(batch)
+    assert model.training  # put back as it was
+    model.eval()
+    reference = model.predict(batch)
+    assert not model.training
+    for key in reference:  # no dropout while scoring: the same rows score the same
+        torch.testing.assert_close(first[key], reference[key])
+        torch.testing.assert_close(second[key], reference[key])
+    if task == "coupon":
+        values = torch.tensor([0.0, 2.0])
+        expected = model.prob_at(batch, values)
+        model.train()
+        torch.testing.assert_close(model.prob_at(batch, values), expected)
+        assert model.training
