@@ -7,6 +7,16 @@ w = 1), binary ``outcome`` y.
 Loss reduction: the paper writes sums over the control group C and the treated group T; here each
 such sum is divided by the batch size B, which keeps the groups' relative weight as in the paper
 and the scale independent of B.
+
+The space of eta. Definition 3.2 (eq. 4), the proof of Theorem 4.1 (eq. 22-24) and inference (eq. 25)
+treat eta as a probability slope: p_t(x; t) = p0(x) + t * eta(x). Only eq. 16-17 put t * eta inside a
+sigmoid, which makes the fitted eta a logit shift, not the slope eq. 25 multiplies by q. By default
+(``uplift_space='probability'``) the X-network's counterfactuals use the probability form, so the eta
+that is fitted is the eta that is written (``unit_uplift``) and priced by eq. 25. ``'logit'`` keeps
+eq. 16-17 as printed and converts at inference, sigma(logit p0 + eta) - p0 = eta * ~p0 (1 - p0): the
+order of users then depends on that factor too, and where the learned eta is shrunk toward one value
+(little data per user) the factor decides; on a world whose effect is linear in probability and falls
+as p0 rises (Definition 3.2's form, the simulator's) that order is backwards.
 """
 from __future__ import annotations
 
@@ -17,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from liftlake.models.base import LiftlakeModel, LossOutput
+from liftlake.models.base import LiftlakeModel, LossOutput, in_eval_mode
 from liftlake.models.layers import MLP, FieldEmbedding
 from liftlake.models.registry import register
 from liftlake.models.uplift_base import COUPON_KEYS, check_coupon_batch
@@ -117,6 +127,9 @@ class TreatmentGatedTower(nn.Module):
         return self.output(h).squeeze(-1)
 
 
+UPLIFT_SPACES = ("probability", "logit")
+
+
 @dataclass
 class UniMVTParams:
     embed_dim: int = 16
@@ -137,13 +150,13 @@ class UniMVTParams:
     lambda_o: float = 1e-3
     lambda_1: float = 1.0                 # eq. 14: squared error weight
     lambda_2: float = 1.0                 # eq. 14: absolute error weight
-    # The space eta is read in at inference. "logit" (default): the space eq. 16-19 train it in;
-    # sigma(logit p0 + eta * q) gives p_t, and the reported unit_uplift is the probability slope
-    # p(x; 1) - p0 like every other coupon model's. "probability": eq. 25 as printed, p0 + eta * q
-    # with the logit-space eta used as a probability slope (kept to reproduce that mismatch).
-    inference_space: str = "logit"
+    # The space eta is fitted (X-network, eq. 16-19) and read (eq. 25) in, one for both (module
+    # docstring): "probability" (eq. 4 / 25) or "logit" (eq. 16-17 as printed). Left empty it is
+    # "probability", or what the former name ``inference_space`` says (configs that set it build).
+    uplift_space: str = ""
+    inference_space: str = ""
     x_treat_dose: str = "observed"        # dose of eq. 16 on treated rows: "observed" t or "predicted" t-hat
-    eta_init: float = 0.1                 # initial unit uplift (output bias of the uplift head)
+    eta_init: float = 0.02                # initial unit uplift, the same for every user
 
     def __post_init__(self):
         if not 0 < self.t_min < self.t_max:
@@ -156,8 +169,14 @@ class UniMVTParams:
                    self.lambda_1, self.lambda_2)
         if min(weights) < 0:
             raise ValueError("loss weights must be non-negative")
-        if self.inference_space not in ("probability", "logit"):
-            raise ValueError("inference_space must be 'probability' or 'logit'")
+        for name in ("uplift_space", "inference_space"):
+            if getattr(self, name) not in ("", *UPLIFT_SPACES):
+                raise ValueError(f"{name} must be one of {UPLIFT_SPACES}, got {getattr(self, name)!r}")
+        if self.uplift_space and self.inference_space and self.uplift_space != self.inference_space:
+            raise ValueError(f"uplift_space {self.uplift_space!r} and its former name inference_space "
+                             f"{self.inference_space!r} disagree; set uplift_space only")
+        self.uplift_space = self.uplift_space or self.inference_space or "probability"
+        self.inference_space = self.uplift_space
         if self.x_treat_dose not in ("observed", "predicted"):
             raise ValueError("x_treat_dose must be 'observed' or 'predicted'")
         if self.eta_init < 0:
@@ -197,13 +216,18 @@ class UniMVT(LiftlakeModel):
         self.treatment_tower = TreatmentGatedTower(d_u, p.tower_dims, treatment_dim=1, dropout=p.dropout)
         self.intensity_head = MLP(d_u, p.intensity_head_dims, 1)
         self.uplift_head = MLP(d_u, p.uplift_head_dims, 1)
+        # A probability slope is small (t_max * eta <= 1), so the head predicts t_max * eta, what the
+        # largest coupon adds: an O(0.1-1) output like the towers' logits, which Adam's fixed-size
+        # steps do not swamp. Still eq. 15: ReLU(MLP) / t_max is ReLU of the MLP with a rescaled last
+        # layer. A logit shift per unit is O(0.1-1) already.
+        self.eta_unit = 1.0 / p.t_max if p.uplift_space == "probability" else 1.0
         # u^t and the head's hidden units are post-ReLU (non-negative), so at a random init the
         # pre-activation of eq. 15 tends to share one sign over all rows; a negative draw would leave
         # eta = 0 with no gradient from the first step. Start it at eta_init > 0 for everyone.
         last = self.uplift_head.net[-1]
         with torch.no_grad():
             last.weight.mul_(0.1)
-            last.bias.fill_(p.eta_init)
+            last.bias.fill_(p.eta_init / self.eta_unit)
 
     # --- DCR (4.2) ---------------------------------------------------------------------------
     def represent(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -238,8 +262,8 @@ class UniMVT(LiftlakeModel):
         return torch.sigmoid(self.intensity_head(ut.detach()).squeeze(-1)) * (p.t_max - p.t_min) + p.t_min
 
     def unit_uplift(self, ut: torch.Tensor) -> torch.Tensor:
-        """Eq. 15: eta = ReLU(MLP(u^t)) >= 0."""
-        return torch.relu(self.uplift_head(ut).squeeze(-1))
+        """Eq. 15: eta = ReLU(MLP(u^t)) >= 0 (in units of ``eta_unit``)."""
+        return torch.relu(self.uplift_head(ut).squeeze(-1)) * self.eta_unit
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         u0, ut = self.represent(batch["x"])
@@ -272,15 +296,23 @@ class UniMVT(LiftlakeModel):
         loss_treat = (F.binary_cross_entropy_with_logits(out["logit_treat"], y, reduction="none") * w).sum() / n  # eq. 12
         err = t - out["intensity_hat"]
         loss_t = ((p.lambda_1 * err ** 2 + p.lambda_2 * err.abs()) * w).sum() / n  # eq. 14
-        # X-network (eq. 16-19) in logit space. t-hat enters as a fixed dose: the intensity head
-        # learns from eq. 14 only, so the X-loss cannot bend t-hat to explain outcomes away.
-        # Control rows have no face value and use t-hat (eq. 17). On treated rows the paper writes
-        # t-hat too; by default the observed face value is used there instead (the t-hat -> t limit
-        # of Theorem 4.1), which ranked eta far better on confounded synthetic data.
+        # X-network (eq. 16-19). t-hat enters as a fixed dose: the intensity head learns from eq. 14
+        # only, so the X-loss cannot bend t-hat to explain outcomes away. Control rows have no face
+        # value and use t-hat (eq. 17). On treated rows the paper writes t-hat too; by default the
+        # observed face value is used there instead (the t-hat -> t limit of Theorem 4.1), which
+        # ranked eta far better on confounded synthetic data.
         t_hat = out["intensity_hat"].detach()
         dose_treated = t if p.x_treat_dose == "observed" else t_hat
-        p_cf_treat = torch.sigmoid(out["logit0"] + dose_treated * out["unit_uplift"])  # eq. 15-16
-        p_cf_base = torch.sigmoid(out["logit_treat"] - t_hat * out["unit_uplift"])     # eq. 15, 17
+        eta = out["unit_uplift"]
+        if p.uplift_space == "probability":
+            # eq. 16-17 with the effect added where eq. 4 and 25 add it. Not clipped to [0, 1]: a
+            # squared error needs no probability, and a clip would cut the gradient that pulls an
+            # overshooting eta back.
+            p_cf_treat = torch.sigmoid(out["logit0"]) + dose_treated * eta           # eq. 15-16
+            p_cf_base = torch.sigmoid(out["logit_treat"]) - t_hat * eta              # eq. 15, 17
+        else:
+            p_cf_treat = torch.sigmoid(out["logit0"] + dose_treated * eta)           # eq. 15-16
+            p_cf_base = torch.sigmoid(out["logit_treat"] - t_hat * eta)              # eq. 15, 17
         loss_x_treat = (((y - p_cf_treat) ** 2) * w).sum() / n                         # eq. 18
         loss_x_base = (((y - p_cf_base) ** 2) * c).sum() / n                           # eq. 19
         loss_x = loss_x_treat + loss_x_base
@@ -296,25 +328,24 @@ class UniMVT(LiftlakeModel):
         u0, ut = self.represent(x)
         return self.base_tower(u0).squeeze(-1), self.unit_uplift(ut)
 
-    @torch.no_grad()
+    @in_eval_mode
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """p0 and ``unit_uplift``, the outcome probability one unit of face value adds (the coupon
-        contract every coupon model meets). With ``inference_space='logit'`` that is
-        sigma(logit p0 + eta) - p0: eta was fitted inside the sigmoid (eq. 16-19), and reading it as
-        a probability slope overstates it by about 1 / (p0 (1 - p0))."""
+        contract every coupon model meets; the score job's eq. 25 decision reads it). In probability
+        space that is the fitted eta itself; in logit space it is sigma(logit p0 + eta) - p0."""
         logit0, eta = self._inference(batch["x"])
         p0 = torch.sigmoid(logit0)
-        if self.params.inference_space == "logit":
+        if self.params.uplift_space == "logit":
             return {"p0": p0, "unit_uplift": torch.sigmoid(logit0 + eta) - p0}
         return {"p0": p0, "unit_uplift": eta}
 
-    @torch.no_grad()
+    @in_eval_mode
     def prob_at(self, batch: dict[str, torch.Tensor], values: torch.Tensor) -> torch.Tensor:
-        """Outcome probability under each coupon value q (0 = no coupon), [B, G]:
-        sigma(logit p0 + eta * q) (eq. 16's form) with ``inference_space='logit'``, eq. 25's
-        p0 + eta * q clipped to [0, 1] with ``'probability'``."""
+        """Outcome probability under each coupon value q (0 = no coupon), [B, G]: eq. 25's
+        p0 + eta * q clipped to [0, 1] in probability space, sigma(logit p0 + eta * q) (eq. 16's
+        form) in logit space."""
         logit0, eta = self._inference(batch["x"])
         values = torch.as_tensor(values, dtype=torch.float32, device=logit0.device).flatten()
-        if self.params.inference_space == "logit":
+        if self.params.uplift_space == "logit":
             return torch.sigmoid(logit0[:, None] + eta[:, None] * values[None, :])
         return linear_outcome_prob(torch.sigmoid(logit0), eta, values)

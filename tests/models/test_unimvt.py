@@ -2,7 +2,6 @@
 the coupon decision, bad input, and that training lowers the loss."""
 from __future__ import annotations
 
-import copy
 import math
 
 import numpy as np
@@ -78,9 +77,24 @@ def test_intensity_loss_eq_14():
     assert parts["intensity"].item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_x_network_terms_eq_16_to_19():
+def test_x_network_terms_eq_16_to_19_in_probability_space():
     parts = model_with(**LAMBDAS).compute_loss(tiny_batch(), tiny_out()).parts
-    # eq. 16 on treated rows with the observed face value (default): sigma(logit0 + t * eta)
+    # eq. 16 on treated rows with the observed face value (default), the effect added to the
+    # probability as eq. 4 and 25 add it: p0 + t * eta (not clipped: a squared error needs no bound)
+    p_t0 = sig(0.2) + 2.0 * 0.3
+    p_t2 = sig(0.5) + 1.5 * 0.1
+    x_treat = ((1 - p_t0) ** 2 + (0 - p_t2) ** 2) / 4              # eq. 18
+    # eq. 17 on control rows: p'_0 = p_t(x; t_hat) - t_hat * eta
+    p_01 = sig(-0.4) - 2.5 * 0.0
+    p_03 = sig(0.1) - 1.0 * 0.4
+    x_base = ((0 - p_01) ** 2 + (1 - p_03) ** 2) / 4               # eq. 19
+    assert parts["x_treat"].item() == pytest.approx(x_treat, rel=1e-5)
+    assert parts["x_base"].item() == pytest.approx(x_base, rel=1e-5)
+
+
+def test_x_network_terms_eq_16_to_19_in_logit_space():
+    parts = model_with(**LAMBDAS, uplift_space="logit").compute_loss(tiny_batch(), tiny_out()).parts
+    # eq. 16 as printed, observed face value: sigma(logit0 + t * eta)
     p_t0 = sig(0.2 + 2.0 * 0.3)
     p_t2 = sig(0.5 + 1.5 * 0.1)
     x_treat = ((1 - p_t0) ** 2 + (0 - p_t2) ** 2) / 4              # eq. 18
@@ -93,7 +107,7 @@ def test_x_network_terms_eq_16_to_19():
 
 
 def test_x_network_with_the_papers_predicted_dose():
-    parts = model_with(x_treat_dose="predicted").compute_loss(tiny_batch(), tiny_out()).parts
+    parts = model_with(x_treat_dose="predicted", uplift_space="logit").compute_loss(tiny_batch(), tiny_out()).parts
     # eq. 16 as written: sigma(logit0 + t_hat * eta) on treated rows
     x_treat = ((1 - sig(0.2 + 1.5 * 0.3)) ** 2 + sig(0.5 + 2.0 * 0.1) ** 2) / 4
     assert parts["x_treat"].item() == pytest.approx(x_treat, rel=1e-5)
@@ -159,7 +173,7 @@ def test_intensity_hat_within_range_and_eta_never_negative():
 
 
 def test_prob_at_is_eq_25_in_probability_space():
-    model = model_with(inference_space="probability")
+    model = model_with()  # uplift_space="probability" by default
     batch = coupon_batch(32, seed=1)
     scores = model.predict(batch)
     values = torch.tensor([0.0, 1.0, 2.5, 40.0])
@@ -170,25 +184,44 @@ def test_prob_at_is_eq_25_in_probability_space():
     assert probs.shape == (32, 4)
 
 
-def test_logit_space_reports_the_probability_slope_of_one_unit():
-    # the same weights read in both spaces: the network's eta (the probability-space read-out) is a
-    # logit shift, and the coupon contract's unit_uplift is what one unit adds to the probability
+def test_probability_space_writes_the_fitted_eta():
     torch.manual_seed(4)
-    model = model_with(inference_space="logit")
-    as_printed = copy.deepcopy(model)
-    as_printed.params.inference_space = "probability"
+    model = model_with()
     batch = coupon_batch(64, seed=2)
-    scores, raw = model.predict(batch), as_printed.predict(batch)
-    p0, eta = raw["p0"].double(), raw["unit_uplift"].double()
-    logit0 = torch.log(p0 / (1 - p0))
+    with torch.no_grad():
+        logit0, eta = model._inference(batch["x"])
+    scores = model.predict(batch)
+    torch.testing.assert_close(scores["p0"], torch.sigmoid(logit0))
+    torch.testing.assert_close(scores["unit_uplift"], eta)
+    # a fresh head starts every user at eta_init (the head predicts t_max * eta)
+    np.testing.assert_allclose(eta.numpy(), 0.02, rtol=0.2)
+
+
+def test_logit_space_reports_the_probability_slope_of_one_unit():
+    # eq. 16-17 as printed: the network's eta is a logit shift, and the coupon contract's
+    # unit_uplift is what one unit adds to the probability
+    torch.manual_seed(4)
+    model = model_with(uplift_space="logit")
+    batch = coupon_batch(64, seed=2)
+    with torch.no_grad():
+        logit0, eta = (v.double() for v in model._inference(batch["x"]))
+    scores = model.predict(batch)
+    p0 = torch.sigmoid(logit0)
     torch.testing.assert_close(scores["p0"].double(), p0)
     torch.testing.assert_close(scores["unit_uplift"].double(), torch.sigmoid(logit0 + eta) - p0, atol=1e-6, rtol=1e-5)
     values = torch.tensor([0.0, 1.0, 3.0])
     expected = torch.sigmoid(logit0[:, None] + eta[:, None] * values.double()[None, :])
     torch.testing.assert_close(model.prob_at(batch, values).double(), expected, atol=1e-6, rtol=1e-5)
     # eta > 0 and p0 (1 - p0) <= 1/4: the probability slope is well below the logit shift
-    assert (scores["unit_uplift"] < 0.26 * raw["unit_uplift"] + 1e-7).all()
+    assert (scores["unit_uplift"].double() < 0.26 * eta + 1e-7).all()
     assert (scores["unit_uplift"] > 0).all()
+
+
+def test_former_inference_space_name_still_builds():
+    assert model_with(inference_space="logit").params.uplift_space == "logit"
+    assert model_with().params.uplift_space == "probability"
+    with pytest.raises(ModelConfigError, match="disagree"):
+        model_with(inference_space="logit", uplift_space="probability")
 
 
 def test_coupon_decision_by_hand():
@@ -248,6 +281,8 @@ def test_bad_params_raise():
         build_model("unimvt", FIELD_DIMS, {"t_min": 3.0, "t_max": 1.0})
     with pytest.raises(ModelConfigError):
         build_model("unimvt", FIELD_DIMS, {"inference_space": "linear"})
+    with pytest.raises(ModelConfigError):
+        build_model("unimvt", FIELD_DIMS, {"uplift_space": "linear"})
 
 
 def test_training_lowers_the_loss(adam_steps):
@@ -257,3 +292,18 @@ def test_training_lowers_the_loss(adam_steps):
     first, last = adam_steps(model, batch)
     assert last < 0.8 * first
     assert set(model.predict(batch)) == {"p0", "unit_uplift"}
+
+
+@pytest.mark.parametrize("space", ["probability", "logit"])
+def test_predict_runs_in_eval_mode_and_restores_the_mode(space):
+    torch.manual_seed(0)
+    model = model_with(dropout=0.5, uplift_space=space)
+    batch = coupon_batch(64, seed=5)
+    model.train()
+    first, probs = model.predict(batch), model.prob_at(batch, torch.tensor([0.0, 3.0]))
+    assert model.training
+    model.eval()
+    for key, value in model.predict(batch).items():  # no dropout while scoring
+        torch.testing.assert_close(first[key], value)
+    torch.testing.assert_close(probs, model.prob_at(batch, torch.tensor([0.0, 3.0])))
+    assert not model.training
