@@ -8,6 +8,16 @@ One registered module holds both parts, trained jointly: HUM's loss (eq. 5) plus
 loss. They share no parameter (DDM has its own embedding table), so the joint step is two
 independent fits in one pass, and ``predict`` returns the whole decision (delta, w, phi, decision).
 ``hum_no_kl`` is the same module without the KL term of eq. 5 (the paper's "HUM w/o KL").
+
+Scale. Eq. 5 adds squared errors and a KL divergence (at most log M) with weight 1, which balances
+only for responses of order 1. The platform's are minutes and counts (tens): their raw squared
+errors are ~10^3 and left the KL at ~10^-4 of the loss (HUM and HUM w/o KL trained to the same
+predictions), and a tower starting at 0 spent its steps reaching the responses' level instead of
+their differences. So (1) each squared error of eq. 5 is taken in units of its response's batch
+mean, which makes the R responses weigh alike and the KL commensurate with them, and (2) the towers
+h^k of eq. 4 predict the log of the (non-negative) response, y-hat = exp(h^k(.)): the level is a
+shift of h, and a treatment's multiplicative effect, the relative uplift delta of eq. 7, is a
+difference of two logs.
 """
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from liftlake.models.base import LiftlakeModel, LossOutput
+from liftlake.models.base import LiftlakeModel, LossOutput, in_eval_mode
 from liftlake.models.layers import MLP, FieldEmbedding, MMoE
 from liftlake.models.registry import register
 from liftlake.models.uplift_base import check_multi_treatment_batch
@@ -43,6 +53,13 @@ def hum_masked_mse(responses: torch.Tensor, treatment_id: torch.Tensor, y_treat:
     treated = (((y - y_treat) ** 2) * treated_mask).sum() / n
     control = (((y - y_control) ** 2) * control_mask).expand_as(y_control).sum() / n
     return treated, control
+
+
+def response_units(responses: torch.Tensor) -> torch.Tensor:
+    """[R] scale of each response in a batch: its mean (1 where the batch's responses are all 0).
+    Eq. 5's squared errors are divided by its square (see the module docstring)."""
+    mean = responses.float().mean(dim=0)
+    return torch.where(mean > 0, mean, torch.ones_like(mean))
 
 
 def control_gate_kl(control_gates: torch.Tensor, treatment_id: torch.Tensor) -> torch.Tensor:
@@ -122,8 +139,8 @@ class HMUMParams:
 
 class HUMBranch(nn.Module):
     """Branch k: treatment-guided feature selection (eq. 2-3), M experts with one gate and one
-    tower per response (eq. 4). The same parameters serve the treated input (e_t of k) and the
-    control input (e_t of 0)."""
+    tower per response (eq. 4), the tower predicting the log response. The same parameters serve
+    the treated input (e_t of k) and the control input (e_t of 0)."""
 
     def __init__(self, num_fields: int, embed_dim: int, params: HMUMParams):
         super().__init__()
@@ -140,8 +157,8 @@ class HUMBranch(nn.Module):
         f = torch.cat([e_xk, e_t], dim=-1)                                # eq. 3
         mixtures = self.mmoe(f)                                           # eq. 4
         gates = torch.stack(self.mmoe.gate_weights(f), dim=1)
-        preds = torch.cat([tower(m) for tower, m in zip(self.towers, mixtures)], dim=-1)
-        return preds, gates
+        log_preds = torch.cat([tower(m) for tower, m in zip(self.towers, mixtures)], dim=-1)
+        return torch.exp(log_preds), gates
 
 
 @register("hmum", family="uplift")
@@ -205,8 +222,9 @@ class HMUM(LiftlakeModel):
     def compute_loss(self, batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor]) -> LossOutput:
         self.check_batch(batch)
         p = self.params
-        mse_treated, mse_control = hum_masked_mse(batch["responses"], batch["treatment_id"],
-                                                  out["y_treat"], out["y_control"])
+        units = response_units(batch["responses"])
+        mse_treated, mse_control = hum_masked_mse(batch["responses"] / units, batch["treatment_id"],
+                                                  out["y_treat"] / units, out["y_control"] / units)
         kl = control_gate_kl(out["control_gates"], batch["treatment_id"])
         ddm = value_weight_loss(out["shares_hat"], batch["value_shares"])
         total = mse_treated + mse_control + p.ddm_loss_weight * ddm
@@ -215,7 +233,7 @@ class HMUM(LiftlakeModel):
         return LossOutput(total, {"mse_treated": mse_treated, "mse_control": mse_control,
                                   "kl": kl, "value_weight": ddm})
 
-    @torch.no_grad()
+    @in_eval_mode
     def predict(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         x = batch["x"]
         hum = self.hum(x)

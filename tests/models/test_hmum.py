@@ -59,10 +59,15 @@ def tiny_out() -> dict[str, torch.Tensor]:
 
 
 def hand_parts():
-    # eq. 5, treated rows: row 1 (k=1) against branch 1's treated output, row 2 (k=2) branch 2's
-    mse_treated = (((3.0 - 2.0) ** 2 + (0.5 - 1.0) ** 2) + ((2.0 - 2.5) ** 2 + (4.0 - 3.0) ** 2)) / 3
+    # eq. 5's squared errors in units of each response's batch mean: (1 + 3 + 2) / 3 = 2 and
+    # (2 + 0.5 + 4) / 3 = 13 / 6
+    u1, u2 = 2.0, 13 / 6
+    # treated rows: row 1 (k=1) against branch 1's treated output, row 2 (k=2) branch 2's
+    mse_treated = (((3.0 - 2.0) / u1) ** 2 + ((0.5 - 1.0) / u2) ** 2
+                   + ((2.0 - 2.5) / u1) ** 2 + ((4.0 - 3.0) / u2) ** 2) / 3
     # control row 0 against every branch's control output
-    mse_control = (((1.0 - 1.5) ** 2 + (2.0 - 1.0) ** 2) + ((1.0 - 0.5) ** 2 + (2.0 - 2.5) ** 2)) / 3
+    mse_control = (((1.0 - 1.5) / u1) ** 2 + ((2.0 - 1.0) / u2) ** 2
+                   + ((1.0 - 0.5) / u1) ** 2 + ((2.0 - 2.5) / u2) ** 2) / 3
     # KL of each branch's control gate to the branch mean, control row 0 only; response 2 gates agree
     z1, z2 = np.array([0.8, 0.2]), np.array([0.4, 0.6])
     mean = (z1 + z2) / 2
@@ -175,3 +180,16 @@ def test_training_lowers_the_loss(name, adam_steps):
     batch = multi_batch(512, seed=0)
     first, last = adam_steps(model, batch)
     assert last < 0.5 * first
+
+
+def test_predict_runs_in_eval_mode_and_restores_the_mode():
+    torch.manual_seed(0)
+    model = build_model("hmum", FIELD_DIMS, {**SMALL, "dropout": 0.5})
+    batch = multi_batch(64, seed=4)
+    model.train()
+    first = model.predict(batch)
+    assert model.training
+    model.eval()
+    for key, value in model.predict(batch).items():  # no dropout while scoring
+        torch.testing.assert_close(first[key], value)
+    assert not model.training
