@@ -184,3 +184,18 @@ def test_predict_runs_in_eval_mode_and_restores_the_mode(name, task):
         model.train()
         torch.testing.assert_close(model.prob_at(batch, values), expected)
         assert model.training
+
+
+def test_descn_reads_untreated_rows_at_a_treated_face_value():
+    # ESTR's pi * mu1 = E[y w | x] needs mu1 on an untreated row at a value a coupon would have had
+    torch.manual_seed(0)
+    model = build_model("descn", FIELD_DIMS, SMALL)
+    batch = coupon_batch(64)
+    batch["intensity"] = batch["treated"] * torch.where(torch.arange(64) % 2 == 0, 2.0, 3.0)
+    rep = model.encode(batch["x"])
+    mu1 = model.auxiliary_outputs(batch, rep)["mu1_logit"]
+    at = {v: model.treated_head(torch.cat([rep["phi"], model.treatment_features(torch.full((64,), v))], -1))
+          .squeeze(-1) for v in (2.0, 3.0)}
+    untreated = batch["treated"] == 0
+    assert ((mu1 == at[2.0]) | (mu1 == at[3.0]))[untreated].all()
+    assert (mu1 == at[2.0])[untreated].any() and (mu1 == at[3.0])[untreated].any()
