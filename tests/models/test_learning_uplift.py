@@ -1,0 +1,251 @@
+"""Learning tests for the uplift family: each model, trained for a fixed number of Adam steps with
+its own compute_loss on a small synthetic world whose true effect is known per row, must give
+outputs that vary between users, rank users as the true effect does (Spearman), and, where it
+predicts a probability, a base rate near the world's.
+
+The worlds (numpy, seeded; categorical fields x0, x1, x2):
+
+* coupon (UniMVT): base rate p0 set by x0, a unit uplift eta >= 0 set by x1 and shrinking as p0
+  rises (the simulator's "less active users respond more"), p(y | t) = p0 + eta * t for a face
+  value t in 1..4 (Definition 3.2, linear in the probability); x2 is noise.
+* signed coupon (the baselines): the same, but the coupon hurts two users in three (eta < 0), so
+  a read-out that clips the effect at 0 ties most users.
+* multi-treatment (HMUM): K = 2 strategies, R = 2 responses of tens of units (minutes, views)
+  with multiplicative effects tau_rk = y0_r * delta_rk(x) of both signs, log-normal noise.
+
+Bounds come from measuring each model on these worlds (the values measured are in comments) and
+leave a margin. Everything is seeded (data, initialisation, minibatches; one torch thread), so a
+run gives the same numbers each time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from liftlake.models.registry import build_model
+
+FIELD_DIMS = [4, 3, 5]
+FACE_VALUES = np.array([1.0, 2.0, 3.0, 4.0])
+ROWS = 20000
+STEPS = 300
+BATCH = 256
+LR = 0.01
+
+
+def spearman(a, b) -> float:
+    """Rank correlation (ties share their mean rank); NaN when either side is constant."""
+    ranks = [pd.Series(np.asarray(v, dtype=float)).rank().to_numpy() for v in (a, b)]
+    if min(r.std() for r in ranks) == 0:
+        return float("nan")
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+def largest_tie(values) -> float:
+    """Share of the rows in the largest group of identical values."""
+    return float(pd.Series(np.asarray(values)).value_counts().iloc[0] / len(values))
+
+
+def draw_fields(rng: np.random.Generator, n: int) -> np.ndarray:
+    return np.stack([rng.integers(0, d, n) for d in FIELD_DIMS], axis=1)
+
+
+def coupon_world(base_rate, unit_uplift, seed: int, n: int = ROWS) -> dict[str, np.ndarray]:
+    """p0 = base_rate[x0], eta = unit_uplift[x0, x1]; half the rows get a coupon of a random face
+    value; y ~ Bernoulli(p0 + eta * t)."""
+    rng = np.random.default_rng(seed)
+    x = draw_fields(rng, n)
+    p0 = np.asarray(base_rate)[x[:, 0]]
+    eta = np.asarray(unit_uplift)[x[:, 0], x[:, 1]]
+    treated = rng.random(n) < 0.5
+    t = np.where(treated, rng.choice(FACE_VALUES, n), 0.0)
+    prob = p0 + eta * t
+    assert (prob > 0).all() and (prob < 1).all()
+    y = rng.random(n) < prob
+    return {"x": x, "treated": treated.astype(float), "intensity": t, "outcome": y.astype(float),
+            "p0_true": p0, "eta_true": eta}
+
+
+# eta is set by x1 and falls as p0 rises (x0: p0 0.05 .. 0.45, eta x 1.3 .. 0.7); p0 (1 - p0), the
+# factor between a logit shift and a probability slope, varies fivefold with x0
+HELPFUL = dict(base_rate=[0.05, 0.12, 0.25, 0.45],
+               unit_uplift=np.outer([1.3, 1.1, 0.9, 0.7], [0.01, 0.03, 0.06]))
+# two of the three x1 groups are hurt by the coupon
+SIGNED = dict(base_rate=[0.25, 0.35, 0.45, 0.60],
+              unit_uplift=np.outer([1.0, 0.8, 0.6, 0.4], [-0.045, -0.02, 0.04]))
+
+
+def multi_world(seed: int, n: int = ROWS) -> dict[str, np.ndarray]:
+    """y0_r set by x0 (tens of units), delta_rk by x1 and x0; response = (y0 + tau_k) * LogNormal
+    with mean 1; treatment id uniform over 0..2; DDM's value shares set by x2."""
+    rng = np.random.default_rng(seed)
+    x = draw_fields(rng, n)
+    level = np.array([0.6, 0.9, 1.3, 1.8])[x[:, 0]]
+    y0 = np.stack([40.0 * level, 25.0 / level], axis=1)                         # [n, R]
+    strength = np.array([0.0, 0.5, 1.0])[x[:, 1]] * np.array([0.6, 0.8, 1.0, 1.2])[x[:, 0]]
+    delta = np.empty((n, 2, 2))                                                  # [n, K, R]
+    delta[:, 0, 0] = 0.5 * strength - 0.1          # strategy 1 lifts response 1 ...
+    delta[:, 0, 1] = -0.3 * strength               # ... and costs response 2
+    delta[:, 1, 0] = -0.2 * (1.0 - strength)       # strategy 2: the other way round
+    delta[:, 1, 1] = 0.5 * (1.2 - strength) - 0.1
+    tau = y0[:, None, :] * delta
+    tid = rng.integers(0, 3, n)
+    effect = np.where((tid > 0)[:, None], tau[np.arange(n), np.maximum(tid - 1, 0)], 0.0)
+    responses = (y0 + effect) * np.exp(0.3 * rng.standard_normal((n, 2)) - 0.045)
+    share1 = np.array([0.2, 0.4, 0.6, 0.8, 0.5])[x[:, 2]]
+    return {"x": x, "treatment_id": tid, "responses": responses,
+            "value_shares": np.stack([share1, 1.0 - share1], axis=1), "y0_true": y0, "tau_true": tau}
+
+
+def as_batch(world: dict[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key in keys:
+        value = world[key]
+        out[key] = torch.tensor(value, dtype=torch.long if key in ("x", "treatment_id") else torch.float32)
+    return out
+
+
+COUPON_KEYS = ("x", "treated", "intensity", "outcome")
+MULTI_KEYS = ("x", "treatment_id", "responses", "value_shares")
+
+
+def trained(name: str, params: dict, batch: dict[str, torch.Tensor], steps: int = STEPS, lr: float = LR,
+            seed: int = 0, batch_size: int = BATCH):
+    """``name`` built under ``seed`` and trained for ``steps`` Adam steps on minibatches of
+    ``batch_size`` rows drawn (with replacement, seeded) from ``batch``."""
+    torch.manual_seed(seed)
+    model = build_model(name, FIELD_DIMS, params)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    draw = torch.Generator().manual_seed(seed)
+    rows = batch["x"].shape[0]
+    for _ in range(steps):
+        index = torch.randint(0, rows, (batch_size,), generator=draw)
+        part = {k: v[index] for k, v in batch.items()}
+        loss = model.compute_loss(part, model(part)).total
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model
+
+
+def coupon_scores(model, world) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in model.predict(as_batch(world, COUPON_KEYS)).items()}
+
+
+# --------------------------------------------------------------------------------------------
+# UniMVT
+# --------------------------------------------------------------------------------------------
+
+UNIMVT = {"embed_dim": 4, "expert_dims": [32, 16], "tower_dims": [16], "intensity_head_dims": [8],
+          "uplift_head_dims": [16], "t_min": 0.5, "t_max": 5.0}
+
+
+@pytest.fixture(scope="module")
+def unimvt_trained():
+    train, test = coupon_world(**HELPFUL, seed=1), coupon_world(**HELPFUL, seed=2, n=4000)
+    model = trained("unimvt", UNIMVT, as_batch(train, COUPON_KEYS))
+    with torch.no_grad():
+        learned_eta = model.unit_uplift(model.represent(torch.tensor(test["x"]))[1]).numpy()
+    return coupon_scores(model, test), learned_eta, test
+
+
+def test_unimvt_unit_uplift_varies_and_ranks_the_true_eta(unimvt_trained):
+    scores, learned_eta, world = unimvt_trained
+    written, eta = scores["unit_uplift"], world["eta_true"]
+    assert written.std() > 0.005                                                 # measured 0.021
+    assert spearman(written, eta) > 0.5                                          # measured 0.81
+    assert abs(written.mean() / eta.mean() - 1) < 0.5                            # measured -0.34
+    # what is written (and priced by the score job's eq. 25) is the eta the X-network fitted, in
+    # its order, not that eta reordered by p0 (1 - p0) (the logit read-out: 0.77)
+    assert spearman(written, learned_eta) > 0.99                                 # measured 1.0
+
+
+def test_unimvt_base_rate_is_calibrated_and_ranked(unimvt_trained):
+    scores, _, world = unimvt_trained
+    assert abs(scores["p0"].mean() - world["p0_true"].mean()) < 0.03             # measured 0.012
+    assert spearman(scores["p0"], world["p0_true"]) > 0.8                        # measured 0.97
+
+
+# --------------------------------------------------------------------------------------------
+# The coupon baselines: at least one of each file (meta_learners, representation, dose_response,
+# interaction)
+# --------------------------------------------------------------------------------------------
+
+BASELINE = {"embed_dim": 4, "hidden_dims": [32, 16], "head_dims": [16], "t_min": 1.0, "t_max": 4.0}
+BASELINES = ["s_learner", "t_learner", "tarnet", "cfrnet", "descn", "drnet", "vcnet", "efin", "m3tn"]
+
+
+@pytest.fixture(scope="module")
+def signed_worlds():
+    return coupon_world(**SIGNED, seed=3), coupon_world(**SIGNED, seed=4, n=4000)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_coupon_baseline_learns_signed_effects(name, signed_worlds):
+    train, test = signed_worlds
+    scores = coupon_scores(trained(name, BASELINE, as_batch(train, COUPON_KEYS)), test)
+    eta, true = scores["unit_uplift"], test["eta_true"]
+    # measured over the nine: std 0.040-0.077, Spearman 0.52 (tarnet)-0.92, harm predicted for
+    # 0.53-0.68 of the users, largest tie < 5 % (clipped at 0: 53-68 %), |mean p0 - truth| <= 0.024
+    assert eta.std() > 0.01
+    assert spearman(eta, true) > 0.4
+    # a predicted harm keeps its size: the hurt two thirds are neither tied at 0 nor dropped
+    assert largest_tie(eta) < 0.05
+    assert (eta < 0).mean() > 0.3
+    assert abs(scores["p0"].mean() - test["p0_true"].mean()) < 0.04
+
+
+# --------------------------------------------------------------------------------------------
+# HMUM / HUM without KL
+# --------------------------------------------------------------------------------------------
+
+HMUM = {"embed_dim": 8, "num_experts": 2, "expert_dims": [16], "tower_dims": [8],
+        "ddm_embed_dim": 4, "ddm_num_experts": 2, "ddm_expert_dims": [8], "ddm_tower_dims": [4]}
+
+
+@pytest.fixture(scope="module")
+def multi_worlds():
+    return multi_world(seed=5), multi_world(seed=6, n=4000)
+
+
+@pytest.fixture(scope="module")
+def hum_models(multi_worlds):
+    train, _ = multi_worlds
+    batch = as_batch(train, MULTI_KEYS)
+    return {name: trained(name, HMUM, batch) for name in ("hmum", "hum_no_kl")}
+
+
+def multi_scores(model, world) -> dict[str, np.ndarray]:
+    return {k: v.numpy() for k, v in model.predict(as_batch(world, MULTI_KEYS)).items()}
+
+
+@pytest.mark.parametrize("name", ["hmum", "hum_no_kl"])
+def test_hum_learns_the_effects_of_each_strategy_on_each_response(name, hum_models, multi_worlds):
+    _, test = multi_worlds
+    scores = multi_scores(hum_models[name], test)
+    # measured (hmum / hum_no_kl): y0 level within 2-11 %, Spearman 0.97; tau spread 0.83-1.12 of
+    # the truth's, Spearman 0.93-0.98 (raw-scale MSE and linear towers: 0.31, 0.32, -0.29, -0.71)
+    for r in (1, 2):
+        y0 = test["y0_true"][:, r - 1]
+        assert abs(scores[f"y0_r{r}"].mean() / y0.mean() - 1) < 0.2
+        assert spearman(scores[f"y0_r{r}"], y0) > 0.8
+        for k in (1, 2):
+            tau, true = scores[f"tau_r{r}_k{k}"], test["tau_true"][:, k - 1, r - 1]
+            assert tau.std() > 0.5 * true.std(), (r, k)
+            assert spearman(tau, true) > 0.5, (r, k)
+
+
+def test_the_kl_term_changes_what_hum_learns(hum_models, multi_worlds):
+    _, test = multi_worlds
+    batch = as_batch(test, MULTI_KEYS)
+    with torch.no_grad():
+        kl = {name: model.compute_loss(batch, model(batch)).parts["kl"].item() for name, model in hum_models.items()}
+    # trained with eq. 5's KL, the branches' control gates agree far more than without it
+    # (measured 0.0003 vs 0.58; with the KL at 1e-4 of a raw-scale loss: 0.77 vs 0.80)
+    assert kl["hmum"] < 0.2 * kl["hum_no_kl"]
+    with_kl, without = multi_scores(hum_models["hmum"], test), multi_scores(hum_models["hum_no_kl"], test)
+    # and the ablation measures something: the effects differ by a sizeable share of their spread
+    # (measured 0.10-0.46; before: 0.003-0.049)
+    gaps = [np.abs(with_kl[k] - without[k]).mean() / without[k].std() for k in with_kl if k.startswith("tau_")]
+    assert min(gaps) > 0.05
