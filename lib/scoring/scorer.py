@@ -50,7 +50,7 @@ def uplift_schema(num_responses: int, num_treatments: int) -> T.StructType:
 
 UPLIFT_COMMENTS = {
     "p0": "UniMVT / coupon models: base outcome probability without a coupon",
-    "unit_uplift": "eta: outcome uplift per unit of coupon face value (>= 0)",
+    "unit_uplift": "eta: outcome uplift per unit of coupon face value (negative: a coupon is predicted to hurt)",
     "coupon_value": "chosen coupon face value from the configured grid, 0 = no coupon",
     "expected_gain": "expected extra outcome probability of the chosen coupon",
     "model": "registry name", "version": "model version",
