@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,10 +83,11 @@ def _load_labeler(warehouse: str, version: str):
         folder = os.path.join(labeler_dir(warehouse), version)
         with open(os.path.join(folder, "labeler.json"), encoding="utf-8") as fh:
             meta = json.load(fh)
-        params = meta["params"]
-        for k, v in params.items():
-            if isinstance(v, list):
-                params[k] = tuple(v)
+        # settings a labeler was saved with that these params no longer have (training settings
+        # renamed since) do not matter to its weights: they are left out
+        known = {f.name for f in dataclasses.fields(EscimLabelParams)}
+        params: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in meta["params"].items() if k in known}
         labeler = CounterfactualLabeler(meta["field_dims"], EscimLabelParams(**params))
         labeler.load_state_dict(torch.load(os.path.join(folder, "weights.pt"), map_location="cpu", weights_only=True))
         labeler.eval()
