@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from pyspark.sql import functions as F
 
@@ -27,6 +28,18 @@ _LABELER_CACHE: dict[str, object] = {}
 
 def labeler_dir(warehouse: str) -> str:
     return os.path.join(warehouse, "_models", "_escim_labeler")
+
+
+def fit_sample(window, days: list[str], cols: list[str], max_rows: int,
+               seed: int) -> tuple[pd.DataFrame, int, float]:
+    """(pandas sample, rows sampled from, fraction): about ``max_rows`` rows of the train split of
+    ``days``, with the columns the labeler reads. The fraction is taken against the rows it samples
+    from -- the train split of those days, not every split -- so the sample reaches the cap."""
+    train = window.where(F.col("ds").isin(days) & (F.col("split") == "train"))
+    rows = train.count()
+    fraction = min(1.0, max_rows / max(rows, 1))
+    pdf = train.sample(fraction=fraction, seed=seed).select(*cols, "click", "conversion").limit(max_rows).toPandas()
+    return pdf, rows, fraction
 
 
 def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
@@ -51,11 +64,7 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
         logger.info(f"escim labeler: leaving out {other}: encoded with another feature spec than {spec.version}")
         days = [d for d in days if d not in other]
     cols = spec.columns("exposure")
-    df = window.where(F.col("ds").isin(days) & (F.col("split") == "train"))
-    total = sum(have[d] for d in days)
-    fraction = min(1.0, config.escim_labels.max_fit_rows / max(total, 1))
-    pdf = df.sample(fraction=fraction, seed=config.train.seed).select(*cols, "click", "conversion") \
-        .limit(config.escim_labels.max_fit_rows).toPandas()
+    pdf, train_rows, fraction = fit_sample(window, days, cols, config.escim_labels.max_fit_rows, config.train.seed)
     params = EscimLabelParams(**config.escim_labels.params)
     x = torch.from_numpy(np.stack([pdf[c].to_numpy(np.int64) for c in cols], axis=1))
     labeler = fit_counterfactual_labeler(x, torch.from_numpy(pdf["click"].to_numpy(np.float32)),
@@ -67,10 +76,11 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
     with open(os.path.join(staging, "labeler.json"), "w", encoding="utf-8") as fh:
         json.dump({"params": dataclasses.asdict(params), "field_dims": spec.field_dims("exposure"),
                    "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
+                   "train_rows": train_rows, "sample_fraction": fraction,
                    "features.samples version": version_read}, fh, indent=1)
     version = publish_next_version(folder, staging)
-    logger.info(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {days[0]}..{days[-1]} "
-        f"(feature spec {spec.version})")
+    logger.info(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {train_rows} train rows "
+        f"(fraction {fraction:.4g}) of {days[0]}..{days[-1]} (feature spec {spec.version})")
     return version, labeler, spec.version
 
 

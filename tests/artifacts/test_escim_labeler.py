@@ -1,0 +1,28 @@
+"""The ESCIM labeler's fit sample: drawn from the train split of the window's days, at a fraction
+taken against those rows (not against every split, which left the sample short of its cap)."""
+from __future__ import annotations
+
+from liftlake.lib.artifacts.escim_labeler import fit_sample
+
+DAYS = ["2026-11-01", "2026-11-02"]
+
+
+def window(spark):
+    # each day: 300 train rows (f0 = 0..299), then 700 valid / test rows (f0 = 300..999)
+    rows = [(ds, "train" if i < 300 else ("valid" if i < 650 else "test"), i, i % 2, 0)
+            for ds in DAYS for i in range(1000)]
+    return spark.createDataFrame(rows, "ds string, split string, f0 int, click int, conversion int")
+
+
+def test_the_sample_fraction_is_taken_over_the_train_rows_it_samples_from(spark):
+    pdf, rows, fraction = fit_sample(window(spark), DAYS, ["f0"], 300, seed=0)
+    # 600 train rows in the window: half of them, not 300 / 2000 of them (every split counted)
+    assert (rows, fraction) == (600, 0.5)
+    assert 240 <= len(pdf) <= 300, len(pdf)  # a Bernoulli sample of ~300, cut at the cap
+    assert list(pdf.columns) == ["f0", "click", "conversion"] and pdf["f0"].max() < 300
+
+
+def test_a_window_under_the_cap_is_taken_whole(spark):
+    pdf, rows, fraction = fit_sample(window(spark), DAYS[1:], ["f0"], 500, seed=0)
+    assert (rows, fraction, len(pdf)) == (300, 1.0, 300)
+    assert sorted(pdf["f0"]) == list(range(300))
