@@ -70,7 +70,7 @@ class MLP(nn.Module):
         if output_dim is not None:
             layers.append(nn.Linear(dim, int(output_dim)))
             dim = int(output_dim)
-        self.output_dim = dim
+        self.output_dim: int = dim
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ class MMoE(nn.Module):
             raise ValueError("MMoE needs at least one expert and one task")
         self.experts = nn.ModuleList(MLP(input_dim, expert_dims, dropout=dropout) for _ in range(num_experts))
         self.gates = nn.ModuleList(nn.Linear(input_dim, num_experts) for _ in range(num_tasks))
-        self.output_dim = self.experts[0].output_dim
+        self.output_dim: int = int(expert_dims[-1]) if expert_dims else int(input_dim)  # the experts' width
 
     def gate_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [torch.softmax(gate(x), dim=-1) for gate in self.gates]

@@ -225,6 +225,7 @@ class UniMVT(LiftlakeModel):
         # pre-activation of eq. 15 tends to share one sign over all rows; a negative draw would leave
         # eta = 0 with no gradient from the first step. Start it at eta_init > 0 for everyone.
         last = self.uplift_head.net[-1]
+        assert isinstance(last, nn.Linear)
         with torch.no_grad():
             last.weight.mul_(0.1)
             last.bias.fill_(p.eta_init / self.eta_unit)
@@ -246,7 +247,7 @@ class UniMVT(LiftlakeModel):
     def expert_layer_weights(self) -> list[list[torch.Tensor]]:
         """Per layer, each group's stacked expert weights (the Theta^l of eq. 9)."""
         groups = (self.shared_experts, self.base_experts, self.treated_experts)
-        per_group = [[[m for m in expert.net if isinstance(m, nn.Linear)] for expert in g] for g in groups]
+        per_group = [[[m for m in expert.modules() if isinstance(m, nn.Linear)] for expert in g] for g in groups]
         n_layers = len(per_group[0][0])
         return [[torch.cat([expert[l].weight for expert in g], dim=0) for g in per_group]
                 for l in range(n_layers)]

@@ -237,6 +237,7 @@ class UpliftBaseline(LiftlakeModel):
         self.check_batch(batch)
         terms = {**self.factual_losses(batch, out), **self.auxiliary_losses(batch, out)}
         total = sum(weight * value for value, weight in terms.values())
+        assert isinstance(total, torch.Tensor), "a baseline has at least its factual loss"
         return LossOutput(total, {name: value for name, (value, _) in terms.items()})
 
     # --- scoring ---------------------------------------------------------------------------
