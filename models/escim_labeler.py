@@ -264,7 +264,8 @@ def _run_stage(name: str, plan: StagePlan, rows: int, device, modules: Sequence[
     if best_state is not None:
         for module, state in zip(modules, best_state):
             module.load_state_dict(state)
-        log(f"escim labeler {name}: {'stopped early' if stopped else 'ran its budget'} at step {step}, "
+        ended = "stopped early" if stopped and step < plan.max_steps else "ran its budget"
+        log(f"escim labeler {name}: {ended} at step {step}, "
             f"kept step {best_step} (validation loss {best:.5f}; batch {plan.batch_size}, "
             f"{plan.steps_per_epoch} steps an epoch)")
     else:
