@@ -168,6 +168,7 @@ def plot_calibration_bins(
     bottom.bar(bins.edges[:-1][filled], bins.counts[filled], width=widths[filled], align="edge",
                edgecolor="black", linewidth=0.5)
     bottom.set_yscale("log")
+    bottom.set_ylim(bottom=0.8)  # bars rise from one row, not from wherever the log axis happens to start
     bottom.set_xlim(0, limit)
     bottom.set_xlabel("predicted probability (equal-width bins)")
     bottom.set_ylabel("rows")
