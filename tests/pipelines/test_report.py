@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 
 import pytest
@@ -19,6 +20,7 @@ def test_small_report_end_to_end(spark, tmp_path):
             "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1}", "report.escim_label_rates=[0.01,0.1]"]
     config = load_config([], sets, env={})
     args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
+    from liftlake.lib.evaluation.report import EXTERNAL_T_LEARNER as EXTERNAL
     from liftlake.lib.pipelines.report import run_report
 
     path = run_report(JobContext("report", config, args, ["2026-11-20"], _spark=spark))
@@ -36,6 +38,28 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "## ESCIM: AUC vs. the counterfactual label rate" in text
     assert "| 0.01 |" in text and "| 0.1 |" in text and "the max / ratio cut-offs sit near" in text
     assert "figures/escim_label_rate.png" in text
+    # the truth wired in: reference rows in the tables, the resolution table, verdicts (one seed: none),
+    # the switch claim (it reads switch_total_oracle) and the ESCIM label quality
+    for row in ("| oracle (truth) |", "| constant (train mean) |", "| random (shuffled truth) |"):
+        assert row in text
+    assert "Can each metric tell the oracle from an uninformed prediction" in text
+    assert "-> n/a (1 seed): " in text and "HMUM's switches" in text and "the truth's best" in text
+    assert "Counterfactual label quality" in text and "| max | " in text
+    assert "![calibration esmm](figures/calibration_esmm.png)" in text
+    results = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    esmm = results["cvr"][0]["esmm"]
+    assert {"cvr_true_auc", "cvr_true_logloss", "cvr_true_ece", "cvr_true_bias", "cvr_entire_ece"} <= set(esmm)
+    assert esmm["ref_constant__cvr_true_auc"] == pytest.approx(0.5)  # the train mean from the Spark aggregate
+    assert esmm["ref_oracle__cvr_true_auc"] > 0.5
+    unimvt = results["coupon"]["syn1"][0]["unimvt"]
+    assert {"eta_sqrt_pehe", "eta_spearman", "eta_true_auuc", "coupon_policy_over_best_constant"} <= set(unimvt)
+    assert unimvt["ref_oracle__eta_true_auuc"] == pytest.approx(1.0)
+    assert "ref_constant__eta_sqrt_pehe" in results["coupon"]["syn1"][0][EXTERNAL]
+    hmum = results["multi"][0]["hmum"]
+    assert {"tau_r1_k1_true_auuc", "tau_r2_k2_sqrt_pehe", "ref_constant__tau_r1_k1_sqrt_pehe"} <= set(hmum)
+    quality = results["escim_label_rate_sweep"][0]["label_quality"]
+    assert set(quality) == {"max", "ratio"} and {"labelled_share", "labelled_true_rate", "lift"} <= set(quality["max"])
+    assert results["escim_label_rate_sweep"][0]["transform_rates"]["max"] == quality["max"]["labelled_share"]
     pngs = [f for f in os.listdir(out / "figures") if f.endswith(".png")]
     assert pngs
     for name in pngs:
