@@ -135,7 +135,7 @@ def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
     two.fit(features(train), train["outcome"], train["treated"])
     uplift = two.predict(features(test))
     mean_value = float(np.mean(train["intensity"][train["treated"] == 1]))
-    pred = {"p0": two.ctrl_preds_, "unit_uplift": np.clip(uplift, 0, None) / mean_value}
+    pred = {"p0": two.ctrl_preds_, "unit_uplift": uplift / mean_value}
     train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
     return compute_metrics("coupon", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
                            reference_seed=seed)
