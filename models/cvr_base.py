@@ -23,7 +23,7 @@ per task (ESCM² V-A: "implemented as a standard MMoE").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Mapping, cast
 
 import torch
 from torch import nn
@@ -125,10 +125,10 @@ class TaskRepresentations(nn.Module):
         self.sharing = params.sharing
         if params.sharing == "towers":
             self.towers = nn.ModuleDict({t: build_backbone(params.backbone, embedding, params) for t in tasks})
-            self.output_dim = self.towers[tasks[0]].output_dim
+            self.output_dim: int = cast(int, self.towers[tasks[0]].output_dim)
         else:
             self.bottom = build_backbone(params.backbone, embedding, params)
-            self.mmoe = MMoE(self.bottom.output_dim, params.num_experts, params.expert_dims,
+            self.mmoe = MMoE(cast(int, self.bottom.output_dim), params.num_experts, params.expert_dims,
                              num_tasks=len(tasks), dropout=params.dropout)
             self.output_dim = self.mmoe.output_dim
 
@@ -147,8 +147,8 @@ class CvrModel(LiftlakeModel):
     """
 
     family = "cvr"
-    batch_keys = ("x", "click", "conversion")
-    binary_keys = ("click", "conversion")
+    batch_keys: tuple[str, ...] = ("x", "click", "conversion")
+    binary_keys: tuple[str, ...] = ("click", "conversion")
     ERROR_HEADS = frozenset({"imputation"})
 
     def __init__(self, field_dims, params: CvrParams, heads: Mapping[str, str] | None = None):
