@@ -249,6 +249,22 @@ def test_escim_loss_eq16_to_18():
         pytest.approx(counterfactual, rel=1e-5)
 
 
+# --------------------------------------------------------------------------- initial state
+@pytest.mark.parametrize("name", ["esmm", "escm2_dr", "dcmt", "escim_ratio"])
+def test_heads_start_at_their_priors_not_at_one_half(name):
+    model = build_model(name, [6, 5, 4, 3], {"embed_dim": 4, "hidden_dims": [8], "ctr_prior": 0.04,
+                                             "cvr_prior": 0.1})
+    logit = lambda p: math.log(p / (1 - p))  # noqa: E731
+    expected = {"ctr": logit(0.04), "cvr": logit(0.1), "cvr_cf": logit(0.9),  # DCMT: r^ + r^* = 1
+                "imputation": math.log(math.expm1(bce(0.1, 0.1)))}  # softplus^-1 of H(0.1)
+    for head, value in expected.items():
+        if head in model.heads:
+            assert model.heads[head].net[-1].bias.item() == pytest.approx(value, rel=1e-6)
+    _, batch = synthetic(512)
+    pred = model.predict({"x": batch["x"]})
+    assert abs(pred["ctr"].mean().item() - 0.04) < 0.02 and abs(pred["cvr"].mean().item() - 0.1) < 0.04
+
+
 # --------------------------------------------------------------------------- training
 def synthetic(n=512, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -386,6 +402,7 @@ def test_registry_lists_the_eleven_cvr_models():
     ({"sharing": "shared"}, "sharing"),
     ({"propensity_clip": 0.0}, "propensity_clip"),
     ({"lambda_c": -1.0}, "lambda_c"),
+    ({"cvr_prior": 1.0}, "cvr_prior"),
 ])
 @pytest.mark.reliability
 def test_bad_parameters_fail_before_training(params, message):
