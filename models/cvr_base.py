@@ -202,8 +202,9 @@ class CvrModel(LiftlakeModel):
                  "imputation": math.log(math.expm1(binary_entropy(cvr)))}  # softplus^-1
         with torch.no_grad():
             for name, head in self.heads.items():
-                if name in start:
-                    head.net[-1].bias.fill_(start[name])
+                last = head.net[-1] if isinstance(head, MLP) else None
+                if name in start and isinstance(last, nn.Linear):
+                    last.bias.fill_(start[name])
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         reps = self.body(self.embedding(batch["x"]))
