@@ -12,10 +12,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from liftlake.lib.evaluation.cvr_metrics import as_1d_float, as_binary, check_same_length
+from liftlake.lib.evaluation.cvr_metrics import as_1d_float, check_same_length
 from liftlake.lib.evaluation.truth_metrics import CalibrationBins
 
-__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration", "plot_calibration_bins",
+__all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration_bins",
            "plot_cumulative_slope", "plot_label_rate_sweep"]
 
 Curves = Mapping[str, tuple[Any, Any]]
@@ -77,62 +77,6 @@ def plot_uplift_curves(curves: Curves, path: str | os.PathLike[str], title: str 
 def plot_qini_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Qini curve") -> str:
     """Qini curves (with each one's random baseline, dashed) into one PNG."""
     return _gain_plot(curves, path, title, "incremental responders")
-
-
-def plot_calibration(
-    y_true: Any,
-    p: Any,
-    path: str | os.PathLike[str],
-    bins: int = 10,
-    title: str = "Calibration",
-    strategy: str = "uniform",
-) -> str:
-    """Reliability diagram: observed positive rate vs. mean prediction per bin (empty bins skipped),
-    with the diagonal and a histogram of the predictions below. ``strategy="uniform"``: ``bins``
-    equal-width bins over [0, 1]; ``"quantile"``: equal-count bins (for CVRs of a few percent) and
-    axes zoomed to the predictions' range."""
-    labels = as_binary("y_true", y_true)
-    probs = as_1d_float("p", p)
-    check_same_length(y_true=labels, p=probs)
-    if np.any((probs < 0.0) | (probs > 1.0)):
-        raise ValueError("plot_calibration: p must be probabilities in [0, 1]")
-    if not isinstance(bins, int) or bins < 1:
-        raise ValueError(f"plot_calibration: bins must be a positive int, got {bins!r}")
-    if strategy == "uniform":
-        edges = np.linspace(0.0, 1.0, bins + 1)
-    elif strategy == "quantile":
-        edges = np.unique(np.quantile(probs, np.linspace(0.0, 1.0, bins + 1)))
-        if edges.size < 2:  # every prediction equal: one bin
-            edges = np.array([edges[0], min(edges[0] + 1e-3, 1.0)])
-    else:
-        raise ValueError(f"plot_calibration: strategy must be 'uniform' or 'quantile', got {strategy!r}")
-    n_bins = edges.size - 1
-    which = np.clip(np.digitize(probs, edges[1:-1]), 0, n_bins - 1)
-    counts = np.bincount(which, minlength=n_bins)
-    filled = counts > 0
-    mean_pred = np.bincount(which, weights=probs, minlength=n_bins)[filled] / counts[filled]
-    observed = np.bincount(which, weights=labels, minlength=n_bins)[filled] / counts[filled]
-    if strategy == "uniform":
-        limit = 1.0
-    else:  # zoom: sparse CVRs would otherwise sit in one corner
-        limit = min(1.0, 1.1 * float(max(edges[-1], observed.max())))
-
-    figure = _new_figure(6.4, 6.4)
-    top = figure.add_subplot(2, 1, 1)
-    top.plot([0, limit], [0, limit], linestyle="--", color="grey", linewidth=0.9, label="perfectly calibrated")
-    top.plot(mean_pred, observed, marker="o", linewidth=1.6, label="model")
-    top.set_xlim(0, limit)
-    top.set_ylim(0, limit)
-    top.set_ylabel("observed positive rate")
-    top.set_title(title)
-    top.grid(alpha=0.3)
-    top.legend(loc="upper left", fontsize="small")
-    bottom = figure.add_subplot(2, 1, 2)
-    bottom.bar(edges[:-1], counts, width=np.diff(edges), align="edge", edgecolor="black", linewidth=0.5)
-    bottom.set_xlim(0, limit)
-    bottom.set_xlabel("predicted probability")
-    bottom.set_ylabel("count")
-    return _save(figure, path)
 
 
 def plot_calibration_bins(

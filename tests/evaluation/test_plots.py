@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from liftlake.lib.evaluation.plots import (
-    plot_calibration,
     plot_cumulative_slope,
     plot_label_rate_sweep,
     plot_qini_curves,
@@ -48,15 +47,6 @@ def test_uplift_and_qini_curves(tmp_path, rct):
     _assert_png(plot_qini_curves(qini, str(tmp_path / "qini.png"), title="Qini"))
 
 
-def test_calibration(tmp_path, rct):
-    _, _, y, rng = rct
-    p = np.clip(0.25 + rng.normal(0, 0.1, y.size), 0, 1)
-    _assert_png(plot_calibration(y, p, tmp_path / "calibration.png", bins=10))
-    sparse_cvr = rng.uniform(0.001, 0.03, y.size)  # a few percent: equal-count bins
-    conversions = rng.binomial(1, sparse_cvr)
-    _assert_png(plot_calibration(conversions, sparse_cvr, tmp_path / "cvr.png", strategy="quantile"))
-
-
 def test_cumulative_slope(tmp_path, rct):
     x, _, _, rng = rct
     dose = rng.choice([0.0, 1.0, 2.5, 4.0], size=x.size)
@@ -82,10 +72,4 @@ def test_bad_input_is_refused(tmp_path):
         plot_uplift_curves({}, tmp_path / "empty.png")
     with pytest.raises(ValueError, match="mismatched lengths"):
         plot_qini_curves({"m": ([0, 1, 2], [0, 1])}, tmp_path / "bad.png")
-    with pytest.raises(ValueError, match="probabilities"):
-        plot_calibration([0, 1], [0.5, 1.5], tmp_path / "bad.png")
-    with pytest.raises(ValueError, match="bins"):
-        plot_calibration([0, 1], [0.5, 0.5], tmp_path / "bad.png", bins=0)
-    with pytest.raises(ValueError, match="strategy"):
-        plot_calibration([0, 1], [0.5, 0.5], tmp_path / "bad.png", strategy="log")
     assert not (tmp_path / "bad.png").exists()
