@@ -119,3 +119,19 @@ def test_a_day_range_past_the_limit_exits_2(capsys):
 
     assert main(["simulate", "--start", "2020-01-01", "--end", "2026-01-01"]) == 2
     assert "past limits.max_days_per_run (366)" in capsys.readouterr().err
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("override, rule", [
+    ("escim_labels.params.lerning_rate=0.001", r"escim_labels\.params\.lerning_rate: unknown key"),
+    ("escim_labels.params.learning_rate=.inf", r"escim_labels\.params\.learning_rate: must be finite"),
+    ("escim_labels.params.min_steps=0", r"escim_labels\.params: min_steps must be >= 1"),
+])
+def test_bad_escim_labeler_parameters_exit_2_before_any_data_is_read(tmp_path, override, rule):
+    warehouse = tmp_path / "wh"  # empty: the job would otherwise fail on a missing features.samples
+    proc = run_cli("escim-labels", "--ds", "2026-11-20", "--set", f"warehouse.path={warehouse}", "--set", override,
+                   tmp_path=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
+    assert re.search(rule, last), last
+    assert "Traceback" not in proc.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -16,7 +17,7 @@ from pyspark.sql import functions as F
 from liftlake.lib.artifacts.feature_specs import load_spec
 from liftlake.lib.artifacts.publish import new_staging, publish_next_version
 from liftlake.lib.cli.runner import InputError
-from liftlake.lib.config import warehouse_path
+from liftlake.lib.config import ConfigError, warehouse_path
 from liftlake.lib.days import window_days
 from liftlake.lib.features.spec import spec_versions_by_day
 
@@ -42,11 +43,31 @@ def fit_sample(window, days: list[str], cols: list[str], max_rows: int,
     return pdf, rows, fraction
 
 
+def labeler_params(config):
+    """``escim_labels.params`` as EscimLabelParams; an unknown key or a bad value is a ConfigError
+    naming the key, raised before any data is read."""
+    from liftlake.models.escim_labeler import EscimLabelParams
+
+    given = dict(config.escim_labels.params)
+    known = {f.name for f in dataclasses.fields(EscimLabelParams)}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(f"escim_labels.params.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+    for key, value in given.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"escim_labels.params.{key}: must be finite, got {value}")
+    try:
+        return EscimLabelParams(**given)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"escim_labels.params: {exc}") from None
+
+
 def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
     """(labeler version, labeler, feature spec version): fitted on the window's days encoded with the
     spec of its last day (the labeler's embeddings index that spec's vocabularies)."""
-    from liftlake.models.escim_labeler import EscimLabelParams, fit_counterfactual_labeler
+    from liftlake.models.escim_labeler import fit_counterfactual_labeler
 
+    params = labeler_params(config)
     warehouse = warehouse_path(config)
     have = store.partition_counts("features.samples")
     days = [d for d in window_days(ds, config.escim_labels.window_days) if d in have]
@@ -65,7 +86,6 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
         days = [d for d in days if d not in other]
     cols = spec.columns("exposure")
     pdf, train_rows, fraction = fit_sample(window, days, cols, config.escim_labels.max_fit_rows, config.train.seed)
-    params = EscimLabelParams(**config.escim_labels.params)
     x = torch.from_numpy(np.stack([pdf[c].to_numpy(np.int64) for c in cols], axis=1))
     labeler = fit_counterfactual_labeler(x, torch.from_numpy(pdf["click"].to_numpy(np.float32)),
                                          torch.from_numpy(pdf["conversion"].to_numpy(np.float32)),

@@ -66,6 +66,8 @@ class FeaturesConf:
     # Share of each day's users whose rows are held out for validation / test (hash of user_id).
     valid_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
     test_share: float = check(lambda v: 0 <= v < 0.5, "must be in [0, 0.5)", default=0.1)
+    # Raw ids and strings longer than this are quarantined (oversized_id / oversized_value).
+    max_id_chars: int = check(lambda v: 1 <= v <= 100_000, "must be an integer in [1, 100000]", default=128)
 
 
 @dataclass

@@ -18,7 +18,8 @@ from pyspark.sql import functions as F
 
 from liftlake.lib.artifacts.feature_specs import load_spec, save_spec, spec_fit_lock
 from liftlake.lib.days import window_days
-from liftlake.lib.features.cleaning import clean_clicks, clean_conversions, clean_exposures, clean_user_day
+from liftlake.lib.features.cleaning import (clean_attributes, clean_clicks, clean_conversions, clean_exposures,
+                                            clean_user_day)
 from liftlake.lib.features.raw_logs import read_raw_day
 from liftlake.lib.features.spec import FeatureSpec, encode, fit_spec
 
@@ -31,8 +32,8 @@ def split_column(valid_share: float, test_share: float) -> Column:
 
 
 def exposure_rows(exposures: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
-    """Exposures joined with the day's user and item attributes (left joins: an unknown user or
-    item keeps its exposure, its attributes fall into the missing bucket)."""
+    """Exposures joined with the days' user and item attributes, for fitting the spec over a window
+    (left joins: an unknown id falls into the missing bucket)."""
     return (exposures.drop("ds")
             .join(users.drop("ds"), "user_id", "left")
             .join(F.broadcast(items.drop("ds")), "item_id", "left"))
@@ -115,12 +116,15 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
                       job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
     """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec."""
     raw = read_raw_day(store, ds, num_treatments, num_responses)
-    exposures = clean_exposures(raw["raw.exposures"], ds, job)
+    users = clean_attributes(raw["raw.users"], "raw.users", "user_id", ds, job, cfg.max_id_chars)
+    items = clean_attributes(raw["raw.items"], "raw.items", "item_id", ds, job, cfg.max_id_chars)
+    exposures = clean_exposures(raw["raw.exposures"], users.good, items.good, ds, job, cfg.max_id_chars)
     clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job)
     conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job)
-    user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], num_treatments, num_responses, ds, job)
+    user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], users.good, num_treatments,
+                              num_responses, ds, job)
 
-    rows = exposure_rows(labels(exposures.good, clicks.good, conversions.good), raw["raw.users"], raw["raw.items"])
+    rows = labels(exposures.good, clicks.good, conversions.good)  # attributes joined by clean_exposures
     spec = None if refit else load_spec(warehouse)
     if spec is None:
         with spec_fit_lock(warehouse):
@@ -128,8 +132,8 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
             if spec is None:
                 spec = fit_and_save_spec(store, warehouse, cfg, ds, log)
     samples = samples_table(rows, spec, ds, cfg.valid_share, cfg.test_share)
-    user_samples = user_samples_table(user_day.good, raw["raw.users"], spec, ds, num_responses,
+    user_samples = user_samples_table(user_day.good, users.good, spec, ds, num_responses,
                                       cfg.valid_share, cfg.test_share)
-    quarantine = (exposures.rejected.unionByName(clicks.rejected).unionByName(conversions.rejected)
-                  .unionByName(user_day.rejected))
+    quarantine = (users.rejected.unionByName(items.rejected).unionByName(exposures.rejected)
+                  .unionByName(clicks.rejected).unionByName(conversions.rejected).unionByName(user_day.rejected))
     return FeatureDay(samples, user_samples, quarantine, spec)

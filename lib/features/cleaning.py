@@ -42,11 +42,13 @@ def tag_rules(df: DataFrame, rule: Column, unique_by: str, order_by: Sequence[st
                              .otherwise(F.col("_rule")))
 
 
-def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, helper_cols: Sequence[str] = ()) -> Cleaned:
-    """Rows without a rule, and the quarantine rows of the others (the raw row as JSON)."""
+def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, helper_cols: Sequence[str] = (),
+                 raw_cols: Sequence[str] | None = None) -> Cleaned:
+    """Rows without a rule, and the quarantine rows of the others (the raw row as JSON: ``raw_cols``,
+    by default every column but the helpers)."""
     good = tagged.where(F.col("_rule").isNull()).drop("_rule", *helper_cols)
     bad = tagged.where(F.col("_rule").isNotNull()).drop(*helper_cols)
-    payload = [c for c in bad.columns if c != "_rule"]
+    payload = list(raw_cols) if raw_cols is not None else [c for c in bad.columns if c != "_rule"]
     rejected = bad.select(
         F.lit(table).alias("source_table"), F.col("_rule").alias("rule"),
         F.col(key).cast("string").alias("row_key"),
@@ -55,16 +57,63 @@ def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, hel
     return Cleaned(good, rejected)
 
 
-def exposure_rules(ds: str) -> Column:
-    """Null ids and timestamps outside the day."""
+def _not_finite(c: Column) -> Column:
+    return F.isnan(c) | c.isin(float("inf"), float("-inf"))
+
+
+def _attribute_rules(df: DataFrame, key: str, max_id_chars: int) -> Column:
+    """An attribute row (raw.users, raw.items) needs its id and finite numbers (null is allowed: it
+    is the missing bucket)."""
+    numeric = [f.name for f in df.schema.fields if isinstance(f.dataType, (T.DoubleType, T.FloatType))]
+    non_finite = F.lit(False)
+    for c in numeric:
+        non_finite = non_finite | _not_finite(F.col(c))
+    text = [f.name for f in df.schema.fields if isinstance(f.dataType, T.StringType) and f.name != "ds"]
+    oversized = F.lit(False)
+    for c in text:
+        oversized = oversized | (F.length(F.col(c)) > max_id_chars)
+    return (F.when(F.col(key).isNull(), "null_id")
+            .when(non_finite, "non_finite_attribute")
+            .when(oversized, "oversized_value"))
+
+
+def clean_attributes(rows: DataFrame, table: str, key: str, ds: str, job: str, max_id_chars: int) -> Cleaned:
+    """raw.users / raw.items: one row per id a day; the rest is quarantined."""
+    tagged = tag_rules(rows, _attribute_rules(rows, key, max_id_chars), key, [key], f"duplicate_{key}")
+    return split_tagged(tagged, table, key, job, ds)
+
+
+def exposure_rules(ds: str, max_id_chars: int) -> Column:
+    """Null ids, ids that join no user or item of the day, oversized ids, timestamps outside the day,
+    an hour that is not the timestamp's, negative positions. Reads the ``_user_known`` /
+    ``_item_known`` flags of ``with_known_flags``."""
     lo, hi = _day_bounds(ds)
     return (F.when(F.col("exposure_id").isNull() | F.col("user_id").isNull() | F.col("item_id").isNull(), "null_id")
-            .when(F.col("ts").isNull() | (F.col("ts") < lo) | (F.col("ts") >= hi), "ts_outside_day"))
+            .when(F.length(F.col("exposure_id")) > max_id_chars, "oversized_id")
+            .when(F.col("_user_known").isNull(), "unknown_user_id")
+            .when(F.col("_item_known").isNull(), "unknown_item_id")
+            .when(F.col("ts").isNull() | (F.col("ts") < lo) | (F.col("ts") >= hi), "ts_outside_day")
+            .when(F.col("hour").isNotNull() & (F.col("hour") != F.hour(F.col("ts"))), "hour_contradicts_ts")
+            .when(F.col("position") < 0, "negative_position"))
 
 
-def clean_exposures(exposures: DataFrame, ds: str, job: str) -> Cleaned:
-    tagged = tag_rules(exposures, exposure_rules(ds), "exposure_id", ["ts", "user_id"], "duplicate_exposure_id")
-    return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds)
+def with_attributes(exposures: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """Exposures with the day's user and item attributes, and flags (non-null when known) for both;
+    left joins, so that an unknown id stays to be quarantined; the item table is small and broadcast."""
+    return (exposures.drop("ds")
+            .join(users.drop("ds").withColumn("_user_known", F.lit(True)), "user_id", "left")
+            .join(F.broadcast(items.drop("ds").withColumn("_item_known", F.lit(True))), "item_id", "left"))
+
+
+def clean_exposures(exposures: DataFrame, users: DataFrame, items: DataFrame, ds: str, job: str,
+                    max_id_chars: int) -> Cleaned:
+    """``users`` / ``items``: the day's clean attribute rows (one per id). The good rows carry their
+    user's and item's attributes (joined once, here); quarantined rows keep the raw exposure."""
+    joined = with_attributes(exposures, users, items)
+    tagged = tag_rules(joined, exposure_rules(ds, max_id_chars), "exposure_id", ["ts", "user_id"],
+                       "duplicate_exposure_id")
+    return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds, helper_cols=["_user_known", "_item_known"],
+                        raw_cols=[c for c in exposures.columns if c != "ds"])
 
 
 def _clean_follow_up(events: DataFrame, earlier: DataFrame, table: str, missing_rule: str, before_rule: str,
@@ -91,23 +140,26 @@ def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: s
                             "conversion_before_click", "duplicate_conversion", ds, job)
 
 
-def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: int, num_responses: int,
-                   ds: str, job: str) -> Cleaned:
-    """One row per user-day from treatments + responses; rows that break a rule are rejected."""
+def clean_user_day(treatments: DataFrame, responses: DataFrame, users: DataFrame, num_treatments: int,
+                   num_responses: int, ds: str, job: str) -> Cleaned:
+    """One row per user-day from treatments + responses; rows that break a rule are rejected.
+    ``users``: the day's clean raw.users rows."""
     resp_cols = [f"response_{r}" for r in range(1, num_responses + 1)]
     share_cols = [f"value_share_{r}" for r in range(1, num_responses + 1)]
-    joined = treatments.join(responses.drop("ds"), "user_id", "left")
+    joined = (treatments.join(responses.drop("ds"), "user_id", "left")
+              .join(users.select("user_id", F.lit(True).alias("_user_known")), "user_id", "left"))
     bad_response = F.lit(False)
     for c in resp_cols:
-        bad_response = bad_response | F.col(c).isNull() | F.isnan(F.col(c)) | (F.col(c) < 0)
+        bad_response = bad_response | F.col(c).isNull() | _not_finite(F.col(c)) | (F.col(c) < 0)
     bad_share = F.lit(False)
     for c in share_cols:
         bad_share = bad_share | F.col(c).isNull() | F.isnan(F.col(c)) | (F.col(c) < 0) | (F.col(c) > 1)
     value = F.col("coupon_value")
     rule = (F.when(F.col("user_id").isNull(), "null_id")
+            .when(F.col("_user_known").isNull(), "unknown_user_id")
             .when(F.col("coupon_outcome").isNull(), "missing_response_row")
             .when(~F.col("coupon_treated").isin(0, 1), "coupon_treated_not_binary")
-            .when((F.col("coupon_treated") == 1) & (value.isNull() | F.isnan(value) | (value <= 0)),
+            .when((F.col("coupon_treated") == 1) & (value.isNull() | _not_finite(value) | (value <= 0)),
                   "bad_coupon_value_on_treated_row")
             .when((F.col("coupon_treated") == 0) & (value != 0), "coupon_value_on_untreated_row")
             .when(F.col("treatment_id").isNull() | (F.col("treatment_id") < 0)
@@ -115,4 +167,4 @@ def clean_user_day(treatments: DataFrame, responses: DataFrame, num_treatments: 
             .when(bad_response, "response_nan_or_negative")
             .when(bad_share, "value_share_outside_0_1"))
     tagged = tag_rules(joined, rule, "user_id", ["coupon_value", "treatment_id"], "duplicate_user_day")
-    return split_tagged(tagged, "raw.treatments", "user_id", job, ds)
+    return split_tagged(tagged, "raw.treatments", "user_id", job, ds, helper_cols=["_user_known"])

@@ -121,7 +121,9 @@ def fit_spec(exposure_rows: DataFrame, days: Sequence[str], min_count: int, max_
             fields[name] = FieldSpec(name, kind, len(vocab) + 1, vocab=vocab)
         else:
             probs = [i / numeric_buckets for i in range(1, numeric_buckets)]
-            clean = exposure_rows.where(F.col(source).isNotNull() & ~F.isnan(F.col(source).cast("double")))
+            value = F.col(source).cast("double")
+            clean = exposure_rows.where(value.isNotNull() & ~F.isnan(value)
+                                        & ~value.isin(float("inf"), float("-inf")))
             qs = clean.approxQuantile(source, probs, 0.001) if probs else []
             boundaries = sorted(set(float(q) for q in qs))
             fields[name] = FieldSpec(name, kind, len(boundaries) + 2, boundaries=boundaries)

@@ -112,7 +112,7 @@ def read_all(files: list[str], columns: list[str]) -> dict[str, np.ndarray]:
 
 # -- validation metric used for early stopping ------------------------------------------------------------
 def validation_score(model, plan: TrainPlan, valid: dict[str, np.ndarray], device) -> dict[str, float]:
-    from liftlake.lib.evaluation.cvr_metrics import auc
+    from liftlake.lib.evaluation.cvr_metrics import auc, log_loss
 
     model.eval()
     outs: dict[str, list[np.ndarray]] = {}
@@ -132,7 +132,16 @@ def validation_score(model, plan: TrainPlan, valid: dict[str, np.ndarray], devic
             scores["auc_cvr_clicked"] = auc(valid["conversion"][clicked], pred["cvr"][clicked])
         scores["auc_ctcvr"] = auc(valid["conversion"], pred["ctcvr"])
         scores["auc_ctr"] = auc(valid["click"], pred["ctr"])
-        scores["score"] = scores.get("auc_cvr_clicked", scores["auc_ctcvr"])
+        # Epochs are chosen by the log likelihood of each exposure's observed outcome (no click, click
+        # without conversion, conversion): -log(1-ctr), -log(ctr (1-cvr)), -log(ctr cvr). A proper
+        # score keeps the epoch whose probabilities are right, where CVR AUC on clicks kept epochs
+        # whose mean CVR overshot the truth.
+        n_clicked = int(clicked.sum())
+        joint_nll = log_loss(valid["click"], pred["ctr"])
+        if n_clicked:
+            joint_nll += log_loss(valid["conversion"][clicked], pred["cvr"][clicked]) * n_clicked / n
+        scores["joint_log_loss"] = float(joint_nll)
+        scores["score"] = -scores["joint_log_loss"]
     elif plan.task == "coupon":
         p0 = pred["p0"]
         p_given = np.clip(p0 + pred["unit_uplift"] * valid["intensity"], 0, 1)
@@ -246,7 +255,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
                 raise BadBatchError(f"epoch {epoch} step {i} (rank {rank}): {exc}") from None
             if not torch.isfinite(loss.total):
                 raise TrainingError(f"loss is {loss.total.item()} at epoch {epoch} step {i} on rank {rank}; "
-                                    f"parts {({k: float(v) for k, v in loss.parts.items()})}")
+                                    f"parts {({k: float(v.detach()) for k, v in loss.parts.items()})}")
             optimizer.zero_grad()  # horovod 0.28 DistributedOptimizer takes no set_to_none
             loss.total.backward()
             optimizer.step()

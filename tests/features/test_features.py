@@ -68,23 +68,65 @@ def test_encoded_ids_stay_inside_the_spec(day):
     assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
 
 
+EXPOSURE_DDL = "exposure_id string, user_id long, item_id long, ts timestamp, position int, hour int"
+
+
+def clean_by_hand(spark, rows, users=((10, 0.5),), items=((100, 9.9),), max_id_chars=128):
+    from liftlake.lib.features.cleaning import clean_attributes, clean_exposures
+
+    exposures = spark.createDataFrame(rows, EXPOSURE_DDL)
+    u = clean_attributes(spark.createDataFrame(list(users), "user_id long, u_income double"),
+                         "raw.users", "user_id", DS, "test", max_id_chars)
+    i = clean_attributes(spark.createDataFrame(list(items), "item_id long, i_price double"),
+                         "raw.items", "item_id", DS, "test", max_id_chars)
+    cleaned = clean_exposures(exposures, u.good, i.good, DS, "test", max_id_chars)
+    rejected = {r.row_key: r.rule for r in cleaned.rejected.collect()}
+    return cleaned, rejected, {(r.source_table, r.row_key): r.rule for r in u.rejected.union(i.rejected).collect()}
+
+
 @pytest.mark.reliability
 def test_exposures_outside_the_day_are_quarantined(spark):
     # the simulator never writes these; a late or clock-skewed log line does
     import datetime as dt
 
-    from liftlake.lib.features.cleaning import clean_exposures
+    rows = [("1", 10, 100, dt.datetime(2026, 11, 20, 0, 0, 0), 1, 0),      # first instant of the day: kept
+            ("2", 10, 100, dt.datetime(2026, 11, 20, 23, 59, 59), 1, 23),  # last second: kept
+            ("3", 10, 100, dt.datetime(2026, 11, 19, 23, 59, 59), 1, 23),  # the day before
+            ("4", 10, 100, dt.datetime(2026, 11, 21, 0, 0, 0), 1, 0),      # the next day starts here
+            ("5", 10, 100, None, 1, None)]
+    cleaned, rejected, _ = clean_by_hand(spark, rows)
+    assert sorted(r.exposure_id for r in cleaned.good.collect()) == ["1", "2"]
+    assert rejected == {"3": "ts_outside_day", "4": "ts_outside_day", "5": "ts_outside_day"}
 
-    rows = [(1, 10, 100, dt.datetime(2026, 11, 20, 0, 0, 0)),      # first instant of the day: kept
-            (2, 10, 100, dt.datetime(2026, 11, 20, 23, 59, 59)),   # last second: kept
-            (3, 10, 100, dt.datetime(2026, 11, 19, 23, 59, 59)),   # the day before
-            (4, 10, 100, dt.datetime(2026, 11, 21, 0, 0, 0)),      # the next day starts here
-            (5, 10, 100, None)]
-    exposures = spark.createDataFrame(rows, "exposure_id long, user_id long, item_id long, ts timestamp")
-    cleaned = clean_exposures(exposures, DS, "test")
-    assert sorted(r.exposure_id for r in cleaned.good.collect()) == [1, 2]
-    rejected = {int(r.row_key): r.rule for r in cleaned.rejected.collect()}
-    assert rejected == {3: "ts_outside_day", 4: "ts_outside_day", 5: "ts_outside_day"}
+
+@pytest.mark.reliability
+def test_raw_values_that_contradict_or_join_nothing_are_quarantined(spark):
+    import datetime as dt
+
+    t = dt.datetime(2026, 11, 20, 7, 30, 0)
+    rows = [("ok", 10, 100, t, 3, 7),
+            ("no-hour", 10, 100, t, 3, None),       # a missing hour is the missing bucket, not a fault
+            ("wrong-hour", 10, 100, t, 3, 8),       # the hour column says 8, the timestamp 07:30
+            ("neg-pos", 10, 100, t, -1, 7),
+            ("orphan-user", 11, 100, t, 3, 7),      # user 11 is not in the day's raw.users
+            ("orphan-item", 10, 101, t, 3, 7),
+            ("nan-user", 12, 100, t, 3, 7),         # user 12's row is quarantined itself (NaN income)
+            ("x" * 129, 10, 100, t, 3, 7)]
+    users = [(10, 0.5), (12, float("nan")), (13, float("inf")), (None, 1.0)]
+    items = [(100, 9.9), (100, 9.9)]                # a re-sent item row counts once
+    cleaned, rejected, attr_rejected = clean_by_hand(spark, rows, users, items)
+    good = {r.exposure_id: r for r in cleaned.good.collect()}
+    assert set(good) == {"ok", "no-hour"}
+    assert good["ok"].u_income == 0.5 and good["ok"].i_price == 9.9  # attributes joined once, here
+    assert rejected == {"wrong-hour": "hour_contradicts_ts", "neg-pos": "negative_position",
+                        "orphan-user": "unknown_user_id", "orphan-item": "unknown_item_id",
+                        "nan-user": "unknown_user_id", "x" * 129: "oversized_id"}
+    assert attr_rejected == {("raw.users", "12"): "non_finite_attribute", ("raw.users", "13"): "non_finite_attribute",
+                             ("raw.users", None): "null_id", ("raw.items", "100"): "duplicate_item_id"}
+    # the quarantined row is the raw exposure, not the joined one
+    import json
+    payload = json.loads(cleaned.rejected.where(F.col("row_key") == "neg-pos").first().row_json)
+    assert set(payload) == {"exposure_id", "user_id", "item_id", "ts", "position", "hour"}
 
 
 def test_tables_are_delta_partitioned_by_ds(day):

@@ -60,7 +60,8 @@ def check_run(result, total_rows: int):
         assert h["rows_read"]["count"] == total_rows
         assert h["rows_read"]["id_sum"] == expected_sum
     assert result["ranks_identical"]
-    return history[-1]["auc_cvr_clicked"]
+    kept = history[result["state"]["best_epoch"]]  # the trainer ships its best validation epoch
+    return kept["auc_cvr_clicked"]
 
 
 @pytest.fixture(scope="module")
