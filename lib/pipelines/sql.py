@@ -25,7 +25,8 @@ def run(ctx) -> list[dict]:
     return print_rows(columns, rows, args.json)
 
 
-def print_rows(columns: list[str], rows: list[tuple], as_json: bool = False, out=sys.stdout) -> list[dict]:
+def print_rows(columns: list[str], rows: list[tuple], as_json: bool = False, out=None) -> list[dict]:
+    out = out or sys.stdout  # read when called: a default bound at import outlives a swapped stdout
     records = [dict(zip(columns, row)) for row in rows]
     if as_json:
         for record in records:

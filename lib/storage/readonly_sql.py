@@ -68,9 +68,24 @@ def parse_as_of(items: Sequence[str]) -> tuple[int | None, dict[str, int]]:
     return everywhere, per_table
 
 
+def _arrow_view_type_checks() -> None:
+    """DuckDB 2 pushes a WHERE filter into the pyarrow dataset scan after asking
+    ``pyarrow.types.is_string_view`` / ``is_binary_view`` / ``is_list_view`` / ``is_large_list_view``
+    about each column; those arrived with the view types in pyarrow 16. The pinned pyarrow (14, for
+    Petastorm) has no view types, so for it the answer is always False; without these every
+    filtered query fails with AttributeError."""
+    import pyarrow.types as pat
+
+    for name in ("is_string_view", "is_binary_view", "is_list_view", "is_large_list_view"):
+        if not hasattr(pat, name):
+            setattr(pat, name, lambda _type: False)
+
+
 def duckdb_query(root: str, query: str, limit: int, as_of: Sequence[str] = ()) -> tuple[list[str], list[tuple]]:
     """Run one read-only statement in a locked in-memory DuckDB; (column names, its first ``limit`` rows)."""
     import duckdb
+
+    _arrow_view_type_checks()
 
     everywhere, per_table = parse_as_of(as_of)
     store = DeltaRsStore(None, root)

@@ -63,6 +63,17 @@ def test_a_query_answers_with_json_rows_and_time_travel(capsys, wh):
                                                                                            "ds", "model"}
 
 
+@pytest.mark.parametrize("where, n", [
+    ("exposure_id = 'b'", 1), ("cvr > 0.15", 2), ("cvr is not null and model <> 'x'", 4),
+    (f"ds = '{DS}' and model in ('dcmt')", 4), ("exposure_id like 'a%'", 2),
+])
+def test_filters_on_every_column_type_answer(capsys, wh, where, n):
+    # DuckDB pushes each filter into the pyarrow scan (the quickstart's own query once failed there)
+    code, out, err = _run(capsys, wh, f"select count(*) as n from scores.cvr where {where}", "--json")
+    assert code == 0, err
+    assert json.loads(out) == {"n": n}
+
+
 @pytest.mark.reliability
 @pytest.mark.parametrize("statement, rule", HOSTILE)
 def test_a_hostile_statement_exits_2_naming_the_rule_and_changes_nothing(capsys, wh, statement, rule):
