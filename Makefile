@@ -9,7 +9,7 @@ quickstart: setup
 
 # The type checker first (every liftlake import must resolve; mypy.ini), then the suite.
 test: setup typecheck
-	.venv/bin/python -m pytest -q -ra tests
+	.venv/bin/python -m pytest -q -ra --durations=15 tests
 
 typecheck: setup
 	.venv/bin/python -m mypy -p liftlake.lib -p liftlake.models -p liftlake.jobs

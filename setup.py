@@ -3,11 +3,18 @@ liftlake.models, liftlake.jobs and liftlake.conf through the symlinks in liftlak
 resolve from the files alone (editors, type checkers) and nothing called ``lib`` or ``models`` lands
 in site-packages. Versions are pinned in constraints.txt, which the setup script (tools/setup-env)
 applies."""
+import os
+import re
+
 from setuptools import find_packages, setup
+
+# the version has one home, liftlake/__init__.py (what `liftlake --version` prints)
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "liftlake", "__init__.py"), encoding="utf-8") as fh:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', fh.read(), re.M).group(1)
 
 setup(
     name="liftlake",
-    version="0.1.0",
+    version=VERSION,
     description="Causal CTR / CVR and uplift models on Spark + Delta Lake",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["liftlake", "liftlake.*"]),

@@ -135,3 +135,23 @@ def test_bad_escim_labeler_parameters_exit_2_before_any_data_is_read(tmp_path, o
     last = [line for line in proc.stderr.splitlines() if line.strip()][-1]
     assert re.search(rule, last), last
     assert "Traceback" not in proc.stderr
+
+
+def test_liftlake_conf_is_layered_before_conf_and_set(tmp_path):
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("train:\n  epochs: 7\n  batch_size: 64\n")
+    second.write_text("train:\n  epochs: 9\n")
+    env = {"LIFTLAKE_CONF": str(first)}
+    assert load_config([], [], env=env).train.epochs == 7
+    both = load_config([str(second)], [], env=env)
+    assert (both.train.epochs, both.train.batch_size) == (9, 64)  # --conf wins over LIFTLAKE_CONF
+    assert load_config([str(first)], ["train.epochs=3"], env=env).train.epochs == 3
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        load_config([], [], env={"LIFTLAKE_CONF": str(tmp_path / "missing.yaml")})
+
+
+def test_version_flag_prints_the_package_version(tmp_path):
+    from liftlake import __version__
+
+    proc = run_cli("--version", tmp_path=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"liftlake {__version__}"

@@ -22,6 +22,7 @@ JOBS = {
 
 def usage() -> str:
     lines = ["usage: liftlake <job> [--ds YYYY-MM-DD | --start D --end D] [--conf FILE]... [--set key=value]...",
+             "       liftlake --version",
              "", "jobs:"]
     lines += [f"  {name:<15} {text}" for name, (_, text) in JOBS.items()]
     lines += ["", "`liftlake <job> --help` lists a job's arguments."]
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from liftlake import __version__
+
+        print(f"liftlake {__version__}")
         return 0
     job, rest = argv[0], argv[1:]
     if job not in JOBS:

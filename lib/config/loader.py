@@ -173,7 +173,8 @@ def load_config(
     env: typing.Mapping[str, str] | None = None,
     check_model: bool = True,
 ) -> Config:
-    """Merge the layers, apply ``LIFTLAKE_WAREHOUSE`` and validate. Raises ConfigError.
+    """Merge the layers (conf/base.yaml, conf/models/<name>.yaml, ``LIFTLAKE_CONF``, ``--conf``,
+    ``LIFTLAKE_WAREHOUSE``, ``--set``: later wins) and validate. Raises ConfigError.
 
     ``check_model`` validates ``model.*`` against the model registry, which imports torch; jobs that
     use no model (tables, sql, simulate, build-features, models) skip it and start without torch."""
@@ -183,7 +184,11 @@ def load_config(
     sources: dict = {}
     _merge(tree, _read_yaml(os.path.join(base_dir, "base.yaml")), sources, os.path.join("conf", "base.yaml"))
 
-    user_layers = [(path, _read_yaml(path)) for path in conf_files or []]
+    # LIFTLAKE_CONF (files separated by os.pathsep) comes first, then each --conf; a file named by
+    # both is read once (the DAGs pass their LIFTLAKE_CONF on as --conf too)
+    env_files = [p for p in environ.get("LIFTLAKE_CONF", "").split(os.pathsep) if p.strip()]
+    files = env_files + [p for p in conf_files or [] if p not in env_files]
+    user_layers = [(path, _read_yaml(path)) for path in files]
     set_items = [parse_set(item) for item in overrides or []]
 
     # The model file depends on the model name, which any later layer may choose.

@@ -17,7 +17,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
             "report.days=1", "report.epochs=1", "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
-            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1}", "report.escim_label_rates=[0.01,0.1]"]
+            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]"]
     config = load_config([], sets, env={})
     args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
     from liftlake.lib.evaluation.report import EXTERNAL_T_LEARNER as EXTERNAL
