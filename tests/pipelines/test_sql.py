@@ -126,3 +126,22 @@ def test_the_spark_engine_accepts_queries_over_platform_tables(spark):
                   "with a as (select * from scores.cvr) select * from a where cvr > (select avg(cvr) from scores.cvr)",
                   "select * from scores.cvr c join scores.cvr d on c.exposure_id = d.exposure_id limit 3"):
         check_spark_query(spark, query, {"scores.cvr"})
+
+
+def test_the_quickstarts_showcase_queries_run_on_its_tables(tmp_path):
+    from liftlake.lib.pipelines.quickstart import SHOWCASE_QUERIES
+    from liftlake.lib.storage.readonly_sql import duckdb_query
+
+    wh = tmp_path / "wh"
+    write_deltalake(str(wh / "scores" / "cvr"), pa.table({
+        "exposure_id": ["a", "b"], "cvr": [0.1, 0.3], "version": ["v0001"] * 2, "model": ["dcmt"] * 2,
+        "ds": [DS] * 2}), partition_by=["ds", "model"])
+    write_deltalake(str(wh / "sim" / "truth"), pa.table({
+        "exposure_id": ["a", "b"], "cvr_do_click_true": [0.05, 0.15], "ds": [DS] * 2}), partition_by=["ds"])
+    write_deltalake(str(wh / "scores" / "uplift_user"), pa.table({
+        "user_id": [1, 2, 3], "coupon_value": [5.0, 5.0, 10.0], "unit_uplift": [0.01, None, 0.03],
+        "expected_gain": [0.5, None, 1.5], "model": ["unimvt"] * 3, "ds": [DS] * 3}), partition_by=["ds", "model"])
+    cvr, uplift = (duckdb_query(str(wh), q, limit=20) for q in SHOWCASE_QUERIES)
+    assert cvr == (["ds", "model", "version", "exposures", "mean_cvr_pred", "mean_cvr_true"],
+                   [(DS, "dcmt", "v0001", 2, 0.2, 0.1)])
+    assert uplift[1] == [("unimvt", 5.0, 1, 0.01, 0.5), ("unimvt", 10.0, 1, 0.03, 1.5)]
