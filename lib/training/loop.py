@@ -134,13 +134,18 @@ def validation_score(model, plan: TrainPlan, valid: dict[str, np.ndarray], devic
         scores["auc_ctr"] = auc(valid["click"], pred["ctr"])
         # Epochs are chosen by the log likelihood of each exposure's observed outcome (no click, click
         # without conversion, conversion): -log(1-ctr), -log(ctr (1-cvr)), -log(ctr cvr). A proper
-        # score keeps the epoch whose probabilities are right, where CVR AUC on clicks kept epochs
-        # whose mean CVR overshot the truth.
+        # score keeps the epoch whose probabilities are right; CVR AUC on clicks (the old choice)
+        # is blind to calibration and to the CTR tower.
         n_clicked = int(clicked.sum())
         joint_nll = log_loss(valid["click"], pred["ctr"])
         if n_clicked:
             joint_nll += log_loss(valid["conversion"][clicked], pred["cvr"][clicked]) * n_clicked / n
         scores["joint_log_loss"] = float(joint_nll)
+        # calibration at a glance: mean prediction over observed rate (1.0 is calibrated)
+        scores["ctr_mean_over_rate"] = float(pred["ctr"].mean() / max(valid["click"].mean(), 1e-12))
+        if n_clicked:
+            scores["cvr_clicked_mean_over_rate"] = float(pred["cvr"][clicked].mean()
+                                                         / max(valid["conversion"][clicked].mean(), 1e-12))
         scores["score"] = -scores["joint_log_loss"]
     elif plan.task == "coupon":
         p0 = pred["p0"]
