@@ -46,9 +46,9 @@ def weighted_average(values: torch.Tensor, weights: torch.Tensor, self_normalize
     return total / values.shape[0]
 
 
-@register("dcmt", family="cvr", variant="full")
-@register("dcmt_pd", family="cvr", variant="pd")
-@register("dcmt_cf", family="cvr", variant="cf")
+@register("dcmt", variant="full")
+@register("dcmt_pd", variant="pd")
+@register("dcmt_cf", variant="cf")
 class DCMT(CvrModel):
     """DCMT: a CTR tower and a twin CVR tower whose factual head r^ and counterfactual head r^*
     share the tower's common layers (eq. 11-12).

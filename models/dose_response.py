@@ -24,7 +24,7 @@ class DRNetParams(BaselineParams):
             raise ValueError("num_strata must be >= 1")
 
 
-@register("drnet", family="uplift")
+@register("drnet")
 class DRNet(UpliftBaseline):
     """Dose-response network: shared base layers, a control head and one head per dose stratum;
     each treated head also reads the dose."""
@@ -90,7 +90,7 @@ class VCNetParams(BaselineParams):
             raise ValueError("spline_degree and density_grid must be >= 1")
 
 
-@register("vcnet", family="uplift")
+@register("vcnet")
 class VCNet(UpliftBaseline):
     """Varying-coefficient network: a density head g(s | Phi) keeps the treatment information in
     Phi, and the prediction head's weights are splines in the normalized dose s = t / t_max

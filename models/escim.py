@@ -75,14 +75,14 @@ class ESCIM(CvrModel):
         return LossOutput(total, parts)
 
 
-@register("escim_max", family="cvr")
+@register("escim_max")
 class EscimMax(ESCIM):
     """ESCIM-max: counterfactual labels from the max transform (Alg. 2)."""
 
     cf_label_column = "label_max"
 
 
-@register("escim_ratio", family="cvr")
+@register("escim_ratio")
 class EscimRatio(ESCIM):
     """ESCIM-ratio: counterfactual labels from the ratio transform (Alg. 3)."""
 

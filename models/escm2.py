@@ -89,8 +89,8 @@ class MtlParams(CvrParams):
         _check_clip(self.propensity_clip)
 
 
-@register("mtl_ips", family="cvr", estimator="ips")
-@register("mtl_dr", family="cvr", estimator="dr")
+@register("mtl_ips", estimator="ips")
+@register("mtl_dr", estimator="dr")
 class MultiTaskCausal(CounterfactualRiskModel):
     """Multi-IPS / Multi-DR: CTR risk plus the IPS or DR CVR risk, no CTCVR term."""
 
@@ -112,8 +112,8 @@ class Escm2Params(CvrParams):
         _check_clip(self.propensity_clip)
 
 
-@register("escm2_ips", family="cvr", estimator="ips")
-@register("escm2_dr", family="cvr", estimator="dr")
+@register("escm2_ips", estimator="ips")
+@register("escm2_dr", estimator="dr")
 class ESCM2(CounterfactualRiskModel):
     """ESCM²: ESMM regularized by a counterfactual CVR risk (Alg. 1, eq. 13)."""
 

@@ -20,7 +20,7 @@ class NaiveParams(CvrParams):
     pass
 
 
-@register("naive", family="cvr")
+@register("naive")
 class NaiveCvr(CvrModel):
     """CTR over D and CVR over the clicked rows only (ESCM² V-A "Naive", eq. 3)."""
 
@@ -39,7 +39,7 @@ class EsmmParams(CvrParams):
     pass
 
 
-@register("esmm", family="cvr")
+@register("esmm")
 class ESMM(CvrModel):
     """CTR and CTCVR over all exposures; the CVR arm learns only through CTCVR = CTR x CVR (eq. 4)."""
 

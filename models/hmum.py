@@ -161,8 +161,8 @@ class HUMBranch(nn.Module):
         return torch.exp(log_preds), gates
 
 
-@register("hmum", family="uplift")
-@register("hum_no_kl", family="uplift", use_kl=False)
+@register("hmum")
+@register("hum_no_kl", use_kl=False)
 class HMUM(LiftlakeModel):
     """HUM (K branches x R responses) + DDM (value weights) in one module."""
 

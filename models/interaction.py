@@ -27,7 +27,7 @@ class EFINParams(BaselineParams):
     constraint_weight: float = 0.01
 
 
-@register("efin", family="uplift")
+@register("efin")
 class EFIN(UpliftBaseline):
     """Explicit feature-interaction uplift network: the control response from self-attention over
     the field embeddings, the uplift from a treatment-aware attention over the same fields,
@@ -101,7 +101,7 @@ class M3TNParams(BaselineParams):
             raise ValueError("num_experts must be >= 1")
 
 
-@register("m3tn", family="uplift")
+@register("m3tn")
 class M3TN(UpliftBaseline):
     """MMoE feature representation (one gate per arm) and a reparameterized output:
     y(arm k) = mu_0(x) + tau_k(x), with tau modelled explicitly (logit space for coupons)."""

@@ -10,7 +10,7 @@ from liftlake.models.registry import register
 from liftlake.models.uplift_base import BaselineParams, UpliftBaseline, select_arm
 
 
-@register("s_learner", family="uplift")
+@register("s_learner")
 class SLearner(UpliftBaseline):
     """One network on [x, treatment]; the effect is the difference of two of its predictions."""
 
@@ -29,7 +29,7 @@ class SLearner(UpliftBaseline):
         return self.net(torch.cat([rep["e"], self.treatment_features(arm)], dim=-1))
 
 
-@register("t_learner", family="uplift")
+@register("t_learner")
 class TLearner(UpliftBaseline):
     """Independent networks (embedding included) per arm, each fit on its own arm's rows."""
 

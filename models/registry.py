@@ -1,7 +1,8 @@
 """The model registry: every trainable model by its public name.
 
-A model class registers itself with ``@register("name", family=...)`` and declares its
-hyper-parameters as a dataclass ``Params`` (defaults from its paper). ``build_model`` checks
+A model is listed in models/catalog.py (name, module, family); its class registers itself with
+``@register("name")`` and declares its hyper-parameters as a dataclass ``Params`` (defaults from
+its paper). ``get_entry`` imports only the module of the model asked for. ``build_model`` checks
 the configured parameters against that dataclass, so a typo or a wrong type fails before any
 training starts, naming the model, the key and the rule.
 """
@@ -12,14 +13,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-FAMILIES = ("cvr", "uplift")
-
-# Modules whose import registers models; kept here so the registry is complete without the
-# caller knowing which file holds which model.
-_MODEL_MODULES = ("liftlake.models.esmm", "liftlake.models.escm2", "liftlake.models.dcmt", "liftlake.models.escim",
-                  "liftlake.models.meta_learners", "liftlake.models.representation", "liftlake.models.dose_response",
-                  "liftlake.models.interaction",
-                  "liftlake.models.unimvt", "liftlake.models.hmum")
+from liftlake.models.catalog import MODELS
 
 
 class ModelConfigError(ValueError):
@@ -36,17 +30,22 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(name: str, family: str, **fixed: Any):
-    """Class decorator. ``fixed`` are constructor keywords that tell variants apart
-    (``escm2_ips`` and ``escm2_dr`` are one class with ``estimator='ips' | 'dr'``)."""
-    if family not in FAMILIES:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+def register(name: str, **fixed: Any):
+    """Class decorator for a model named in models/catalog.py (which gives its family). ``fixed``
+    are constructor keywords that tell variants apart (``escm2_ips`` and ``escm2_dr`` are one class
+    with ``estimator='ips' | 'dr'``)."""
+    if name not in MODELS:
+        raise ValueError(f"model {name!r} is not in models/catalog.py; add it there with its module and family")
 
     def deco(cls):
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
         if not dataclasses.is_dataclass(getattr(cls, "Params", None)):
             raise TypeError(f"{cls.__name__} must define a dataclass Params")
+        module, family = MODELS[name]
+        if cls.__module__ != f"liftlake.models.{module}" or getattr(cls, "family", family) != family:
+            raise ValueError(f"model {name!r} ({cls.__module__}, family {getattr(cls, 'family', None)}) does not "
+                             f"match models/catalog.py ({module}, {family})")
         entry_cls = cls
         if fixed:
             entry_cls = type(cls.__name__, (cls,), {"_fixed": dict(fixed), "__module__": cls.__module__})
@@ -56,24 +55,24 @@ def register(name: str, family: str, **fixed: Any):
     return deco
 
 
-def _load_all() -> None:
-    for mod in _MODEL_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a family not written yet must not hide the others
-            if exc.name != mod:
-                raise
+def _load(names) -> None:
+    """Import the modules that register ``names`` (once each)."""
+    for module in sorted({MODELS[n][0] for n in names if n in MODELS}):
+        importlib.import_module(f"liftlake.models.{module}")
 
 
 def list_models() -> list[ModelEntry]:
-    _load_all()
+    _load(MODELS)
+    missing = sorted(set(MODELS) - set(_REGISTRY))
+    if missing:
+        raise ValueError(f"models/catalog.py names {missing}, which their modules do not register")
     return sorted(_REGISTRY.values(), key=lambda e: (e.family, e.name))
 
 
 def get_entry(name: str) -> ModelEntry:
-    _load_all()
+    _load([name])
     if name not in _REGISTRY:
-        raise ModelConfigError(f"unknown model {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+        raise ModelConfigError(f"unknown model {name!r}; registered: {', '.join(sorted(MODELS))}")
     return _REGISTRY[name]
 
 

@@ -12,7 +12,7 @@ from liftlake.models.registry import register
 from liftlake.models.uplift_base import BaselineParams, UpliftBaseline
 
 
-@register("tarnet", family="uplift")
+@register("tarnet")
 class TARNet(UpliftBaseline):
     """A shared representation Phi(x) and one outcome head per arm."""
 
@@ -51,7 +51,7 @@ def linear_mmd(phi: torch.Tensor, group: torch.Tensor, num_arms: int) -> torch.T
     return total
 
 
-@register("cfrnet", family="uplift")
+@register("cfrnet")
 class CFRNet(TARNet):
     """TARNet whose representation is balanced between arms by an IPM (linear MMD)."""
 
@@ -80,7 +80,7 @@ class DESCNParams(BaselineParams):
     cross_control_weight: float = 1.0   # sigma(logit mu1 - tau') against y on control rows
 
 
-@register("descn", family="uplift")
+@register("descn")
 class DESCN(UpliftBaseline):
     """Shared representation with propensity, treated / control response and pseudo-effect heads,
     trained over the entire space. Coupon-only: its losses are products of probabilities.

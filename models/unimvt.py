@@ -183,7 +183,7 @@ class UniMVTParams:
             raise ValueError("eta_init must be >= 0")
 
 
-@register("unimvt", family="uplift")
+@register("unimvt")
 class UniMVT(LiftlakeModel):
     """DCR layer (shared / base / treated experts, two gates) + HTE net (base tower, TA-gated
     treatment tower, intensity head, unit-uplift head, counterfactual X-network)."""

@@ -1,14 +1,14 @@
-"""The body of ``liftlake models``: every model in the registry with its family."""
+"""The body of ``liftlake models``: every model of the catalog with its family (no torch import)."""
 from __future__ import annotations
 
 import json
 
-from liftlake.models.registry import list_models
+from liftlake.models.catalog import sorted_names
 
 
 def run(ctx) -> None:
-    for entry in list_models():
+    for name, family in sorted_names():
         if ctx.args.json:
-            print(json.dumps({"name": entry.name, "family": entry.family}))
+            print(json.dumps({"name": name, "family": family}))
         else:
-            print(f"{entry.name:<14} {entry.family}")
+            print(f"{name:<14} {family}")

@@ -14,11 +14,11 @@ logger = logging.getLogger(__name__)
 
 
 def models_to_score(warehouse: str, configured: list[str], only_model: str | None, version: str | None):
-    from liftlake.models.registry import list_models
+    from liftlake.models.catalog import sorted_names
 
     if version and not only_model:
         raise ConfigError("--version needs --model")
-    names = [only_model] if only_model else (configured or [e.name for e in list_models()])
+    names = [only_model] if only_model else (configured or [name for name, _ in sorted_names()])
     chosen = []
     for name in names:
         v = version or current_version(warehouse, name)

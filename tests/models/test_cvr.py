@@ -397,6 +397,15 @@ def test_registry_lists_the_eleven_cvr_models():
         assert get_entry(name).cls.Params().backbone == "mlp"
 
 
+def test_the_catalog_and_the_registered_classes_agree():
+    from liftlake.models.catalog import MODELS
+
+    entries = list_models()
+    assert {e.name: e.family for e in entries} == {name: family for name, (_, family) in MODELS.items()}
+    for e in entries:
+        assert e.cls.family == e.family and e.cls.__module__ == f"liftlake.models.{MODELS[e.name][0]}"
+
+
 @pytest.mark.parametrize("params, message", [
     ({"backbone": "resnet"}, "backbone must be one of mlp, deepfm, autoint, dcnv2"),
     ({"sharing": "shared"}, "sharing"),

@@ -1,4 +1,5 @@
-"""`liftlake tables` answers from the Delta logs alone: no Spark JVM, no torch."""
+"""`liftlake tables` answers from the Delta logs alone and `liftlake models` from the catalog: no Spark JVM,
+no torch."""
 from __future__ import annotations
 
 import json
@@ -30,3 +31,16 @@ def test_tables_json_starts_without_spark_or_torch(tmp_path):
     assert info["name"] == "scores.cvr" and info["rows_per_partition"] == {"2026-11-19": 1, "2026-11-20": 2}
     probe = json.loads(proc.stderr.strip().splitlines()[-1])
     assert probe["heavy"] == [], proc.stderr
+
+
+def test_models_and_help_start_without_spark_or_torch(tmp_path):
+    from liftlake.models.catalog import MODELS
+
+    for args in (["models", "--json"], ["--help"]):
+        proc = subprocess.run([sys.executable, "-c", "import json\n" + PROBE, *args],
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stderr.strip().splitlines()[-1])["heavy"] == [], (args, proc.stderr)
+        if args[0] == "models":
+            rows = [json.loads(line) for line in proc.stdout.splitlines()]
+            assert {r["name"]: r["family"] for r in rows} == {n: f for n, (_, f) in MODELS.items()}
