@@ -1,7 +1,7 @@
 """Wiring the liftlake DAGs share: retry policy, pool, Spark connection and one operator factory.
 
 No business logic lives here or in the DAG files: every task is ``spark-submit jobs/<job>.py`` with the
-command-line contract of the jobs (``--ds {{ ds }} [--conf FILE]... [extra args]``; exit 0 done, 2 bad
+command-line contract of the jobs (``--ds <day> [--conf FILE]... [extra args]``; exit 0 done, 2 bad
 input or configuration, 1 an internal failure). The jobs commit each table write in one Delta
 transaction and overwrite a day's partition, so a retried or re-run task replaces what it wrote
 before instead of adding to it.
@@ -114,12 +114,27 @@ def job_application(job_file: str) -> str:
     return str(path)
 
 
-def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds: str | None = "{{ ds }}",
+# The day a task processes: the run's ``ds`` param when given (a manual run:
+# ``airflow dags trigger liftlake_daily --conf '{"ds": "2026-11-20"}'``, which has no logical date),
+# else the scheduled run's ``{{ ds }}``. Neither renders as an empty --ds, which the job refuses
+# with exit 2 and one line (the task fails instead of processing some other day).
+RUN_DAY = "{{ params.get('ds') or (ds if ds is defined and ds else '') }}"
+
+
+def day_param():
+    """The ``ds`` param both DAGs take (null: the run's own day)."""
+    from airflow.sdk import Param
+
+    return Param(None, type=["null", "string"], pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+                 description="the day to process, YYYY-MM-DD (manual runs); empty: the run's logical day")
+
+
+def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds: str | None = RUN_DAY,
               **operator_kwargs: Any) -> LiftlakeSparkSubmitOperator:
     """One task: ``spark-submit jobs/<job_file> [--ds <ds>] [--conf F]... <extra_args>``.
 
-    ``ds`` is a template for the day the job processes (default the run's ``{{ ds }}``); ``None`` is
-    for jobs that take no day (``tables``). Other keywords go to the operator (``trigger_rule``,
+    ``ds`` is a template for the day the job processes (default ``RUN_DAY``); ``None`` is for jobs
+    that take no day (``tables``). Other keywords go to the operator (``trigger_rule``,
     ``execution_timeout``, ``skip_unless_param``...).
     """
     args: list[str] = ["--ds", ds] if ds else []

@@ -12,7 +12,8 @@
 * publish         jobs/tables.py --json   logs every table's new version and rows per partition
 
 ``ds`` is the day a run processes: the DAG uses a data-interval timetable, so the run for
-2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). Catchup is on with one scheduled
+2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). A manual run names its day with
+the ``ds`` param (``airflow dags trigger liftlake_daily --conf '{"ds": "2026-11-20"}'``). Catchup is on with one scheduled
 run at a time; an ``airflow backfill create`` runs up to its own ``--max-active-runs``, and every task
 takes a slot of the ``liftlake_spark`` pool, so the pool's size is how many Spark drivers run at once. Each job
 overwrites its day's partitions, so re-running a day (or a retried task) leaves one copy of it.
@@ -28,7 +29,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain import may not
     sys.path.insert(0, _HERE)
-from _common import DEFAULT_ARGS, simulate_default, spark_job  # noqa: E402
+from _common import DEFAULT_ARGS, day_param, simulate_default, spark_job  # noqa: E402
 
 with DAG(
     dag_id="liftlake_daily",
@@ -41,6 +42,7 @@ with DAG(
     params={
         "simulate": Param(simulate_default(), type="boolean",
                           description="write simulated raw logs for the day first (embedded default)"),
+        "ds": day_param(),
     },
     tags=["liftlake"],
     doc_md=__doc__,

@@ -20,7 +20,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain import may not
     sys.path.insert(0, _HERE)
-from _common import DEFAULT_ARGS, spark_job  # noqa: E402
+from _common import DEFAULT_ARGS, day_param, spark_job  # noqa: E402
 
 MODELS = [m.strip() for m in os.environ.get("LIFTLAKE_TRAIN_MODELS", "escm2_dr,unimvt,hmum").split(",")
           if m.strip()]
@@ -30,7 +30,8 @@ for _name in MODELS:
 
 # The run for the week [Sun, next Sun) starts when that week is over; it trains on the window of days
 # ending at the week's last day (its {{ ds }} would be the week's first day).
-LAST_DAY_OF_INTERVAL = "{{ macros.ds_add(data_interval_end | ds, -1) }}"
+# A manual run (no data interval) names its last day with the ``ds`` param.
+LAST_DAY_OF_INTERVAL = "{{ params.get('ds') or macros.ds_add(data_interval_end | ds, -1) }}"
 
 with DAG(
     dag_id="liftlake_train",
@@ -40,6 +41,7 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(hours=6)},
+    params={"ds": day_param()},
     tags=["liftlake"],
     doc_md=__doc__,
 ) as dag:

@@ -17,6 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 DAY = "2026-11-20"
+RUN_DAY = "{{ params.get('ds') or (ds if ds is defined and ds else '') }}"  # airflow_dags/_common.py
 DAILY_ORDER = ["simulate", "build_features", "escim_labels", "score", "publish"]
 DAILY_JOB_FILES = {"simulate": "simulate.py", "build_features": "build_features.py",
                    "escim_labels": "escim_labels.py", "score": "score.py", "publish": "tables.py"}
@@ -63,7 +64,7 @@ def test_daily_dag_runs_the_jobs_in_order(dagbag):
         assert Path(task.application).exists(), task.application
     conf = str(os.environ["LIFTLAKE_CONF"])
     for task_id in DAILY_ORDER[:-1]:
-        assert dag.get_task(task_id).application_args == ["--ds", "{{ ds }}", "--conf", conf]
+        assert dag.get_task(task_id).application_args == ["--ds", RUN_DAY, "--conf", conf]
     # tables takes no day; --json makes it log one JSON object per table.
     assert dag.get_task("publish").application_args == ["--conf", conf, "--json"]
     # build_features also runs when simulate is skipped (real raw logs), never after it failed.
@@ -159,6 +160,23 @@ def test_simulate_off_skips_simulate_and_still_builds_features(dagbag):
     assert dr.state == DagRunState.SUCCESS
     assert states["simulate"] == TaskInstanceState.SKIPPED
     assert states["build_features"] == TaskInstanceState.SUCCESS
+
+
+@pytest.mark.slow
+def test_a_manual_run_without_a_logical_date_processes_the_day_it_names(dagbag, tmp_path, monkeypatch):
+    """`airflow dags trigger liftlake_daily --conf '{"ds": ...}'` makes a run with no logical date;
+    its tasks take the day from the param (simulate really runs; the rest are marked success)."""
+    from airflow.utils.state import DagRunState, TaskInstanceState
+
+    warehouse = str(tmp_path / "wh")
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", warehouse)
+    dag = dagbag.get_dag("liftlake_daily")
+    dr = dag.test(logical_date=None, run_conf={"ds": "2026-11-07", "simulate": True},
+                  mark_success_pattern="build_features|escim_labels|score|publish")
+    states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    assert dr.state == DagRunState.SUCCESS, states
+    assert states["simulate"] == TaskInstanceState.SUCCESS
+    assert list(tables_json(warehouse)["raw.exposures"]["rows_per_partition"]) == ["2026-11-07"]
 
 
 # --------------------------------------------------------------------------------------------------
