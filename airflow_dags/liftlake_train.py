@@ -4,8 +4,9 @@ D is the last day of the week the run covers (the run for [Sun 2026-11-15, Sun 2
 after that week and trains on the window of days ending 2026-11-21). Models: env
 ``LIFTLAKE_TRAIN_MODELS`` (comma-separated, default ``escm2_dr,unimvt,hmum``). The train job
 evaluates the new version on the test split and moves the model's CURRENT pointer only when its gate
-passes; the daily DAG's score step then picks it up. The tasks are independent (one failing model does
-not hold back the others) and share the ``liftlake_spark`` pool with the daily DAG.
+passes; the daily DAG's score step then picks it up. The training tasks are independent (one failing
+model does not hold back the others) and share the ``liftlake_spark`` pool with the daily DAG; a
+``housekeeping`` task (jobs/housekeeping.py) runs after all of them, whatever their outcome.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import sys
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG, CronDataIntervalTimetable, TriggerRule
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain import may not
@@ -45,5 +46,9 @@ with DAG(
     tags=["liftlake"],
     doc_md=__doc__,
 ) as dag:
-    for name in MODELS:
-        spark_job(f"train_{name}", "train.py", ["--model", name], ds=LAST_DAY_OF_INTERVAL)
+    trains = [spark_job(f"train_{name}", "train.py", ["--model", name], ds=LAST_DAY_OF_INTERVAL)
+              for name in MODELS]
+    # after the week's trainings, whatever they ended with: stale staging, unused train caches, old
+    # checkpoints and unreferenced Delta files go (housekeeping.* in conf/base.yaml)
+    housekeeping = spark_job("housekeeping", "housekeeping.py", ds=None, trigger_rule=TriggerRule.ALL_DONE)
+    trains >> housekeeping

@@ -124,6 +124,16 @@ class SqlConf:
 
 
 @dataclass
+class HousekeepingConf:
+    """``liftlake housekeeping``: what a killed or finished job leaves behind goes after this long.
+    Delta data files no table version references (vacuum), train caches unused, training
+    checkpoints untouched for ``retention_hours``; staging folders of writes that never published
+    after ``staging_grace_hours`` (longer than any job runs). Model versions are never removed."""
+    retention_hours: int = check(lambda v: 1 <= v <= 24 * 365, "must be an integer in [1, 8760]", default=168)
+    staging_grace_hours: int = check(lambda v: 1 <= v <= 24 * 365, "must be an integer in [1, 8760]", default=24)
+
+
+@dataclass
 class EscimLabelsConf:
     # The labeler learns from a sample of the window (it is pre-training, not scoring): at most
     # this many rows reach the driver; labels are then computed for every row on the executors.
@@ -188,6 +198,7 @@ class Config:
     score: ScoreConf = field(default_factory=ScoreConf)
     escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
     sql: SqlConf = field(default_factory=SqlConf)
+    housekeeping: HousekeepingConf = field(default_factory=HousekeepingConf)
     report: ReportConf = field(default_factory=ReportConf)
     quickstart: QuickstartConf = field(default_factory=QuickstartConf)
 

@@ -15,7 +15,8 @@ def run(ctx) -> list[dict]:
     return print_tables(store, ctx.args.json)
 
 
-def print_tables(store, as_json: bool = False, out=sys.stdout) -> list[dict]:
+def print_tables(store, as_json: bool = False, out=None) -> list[dict]:
+    out = out or sys.stdout  # read when called, not at import
     infos = [store.table_info(name) for name in store.tables()]
     for info in infos:
         if as_json:

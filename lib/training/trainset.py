@@ -109,6 +109,7 @@ def materialize(store, warehouse: str, level: str, days: list[str], versions: di
             json.dump({"files": files, "rowgroups": rowgroups}, fh)
         if publish_as(cache, key, staging):
             log(f"materialized training rows {key}: " + ", ".join(f"{s}={sum(r)}" for s, r in rowgroups.items()))
+    os.utime(done)  # last use: housekeeping removes caches unused for housekeeping.retention_hours
     with open(done, encoding="utf-8") as fh:
         saved = json.load(fh)
     saved["files"] = {s: [os.path.join(root, f) for f in fs] for s, fs in saved["files"].items()}

@@ -113,12 +113,12 @@ def test_train_dag_has_one_independent_task_per_model(dagbag):
     dag = dagbag.get_dag("liftlake_train")
     assert dag.max_active_runs == 1
     assert dag.timetable.expression == "0 0 * * 0"  # @weekly
-    assert sorted(t.task_id for t in dag.tasks) == ["train_escm2_dr", "train_hmum", "train_unimvt"]
+    assert sorted(t.task_id for t in dag.tasks) == ["housekeeping", "train_escm2_dr", "train_hmum", "train_unimvt"]
     conf = str(os.environ["LIFTLAKE_CONF"])
     for name in ("escm2_dr", "unimvt", "hmum"):
         task = dag.get_task(f"train_{name}")
         assert task.application == str(REPO / "jobs" / "train.py")
-        assert task.upstream_task_ids == set() and task.downstream_task_ids == set()
+        assert task.upstream_task_ids == set() and task.downstream_task_ids == {"housekeeping"}
         assert task.application_args[0] == "--ds"
         assert task.application_args[2:] == ["--conf", conf, "--model", name]
     # The week [Sun 2026-11-15, Sun 2026-11-22) trains on the window ending at its last day.
@@ -126,9 +126,15 @@ def test_train_dag_has_one_independent_task_per_model(dagbag):
     from airflow.sdk.execution_time import macros
 
     template = dag.get_task("train_unimvt").application_args[1]
-    rendered = dag.get_template_env().from_string(template).render(
-        data_interval_end=pendulum.datetime(2026, 11, 22, tz="UTC"), macros=macros)
+    env = dag.get_template_env()
+    rendered = env.from_string(template).render(
+        data_interval_end=pendulum.datetime(2026, 11, 22, tz="UTC"), macros=macros, params={})
     assert rendered == "2026-11-21"
+    # a manual run (no data interval) names its day
+    assert env.from_string(template).render(macros=macros, params={"ds": "2026-11-14"}) == "2026-11-14"
+    cleanup = dag.get_task("housekeeping")
+    assert cleanup.application == str(REPO / "jobs" / "housekeeping.py") and cleanup.trigger_rule == "all_done"
+    assert cleanup.application_args == ["--conf", conf]
 
 
 def test_train_models_come_from_the_environment(airflow_home, monkeypatch):

@@ -1,0 +1,124 @@
+"""The body of ``liftlake housekeeping``: remove what killed and finished jobs leave under the
+warehouse, past the retention of ``housekeeping.*``.
+
+* Delta tables: data files that no version within the retention references (a full vacuum: the
+  files of overwritten partitions, and files a killed writer left in the table folder), and the
+  table's ``_staging/<txn>`` folders of writes that never committed.
+* ``_staging-*`` folders of artifacts that never published (model versions, feature specs, ESCIM
+  labelers, train caches: lib/artifacts/publish.py).
+* ``_train_cache/<key>``: training rows unused (``_DONE.json`` is touched on each use) for the retention.
+* ``_models/<name>/_checkpoints/<run>``: resume points not written for the retention.
+
+Model versions (``vNNNN``), ``CURRENT`` pointers and feature spec versions are never touched.
+``--dry-run`` lists what would go and removes nothing.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+
+from liftlake.lib.config import warehouse_path
+
+logger = logging.getLogger(__name__)
+
+STAGING_PREFIX = "_staging-"  # lib/artifacts/publish.new_staging
+
+
+@dataclass
+class Sweep:
+    removed: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, path: str) -> None:
+        self.removed.setdefault(kind, []).append(path)
+
+
+def newest_mtime(path: str) -> float:
+    """The latest modification time of ``path`` or anything under it."""
+    latest = os.lstat(path).st_mtime
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            latest = max(latest, os.lstat(os.path.join(folder, name)).st_mtime)
+    return latest
+
+
+def _older_than(path: str, hours: float, now: float) -> bool:
+    return now - newest_mtime(path) > hours * 3600
+
+
+def _remove(path: str, dry_run: bool) -> None:
+    if dry_run:
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        os.remove(path)
+
+
+def _children(folder: str) -> list[str]:
+    return sorted(os.path.join(folder, n) for n in os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def sweep_artifacts(root: str, retention_hours: float, grace_hours: float, dry_run: bool, now: float,
+                    sweep: Sweep) -> None:
+    """Staging folders, train caches and checkpoints under ``root`` (the warehouse)."""
+    for top in ("_models", "_train_cache", "_features"):
+        for folder, dirs, _ in os.walk(os.path.join(root, top)):
+            for name in list(dirs):
+                path = os.path.join(folder, name)
+                if name.startswith(STAGING_PREFIX):
+                    dirs.remove(name)
+                    if _older_than(path, grace_hours, now):
+                        sweep.add("staging", path)
+                        _remove(path, dry_run)
+    for path in _children(os.path.join(root, "_train_cache")):
+        done = os.path.join(path, "_DONE.json")
+        if os.path.basename(path).startswith(STAGING_PREFIX) or not os.path.isdir(path):
+            continue
+        last_use = os.lstat(done).st_mtime if os.path.exists(done) else newest_mtime(path)
+        if now - last_use > retention_hours * 3600:
+            sweep.add("train_cache", path)
+            _remove(path, dry_run)
+    for model in _children(os.path.join(root, "_models")):
+        for run in _children(os.path.join(model, "_checkpoints")):
+            if _older_than(run, retention_hours, now):
+                sweep.add("checkpoint", run)
+                _remove(run, dry_run)
+
+
+def sweep_tables(store, retention_hours: int, grace_hours: float, dry_run: bool, now: float, sweep: Sweep) -> None:
+    """Vacuum every Delta table and drop its stale write staging folders."""
+    from deltalake import DeltaTable
+
+    for name in store.tables():
+        path = store.path(name)
+        for staging in _children(os.path.join(path, "_staging")):
+            if _older_than(staging, grace_hours, now):
+                sweep.add("table_staging", staging)
+                _remove(staging, dry_run)
+        files = DeltaTable(path).vacuum(retention_hours=retention_hours, dry_run=dry_run,
+                                        enforce_retention_duration=False, full=True)
+        for f in files:
+            sweep.add("table_file", f"{name}/{f}")
+
+
+def run(ctx) -> Sweep:
+    from liftlake.lib.storage.store import DeltaRsStore
+
+    cfg = ctx.config.housekeeping
+    root = warehouse_path(ctx.config)
+    store = DeltaRsStore(None, root)  # the Delta logs and files alone: no Spark session
+    dry_run = bool(ctx.args.dry_run)
+    now = time.time()
+    sweep = Sweep()
+    sweep_artifacts(root, cfg.retention_hours, cfg.staging_grace_hours, dry_run, now, sweep)
+    sweep_tables(store, cfg.retention_hours, cfg.staging_grace_hours, dry_run, now, sweep)
+    verb = "would remove" if dry_run else "removed"
+    for kind in ("table_file", "table_staging", "staging", "train_cache", "checkpoint"):
+        paths = sweep.removed.get(kind, [])
+        logger.info(f"housekeeping: {verb} {len(paths)} {kind.replace('_', ' ')}(s)")
+        for p in paths:
+            logger.debug(f"housekeeping: {verb} {p}")
+    return sweep
