@@ -17,12 +17,13 @@ import shutil
 import uuid
 
 VERSION = re.compile(r"^v[0-9]{4,}$")
+STAGING_PREFIX = "_staging-"  # a folder that never published (housekeeping removes old ones)
 
 
 def new_staging(parent: str) -> str:
     """A fresh, empty folder under ``parent`` that no other writer uses."""
     os.makedirs(parent, exist_ok=True)
-    path = os.path.join(parent, f"_staging-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+    path = os.path.join(parent, f"{STAGING_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}")
     os.makedirs(path)
     return path
 

@@ -20,12 +20,11 @@ import shutil
 import time
 from dataclasses import dataclass, field
 
+from liftlake.lib.artifacts.publish import STAGING_PREFIX
 from liftlake.lib.config import warehouse_path
+from liftlake.lib.storage.store import DeltaRsStore, newest_mtime
 
 logger = logging.getLogger(__name__)
-
-STAGING_PREFIX = "_staging-"  # lib/artifacts/publish.new_staging
-
 
 @dataclass
 class Sweep:
@@ -33,15 +32,6 @@ class Sweep:
 
     def add(self, kind: str, path: str) -> None:
         self.removed.setdefault(kind, []).append(path)
-
-
-def newest_mtime(path: str) -> float:
-    """The latest modification time of ``path`` or anything under it."""
-    latest = os.lstat(path).st_mtime
-    for folder, dirs, files in os.walk(path):
-        for name in dirs + files:
-            latest = max(latest, os.lstat(os.path.join(folder, name)).st_mtime)
-    return latest
 
 
 def _older_than(path: str, hours: float, now: float) -> bool:
@@ -88,25 +78,14 @@ def sweep_artifacts(root: str, retention_hours: float, grace_hours: float, dry_r
                 _remove(run, dry_run)
 
 
-def sweep_tables(store, retention_hours: int, grace_hours: float, dry_run: bool, now: float, sweep: Sweep) -> None:
-    """Vacuum every Delta table and drop its stale write staging folders."""
-    from deltalake import DeltaTable
-
+def sweep_tables(store, retention_hours: int, grace_hours: float, dry_run: bool, sweep: Sweep) -> None:
+    """Vacuum every Delta table (lib/storage/store.py: unreferenced files, stale write staging)."""
     for name in store.tables():
-        path = store.path(name)
-        for staging in _children(os.path.join(path, "_staging")):
-            if _older_than(staging, grace_hours, now):
-                sweep.add("table_staging", staging)
-                _remove(staging, dry_run)
-        files = DeltaTable(path).vacuum(retention_hours=retention_hours, dry_run=dry_run,
-                                        enforce_retention_duration=False, full=True)
-        for f in files:
-            sweep.add("table_file", f"{name}/{f}")
+        for rel in store.vacuum(name, retention_hours, staging_grace_hours=grace_hours, dry_run=dry_run):
+            sweep.add("table_staging" if rel.startswith("_staging/") else "table_file", f"{name}/{rel}")
 
 
 def run(ctx) -> Sweep:
-    from liftlake.lib.storage.store import DeltaRsStore
-
     cfg = ctx.config.housekeeping
     root = warehouse_path(ctx.config)
     store = DeltaRsStore(None, root)  # the Delta logs and files alone: no Spark session
@@ -114,7 +93,7 @@ def run(ctx) -> Sweep:
     now = time.time()
     sweep = Sweep()
     sweep_artifacts(root, cfg.retention_hours, cfg.staging_grace_hours, dry_run, now, sweep)
-    sweep_tables(store, cfg.retention_hours, cfg.staging_grace_hours, dry_run, now, sweep)
+    sweep_tables(store, cfg.retention_hours, cfg.staging_grace_hours, dry_run, sweep)
     verb = "would remove" if dry_run else "removed"
     for kind in ("table_file", "table_staging", "staging", "train_cache", "checkpoint"):
         paths = sweep.removed.get(kind, [])

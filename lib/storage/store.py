@@ -646,36 +646,28 @@ class DeltaRsStore(TableStore):
                 os._exit(137)  # as if the process were killed: no cleanup runs
             raise InjectedFault(f"injected failure before the commit of {name}")
 
-    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
-        """Delete files no version within the retention references, and stale staging folders."""
+    def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
+               dry_run: bool = False) -> list[str]:
+        """Delete the table's data files that no version within the retention references (files of
+        replaced versions, and files a write killed before its commit moved into place) and its
+        ``_staging/<txn>`` folders older than ``staging_grace_hours`` (default: the retention).
+        Returns the paths (relative to the table) removed, or that would be with ``dry_run``."""
+        import math
+
         table = self._delta(name)
-        removed = table.vacuum(retention_hours=int(retention_hours), dry_run=False,
-                               enforce_retention_duration=False)
+        # a full vacuum: also the files no log entry ever named (the killed writer's), by their age
+        removed = list(table.vacuum(retention_hours=math.ceil(retention_hours), dry_run=dry_run,
+                                    enforce_retention_duration=False, full=True))
+        grace = retention_hours if staging_grace_hours is None else staging_grace_hours
         staging_root = os.path.join(self.path(name), "_staging")
-        cutoff = time.time() - retention_hours * 3600
+        cutoff = time.time() - grace * 3600
         if os.path.isdir(staging_root):
-            for txn in os.listdir(staging_root):
+            for txn in sorted(os.listdir(staging_root)):
                 folder = os.path.join(staging_root, txn)
-                if os.path.getmtime(folder) <= cutoff:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(os.path.relpath(folder, self.path(name)))
-        # Files moved into place by a write that died before its commit are unreferenced by every
-        # version; delta-rs' vacuum only knows files that were once committed, so list them here.
-        referenced = set()
-        for v in range(0, table.version() + 1):
-            try:
-                referenced.update(self.referenced_files(name, v))
-            except Exception:  # versions older than the log retention are gone
-                continue
-        for dirpath, _, filenames in os.walk(self.path(name)):
-            if "_delta_log" in dirpath or "_staging" in dirpath:
-                continue
-            for fname in filenames:
-                full = os.path.join(dirpath, fname)
-                rel = os.path.relpath(full, self.path(name)).replace(os.sep, "/")
-                if fname.endswith(".parquet") and rel not in referenced and os.path.getmtime(full) <= cutoff:
-                    os.remove(full)
-                    removed.append(rel)
+                if newest_mtime(folder) <= cutoff:
+                    if not dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(os.path.relpath(folder, self.path(name)).replace(os.sep, "/"))
         return sorted(removed)
 
 
@@ -742,9 +734,21 @@ class DeltaSparkStore(TableStore):
         writer.save(self.path(name))
         return WriteResult(name, self.version(name), -1, -1, tuple(partition_values or ()))
 
-    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
-        self._delta_table(name).vacuum(retention_hours)
+    def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
+               dry_run: bool = False) -> list[str]:
+        if not dry_run:
+            self._delta_table(name).vacuum(retention_hours)
         return []
+
+
+def newest_mtime(path: str) -> float:
+    """The latest modification time of ``path`` or anything under it (a writer still adding files
+    keeps its staging folder young)."""
+    latest = os.lstat(path).st_mtime
+    for folder, dirs, files in os.walk(path):
+        for entry in dirs + files:
+            latest = max(latest, os.lstat(os.path.join(folder, entry)).st_mtime)
+    return latest
 
 
 def open_store(spark: SparkSession, root: str, backend: str = "auto") -> TableStore:
