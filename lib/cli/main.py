@@ -17,6 +17,7 @@ JOBS = {
     "sql": ("sql", "run Spark SQL over the warehouse tables"),
     "tables": ("tables", "list tables, versions and rows per partition"),
     "models": ("models", "list the registered models"),
+    "repair": ("repair", "finish table batches of jobs killed between their commits (_commits/ manifests)"),
     "housekeeping": ("housekeeping", "remove unreferenced Delta files, stale staging, old caches and checkpoints"),
 }
 

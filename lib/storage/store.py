@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -45,6 +46,13 @@ PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_\-:.]+$")
 # (fault-injection tests; "exit" kills the process, anything else raises).
 FAULT_ENV = "LIFTLAKE_FAULT_BEFORE_COMMIT"
 FAULT_MODE_ENV = "LIFTLAKE_FAULT_MODE"
+# Set to N to kill the process inside a commit_together() commit loop after its N-th commit
+# (0: after the manifest, before the first commit).
+FAULT_IN_COMMIT_LOOP_ENV = "LIFTLAKE_FAULT_IN_COMMIT_LOOP"
+COMMITS_DIR = "_commits"  # <warehouse>/_commits/<batch>.json: the batches whose commit loop is running
+# A manifest lives for the milliseconds of its commit loop; one this old belongs to a dead job even
+# when its pid is in use again (or it was written on another host).
+MANIFEST_STALE_S = 600
 
 
 class TableError(ValueError):
@@ -79,6 +87,9 @@ class _PendingCommit:
     commit: Callable[[], None]
     discard: Callable[[], None]
     undo: Callable[[set[str]], None]
+    mode: str = "append"
+    parts: tuple[str, ...] = ()
+    scope: list[tuple[str, str, list[str]]] = field(default_factory=list)
     committed: bool = False
 
 
@@ -403,31 +414,115 @@ class DeltaRsStore(TableStore):
         and commit them all at its end, in the order written. Delta has no transaction across
         tables, so this is the next best: a failure while the block computes (the usual failure: a
         bad row, a lost executor, a full disk) commits nothing and removes the staged files; a commit
-        that fails at the end undoes the block's commits made before it. What is left is a kill
-        inside the commit loop itself (milliseconds of delta-rs log writes), which a re-run of the
-        day repairs like any partition overwrite. Nested blocks join the outer one."""
+        that fails at the end undoes the block's commits made before it. For a kill inside the commit
+        loop itself (milliseconds of delta-rs log writes) a manifest of the batch is written before
+        its first commit and removed after its last; ``repair`` (run before every batch, and by
+        ``liftlake repair``) undoes a batch that a dead job left half-committed. Nested blocks join
+        the outer one."""
         batch = CommitBatch()
         if self._pending is not None:
             yield batch
             return
+        self.repair()  # a batch an earlier job left half-committed is finished before this one starts
         self._pending = pending = []  # type: list[_PendingCommit]
+        manifest = None
         try:
             yield batch
-            for p in pending:
+            if pending:
+                manifest = self._write_manifest(pending)
+            for i, p in enumerate(pending):
+                _maybe_exit_in_commit_loop(i)
                 p.commit()
                 p.committed = True
                 batch.results.append(replace(p.result, version=self.version(p.result.table)))
+            _maybe_exit_in_commit_loop(len(pending))
+            if manifest:
+                os.remove(manifest)
         except BaseException:
             txns = {p.txn for p in pending}
+            undone = True
             for p in reversed(pending):
                 try:
                     p.undo(txns) if p.committed else p.discard()
                 except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
+                    undone = False
                     logger.error(f"table {p.result.table}: could not undo the job's commit "
-                                 f"({undo_error}); re-run the day to repair it")
+                                 f"({undo_error}); `liftlake repair` or the next job retries it")
+            if manifest and undone:
+                os.remove(manifest)
             raise
         finally:
             self._pending = None
+
+    # -- the commit manifest: no half-committed batch outlives its job --------------------------
+    def _manifest_dir(self) -> str:
+        return os.path.join(self.root, COMMITS_DIR)
+
+    def _write_manifest(self, pending: list[_PendingCommit]) -> str:
+        """Record the batch's intended commits (and each table's version before them) before the first."""
+        writes = [{"table": p.result.table, "txn": p.txn, "mode": p.mode, "parts": list(p.parts),
+                   "scope": [[c, op, list(v)] for c, op, v in p.scope],
+                   "version_before": self.version(p.result.table) if self.exists(p.result.table) else None}
+                  for p in pending]
+        batch = min(p.txn for p in pending)
+        body = {"batch": batch, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time(),
+                "writes": writes}
+        os.makedirs(self._manifest_dir(), exist_ok=True)
+        path = os.path.join(self._manifest_dir(), f"{batch}.json")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(body, fh)
+        os.replace(tmp, path)  # a reader sees the whole manifest or none
+        return path
+
+    def _committed_txns(self, name: str) -> set[str]:
+        if not self.exists(name):
+            return set()
+        return {str(h.get("liftlake.txn")) for h in self._delta(name).history() if h.get("liftlake.txn")}
+
+    def repair(self) -> list[str]:
+        """Finish every batch whose job died inside its commit loop (a manifest left in
+        ``_commits/``): when some of its commits landed and others did not, the landed ones are
+        undone (their partitions get the files of the version before back); when all or none
+        landed, or the job's own undo ran, there is nothing to do. Manifests of a live job are left
+        alone. Returns one line per batch handled."""
+        folder = self._manifest_dir()
+        if not os.path.isdir(folder):
+            return []
+        lines = []
+        for fname in sorted(f for f in os.listdir(folder) if f.endswith(".json")):
+            path = os.path.join(folder, fname)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    body = json.load(fh)
+                writes = body["writes"]
+                txns = {w["txn"] for w in writes}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TableError(f"commit manifest {path}: unreadable ({exc}); move it away once the tables "
+                                 f"it names are checked") from None
+            if _manifest_alive(body):
+                continue
+            landed = [w for w in writes if w["txn"] in self._committed_txns(w["table"])]
+            undone = any(_undo_txn(txns) in self._committed_txns(w["table"]) for w in landed)
+            if landed and len(landed) < len(writes) and not undone:
+                for w in reversed(landed):
+                    if w["mode"] != "overwrite_partitions":
+                        raise TableError(f"commit manifest {path}: table {w['table']} got a {w['mode']} "
+                                         f"write, which cannot be undone; re-run the job's day")
+                    self._undo_partition_overwrite(w["table"], w["version_before"], tuple(w["parts"]),
+                                                   [(c, op, list(v)) for c, op, v in w["scope"]], txns,
+                                                   self._delta(w["table"]).schema())
+                outcome = (f"rolled back {[w['table'] for w in landed]} (the job died after "
+                           f"{len(landed)} of {len(writes)} commits)")
+            elif landed and len(landed) == len(writes):
+                outcome = "complete (every commit had landed)"
+            else:
+                outcome = "nothing to undo"
+            os.remove(path)
+            line = f"commit batch {body.get('batch')} of pid {body.get('pid')}: {outcome}"
+            logger.warning(line)
+            lines.append(line)
+        return lines
 
     def _undo_partition_overwrite(self, name: str, before: int | None, parts: tuple[str, ...],
                                   scope: list[tuple[str, str, list[str]]], batch_txns: set[str], schema) -> None:
@@ -608,7 +703,7 @@ class DeltaRsStore(TableStore):
 
         result = WriteResult(name, None, rows, len(adds), partitions)
         if self._pending is not None:
-            self._pending.append(_PendingCommit(result, txn, commit, discard, undo))
+            self._pending.append(_PendingCommit(result, txn, commit, discard, undo, mode, parts, scope))
             return result
         try:
             commit()
@@ -739,6 +834,26 @@ class DeltaSparkStore(TableStore):
         if not dry_run:
             self._delta_table(name).vacuum(retention_hours)
         return []
+
+
+def _maybe_exit_in_commit_loop(done: int) -> None:
+    if os.environ.get(FAULT_IN_COMMIT_LOOP_ENV) == str(done):
+        os._exit(137)  # killed: no undo, no cleanup
+
+
+def _manifest_alive(body: dict) -> bool:
+    """Whether the job that wrote a manifest may still be in its commit loop."""
+    if time.time() - float(body.get("created", 0)) > MANIFEST_STALE_S:
+        return False
+    if body.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(int(body["pid"]), 0)
+    except (ProcessLookupError, ValueError, KeyError, TypeError):
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def newest_mtime(path: str) -> float:
