@@ -48,9 +48,13 @@ def _read_yaml(path: str) -> dict:
     return data
 
 
-def _parse_scalar(text: str) -> Any:
-    value = yaml.safe_load(text)
-    return value
+def _parse_scalar(text: str, item: str) -> Any:
+    """A --set value is YAML (``1``, ``.inf``, ``[a, b]``); text YAML cannot read is refused."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"--set {item}: the value is not YAML ({problem})") from None
 
 
 def _set_path(tree: dict, dotted: str, value: Any, sources: dict, source: str) -> None:
@@ -164,7 +168,7 @@ def parse_set(item: str) -> tuple[str, Any]:
     key, sep, text = item.partition("=")
     if not sep or not key or not all(part.isidentifier() for part in key.split(".")):
         raise ConfigError(f"--set {item}: expected key.path=value")
-    return key, _parse_scalar(text)
+    return key, _parse_scalar(text, item)
 
 
 def load_config(

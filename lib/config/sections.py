@@ -11,8 +11,17 @@ import yaml
 from liftlake.lib.sim.settings import SimulatorConfig
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters (newlines, tabs, escapes) written as Python escapes: a value
+    echoed back from a file or a flag cannot break the one-line error or forge a second line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be used. ``str(err)`` is the one line a user sees."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(one_line(str(message)))
 
 
 def check(predicate, rule: str, **kw):
