@@ -96,6 +96,9 @@ class TrainConf:
     weight_decay: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
     batch_size: int = check(lambda v: v >= 1, "must be an integer >= 1", default=1024)
     epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
+    # A step budget: train at least this many optimizer steps (whole epochs; early stopping still
+    # applies). 0 keeps the epoch count alone.
+    min_steps: int = check(lambda v: 0 <= v <= 10_000_000, "must be an integer in [0, 10000000]", default=0)
     seed: int = 2026
     early_stopping_patience: int = check(lambda v: v >= 0, "must be an integer >= 0", default=2)
     checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)

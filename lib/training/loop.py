@@ -242,8 +242,11 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
             if old.startswith("step-") and old.endswith(".pt") and os.path.join(plan.checkpoint_dir, old) != path:
                 os.remove(os.path.join(plan.checkpoint_dir, old))
 
+    epochs = max(plan.epochs, -(-plan.min_steps // max(steps, 1)))  # the step budget, in whole epochs
+    if epochs > plan.epochs:
+        _log(rank, f"{epochs} epochs for train.min_steps {plan.min_steps} ({steps} steps an epoch)")
     stopped_early = False
-    while state["epoch"] < plan.epochs:
+    while state["epoch"] < epochs:
         epoch = state["epoch"]
         started, seen, loss_sum = time.time(), 0, 0.0
         id_sum = id_sq = 0.0  # which rows this rank read: checked against the whole set below

@@ -51,6 +51,9 @@ class TrainPlan:
     num_treatments: int = 2
     cf_label_column: str | None = None
     use_gpu: bool = False
+    # A step budget: at least this many optimizer steps, in whole epochs (0: just ``epochs``). A
+    # small world is a few steps an epoch, where a fixed epoch count leaves a model at its start.
+    min_steps: int = 0
     # Fault injection for the resume test: stop after this many optimizer steps (0: never).
     stop_after_steps: int = 0
 
@@ -158,7 +161,8 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
                       checkpoint_every_steps=config.train.checkpoint_every_steps,
                       log_every_steps=config.train.log_every_steps, checkpoint_dir="",
                       num_responses=shape.num_responses, num_treatments=shape.num_treatments,
-                      cf_label_column="cf_label" if cf_label_column else None, use_gpu=config.train.use_gpu)
+                      cf_label_column="cf_label" if cf_label_column else None, use_gpu=config.train.use_gpu,
+                      min_steps=config.train.min_steps)
     columns = [c for c in batch_columns(probe) if c not in ("row_id", "cf_label")]
     if task == "cvr":
         columns = ["exposure_id"] + columns if cf_label_column else columns
@@ -170,6 +174,7 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
     # starts fresh instead of resuming (and returning) the earlier run's weights.
     run_src = json.dumps({"params": params, "optimizer": probe.optimizer, "lr": probe.learning_rate,
                           "weight_decay": probe.weight_decay, "batch": probe.batch_size, "epochs": probe.epochs,
+                          "min_steps": probe.min_steps,
                           "patience": probe.early_stopping_patience, "seed": probe.seed,
                           "launcher": config.train.launcher, "ranks": ranks}, sort_keys=True, default=str)
     run_key = f"{name}-{trainset.key}-{hashlib.sha256(run_src.encode()).hexdigest()[:12]}"

@@ -108,3 +108,10 @@ def test_nan_loss_stops_with_the_step(plan, tmp_path):
     bad = dataclasses.replace(plan, learning_rate=1e12, optimizer="sgd", checkpoint_dir=str(tmp_path / "c"))
     with pytest.raises(TrainingError, match=r"loss is (nan|inf).*epoch \d+ step \d+ on rank 0"):
         train_rank(bad)
+
+
+def test_a_step_budget_adds_whole_epochs(plan, tmp_path):
+    budget = dataclasses.replace(plan, epochs=1, min_steps=100, checkpoint_dir=str(tmp_path / "ckpt"))
+    result = train_rank(budget)
+    assert len(result["state"]["history"]) == 3  # ceil(100 / 47 steps an epoch)
+    assert result["state"]["global_step"] == 3 * 47
