@@ -142,7 +142,8 @@ def test_train_models_come_from_the_environment(airflow_home, monkeypatch):
 
     monkeypatch.setenv("LIFTLAKE_TRAIN_MODELS", "dcmt, escim_max")
     bag = DagBag(dag_folder=str(REPO / "airflow_dags"))
-    assert sorted(t.task_id for t in bag.get_dag("liftlake_train").tasks) == ["train_dcmt", "train_escim_max"]
+    assert sorted(t.task_id for t in bag.get_dag("liftlake_train").tasks) == ["housekeeping", "train_dcmt",
+                                                                             "train_escim_max"]
     monkeypatch.setenv("LIFTLAKE_TRAIN_MODELS", "dcmt,../x")
     bag = DagBag(dag_folder=str(REPO / "airflow_dags"))
     assert "liftlake_train" not in bag.dag_ids
