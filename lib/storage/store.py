@@ -484,8 +484,8 @@ class DeltaRsStore(TableStore):
         """Finish every batch whose job died inside its commit loop (a manifest left in
         ``_commits/``): when some of its commits landed and others did not, the landed ones are
         undone (their partitions get the files of the version before back); when all or none
-        landed, or the job's own undo ran, there is nothing to do. Manifests of a live job are left
-        alone. Returns one line per batch handled."""
+        landed, there is nothing to do; a rollback the job itself began is finished. Manifests of a
+        live job are left alone. Returns one line per batch handled."""
         folder = self._manifest_dir()
         if not os.path.isdir(folder):
             return []
@@ -502,10 +502,12 @@ class DeltaRsStore(TableStore):
                                  f"it names are checked") from None
             if _manifest_alive(body):
                 continue
-            landed = [w for w in writes if w["txn"] in self._committed_txns(w["table"])]
-            undone = any(_undo_txn(txns) in self._committed_txns(w["table"]) for w in landed)
-            if landed and len(landed) < len(writes) and not undone:
-                for w in reversed(landed):
+            committed = {w["table"]: self._committed_txns(w["table"]) for w in writes}
+            landed = [w for w in writes if w["txn"] in committed[w["table"]]]
+            # the job's own rollback started (a commit failed) but did not finish: finish it
+            rollback_started = any(_undo_txn(txns) in committed[w["table"]] for w in landed)
+            if landed and (len(landed) < len(writes) or rollback_started):
+                for w in reversed([w for w in landed if _undo_txn(txns) not in committed[w["table"]]]):
                     if w["mode"] != "overwrite_partitions":
                         raise TableError(f"commit manifest {path}: table {w['table']} got a {w['mode']} "
                                          f"write, which cannot be undone; re-run the job's day")
