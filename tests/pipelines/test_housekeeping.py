@@ -67,6 +67,7 @@ def _rows(root):
     return duckdb_query(str(root), "select count(*) from scores.cvr", limit=1)[1][0][0]
 
 
+@pytest.mark.reliability
 def test_housekeeping_removes_only_what_is_past_its_retention(wh, capsys):
     root, table, paths = wh
     before = sorted(os.listdir(table / f"ds={DS}"))
@@ -91,6 +92,7 @@ def test_housekeeping_removes_only_what_is_past_its_retention(wh, capsys):
     assert "removed 0 table file(s)" in capsys.readouterr().err
 
 
+@pytest.mark.reliability
 def test_a_train_cache_in_use_is_kept(wh, capsys):
     root, _, paths = wh
     os.utime(paths["cache_old"])  # what training does each time it reads the cache
