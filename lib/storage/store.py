@@ -213,7 +213,8 @@ class TableStore:
     def history(self, name: str) -> list[dict]:
         raise NotImplementedError
 
-    def vacuum(self, name: str, retention_hours: float = 168.0) -> list[str]:
+    def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
+               dry_run: bool = False) -> list[str]:
         raise NotImplementedError
 
     def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
