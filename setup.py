@@ -26,6 +26,8 @@ setup(
         "pandas>=2.0,<2.3",
         "petastorm==0.12.1",
         "deltalake>=1.6,<1.7",
+        # the Python side of the Delta jars pinned in delta-jars.txt (same version)
+        "delta-spark>=4.0,<4.1",
         "torch==2.13.0",
         "pyyaml>=6",
         "scikit-learn>=1.3",
