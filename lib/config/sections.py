@@ -164,6 +164,15 @@ class ReportConf:
     exposures: int = check(lambda v: v >= 1000, "must be an integer >= 1000", default=50_000)
     days: int = check(lambda v: 1 <= v <= 14, "must be an integer in [1, 14]", default=2)
     epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
+    # Every model's step budget (train.min_steps, in whole epochs; early stopping still applies): a
+    # user-level world has a few batches an epoch, and "did not train" must not decide a claim.
+    min_steps: int = check(lambda v: v >= 0, "must be an integer >= 0", default=300)
+    # The user-level worlds (coupon presets, multi-treatment) have their own size: the user population
+    # (simulator.users; 0: the simulator's exposures / 20) and the randomized shares, which set how
+    # many RCT test users the papers' metrics get.
+    uplift_users: int = check(lambda v: v >= 0, "must be an integer >= 0", default=20_000)
+    coupon_rct_share: float = check(lambda v: 0 < v <= 1, "must be in (0, 1]", default=0.5)
+    treatment_rct_share: float = check(lambda v: 0 < v <= 1, "must be in (0, 1]", default=0.5)
     cvr_models: list[str] = field(default_factory=lambda: [
         "naive", "esmm", "mtl_ips", "mtl_dr", "escm2_ips", "escm2_dr", "dcmt", "dcmt_pd", "dcmt_cf",
         "escim_max", "escim_ratio"])

@@ -34,6 +34,7 @@ from liftlake.lib.evaluation.claims import (
 )
 
 EXTERNAL_T_LEARNER = "sklift T-learner (external)"
+EXTERNAL_GBDT_CVR = "sklearn gradient boosting, naive (external)"
 PAPERS_SETTINGS = "each model with its paper's optimizer settings (conf/models/<name>.yaml)"
 CLAIMS_HEADING = ["Claims, as measured (model - rival per seed; 95 % paired t interval over the seeds):", ""]
 

@@ -18,7 +18,9 @@ import numpy as np
 
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
+from liftlake.lib.config.sections import ReportConf
 from liftlake.lib.evaluation.report import (
+    EXTERNAL_GBDT_CVR,
     EXTERNAL_T_LEARNER,
     coupon_section,
     cvr_section,
@@ -28,6 +30,7 @@ from liftlake.lib.evaluation.report import (
 )
 from liftlake.lib.pipelines.build_features import build_features_days
 from liftlake.lib.pipelines.simulate import simulate_days
+from liftlake.lib.sim.settings import SimulatorConfig
 from liftlake.lib.storage.store import DeltaRsStore
 
 logger = logging.getLogger(__name__)
@@ -47,12 +50,12 @@ def _context(spark, args, warehouse: str, days: list[str], overrides: list[str])
     return JobContext("report", config, ns, days, _spark=spark, _store=DeltaRsStore(spark, warehouse))
 
 
-def _train_and_evaluate(ctx, model: str, seed: int, epochs: int, extra: list[str]) -> dict:
+def _train_and_evaluate(ctx, model: str, seed: int, cfg, extra: list[str]) -> dict:
     from liftlake.lib.pipelines.train import train
 
     run = _context(ctx.spark, ctx.args, ctx.store.root, ctx.days,
-                   [f"model.name={model}", f"train.seed={seed}", f"train.epochs={epochs}",
-                    "train.launcher=local", *extra])
+                   [f"model.name={model}", f"train.seed={seed}", f"train.epochs={cfg.epochs}",
+                    f"train.min_steps={cfg.min_steps}", "train.launcher=local", *extra])
     started = time.time()
     summary = train(run, ctx.days[-1])
     metrics = dict(summary["metrics"])
@@ -61,20 +64,88 @@ def _train_and_evaluate(ctx, model: str, seed: int, epochs: int, extra: list[str
     return metrics
 
 
+def world_settings(preset: str, seed: int, cfg) -> list[str]:
+    """The simulator settings of the report's world (preset, seed): the CVR world at report.exposures;
+    the user-level worlds also at their own user count and randomized shares."""
+    sets = [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"]
+    if preset != "default":
+        sets += [f"simulator.users={cfg.uplift_users}", f"simulator.coupon_rct_share={cfg.coupon_rct_share}",
+                 f"simulator.treatment_rct_share={cfg.treatment_rct_share}"]
+    if preset.startswith("syn"):
+        # decisions choose among the world's own coupon values, at its cost of a unit of face value
+        world = SimulatorConfig(preset=preset)
+        sets += [f"score.coupon_grid=[{','.join(f'{v:g}' for v in world.grid)}]",
+                 f"score.coupon_cost_per_unit={world.coupon_cost_per_unit:g}"]
+    return sets
+
+
 def _world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str) -> JobContext:
     warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
-    return _context(spark, ctx_args, warehouse, _days(end, cfg.days),
-                    [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"])
+    return _context(spark, ctx_args, warehouse, _days(end, cfg.days), world_settings(preset, seed, cfg))
+
+
+WORLD_STAMP = "_report_world.json"
+
+
+def code_version() -> str:
+    """sha256 over the platform's source (lib/ and models/): what a cached world and the model
+    versions trained in it were made with. The train run key names rows and settings, not code, so
+    a world made by other code is rebuilt rather than its old artifacts re-used."""
+    import hashlib
+
+    import liftlake.lib
+    import liftlake.models
+
+    digest = hashlib.sha256()
+    for package in (liftlake.lib, liftlake.models):
+        root = os.path.dirname(os.path.abspath(str(package.__file__)))
+        for folder, dirs, files in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+            for name in sorted(f for f in files if f.endswith(".py")):
+                path = os.path.join(folder, name)
+                digest.update(os.path.relpath(path, root).encode() + b"\0")
+                with open(path, "rb") as fh:
+                    digest.update(fh.read())
+    return digest.hexdigest()
+
+
+def world_stamp(ctx) -> dict:
+    """What a world's tables are made of: its days, simulator and data settings, ESCIM labeler
+    params and the code version. A cached world whose stamp differs is rebuilt from scratch."""
+    cfg = ctx.config
+    return {"days": list(ctx.days), "simulator": asdict(cfg.simulator), "data": asdict(cfg.data),
+            "features": asdict(cfg.features), "escim_labels": asdict(cfg.escim_labels), "code": code_version()}
+
+
+def _reset_stale_world(ctx) -> None:
+    import json
+    import shutil
+
+    stamp_path = os.path.join(ctx.store.root, WORLD_STAMP)
+    want = json.loads(json.dumps(world_stamp(ctx), default=str))
+    try:
+        with open(stamp_path, encoding="utf-8") as fh:
+            have = json.load(fh)
+    except (OSError, ValueError):
+        have = None
+    if have == want:
+        return
+    if os.path.isdir(ctx.store.root):
+        logger.info(f"report: {ctx.store.root} was made with other settings or code; rebuilding it")
+        shutil.rmtree(ctx.store.root)
+    os.makedirs(ctx.store.root, exist_ok=True)
+    simulate_days(ctx)
+    build_features_days(ctx)
+    with open(stamp_path + ".tmp", "w", encoding="utf-8") as fh:
+        json.dump(want, fh, indent=1)
+    os.replace(stamp_path + ".tmp", stamp_path)
 
 
 def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str, models: list[str],
               extra_for: dict[str, list[str]], with_labels: bool, external_reference: bool = False) -> dict[str, dict]:
     """One simulated world (preset, seed): its tables and every model's test metrics."""
     ctx = _world(ctx_args, spark, workdir, preset, seed, cfg, end)
-    days = ctx.days
-    if not ctx.store.exists("features.samples") or set(days) - set(ctx.store.partition_counts("features.samples")):
-        simulate_days(ctx)
-        build_features_days(ctx)
+    _reset_stale_world(ctx)
     if with_labels and not ctx.store.exists("labels.escim_counterfactual"):
         from liftlake.lib.pipelines.escim_labels import escim_labels
 
@@ -82,12 +153,14 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
     results = {}
     for model in models:
         logger.info(f"report: {preset} seed {seed}: {model}")
-        results[model] = _train_and_evaluate(ctx, model, seed, cfg.epochs, extra_for.get(model, []))
+        results[model] = _train_and_evaluate(ctx, model, seed, cfg, extra_for.get(model, []))
     if external_reference and models:
-        logger.info(f"report: {preset} seed {seed}: {EXTERNAL_T_LEARNER}")
-        external = external_t_learner(ctx, models[0], seed)
+        name, reference = ((EXTERNAL_T_LEARNER, external_t_learner) if preset != "default"
+                           else (EXTERNAL_GBDT_CVR, external_gbdt_cvr))
+        logger.info(f"report: {preset} seed {seed}: {name}")
+        external = reference(ctx, models[0], seed)
         if external is not None:
-            results[EXTERNAL_T_LEARNER] = external
+            results[name] = external
     return results
 
 
@@ -141,6 +214,42 @@ def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
                            reference_seed=seed)
 
 
+def external_gbdt_cvr(ctx, reference_model: str, seed: int) -> dict | None:
+    """scikit-learn's histogram gradient boosting on the same features and train split as
+    ``reference_model``'s artifact: the industry's usual pair, a CTR model on every train exposure
+    and a CVR model on the clicked ones (naive: it never sees the non-clicked space), judged by the
+    same code on the same test rows. Columns of at most 255 values are categorical; ids stay
+    numeric codes (the trees split their hashed ranges)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from liftlake.lib.evaluation.evaluate import compute_metrics, test_rows, train_truth_means
+
+    latest = latest_artifact(ctx.store.root, reference_model)
+    if latest is None:
+        return None
+    art, layout = latest
+    max_rows = ctx.config.train.eval_max_rows
+    train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
+    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
+    names = list(layout.feature_columns)
+    x_train = np.column_stack([train[c] for c in names]).astype(np.float64)
+    x_test = np.column_stack([test[c] for c in names]).astype(np.float64)
+    categorical = [bool(x_train[:, j].max() < 255 and x_train[:, j].min() >= 0) for j in range(len(names))]
+
+    def fit(x, y):
+        model = HistGradientBoostingClassifier(categorical_features=categorical, max_iter=200,
+                                               early_stopping=True, validation_fraction=0.1, random_state=seed)
+        return model.fit(x, y)
+
+    clicked = train["click"] == 1
+    ctr = fit(x_train, train["click"]).predict_proba(x_test)[:, 1]
+    cvr = fit(x_train[clicked], train["conversion"][clicked]).predict_proba(x_test)[:, 1]
+    pred = {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr}
+    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
+    return compute_metrics("cvr", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
+                           reference_seed=seed)
+
+
 LABEL_TRANSFORMS = {"max": "label_max", "ratio": "label_ratio"}
 
 
@@ -173,7 +282,7 @@ def escim_sweep(ctx_args, spark, workdir: str, seed: int, cfg, end: str, common:
     runs = {}
     for rate in cfg.escim_label_rates:
         logger.info(f"report: ESCIM label-rate sweep, seed {seed}: rate {rate:g}")
-        runs[f"{rate:g}"] = _train_and_evaluate(ctx, "escim_ratio", seed, cfg.epochs,
+        runs[f"{rate:g}"] = _train_and_evaluate(ctx, "escim_ratio", seed, cfg,
                                                 [*common, f"model.params.label_rate={rate}"])
     quality = label_rates(ctx)
     return {"rates": runs, "transform_rates": {name: q["labelled_share"] for name, q in quality.items()},
@@ -191,6 +300,7 @@ def run_report(ctx) -> str:
     end = ctx.days[-1] if ctx.days else ctx.config.quickstart.end
     workdir = os.path.join(cfg.out, "_work")
     started = time.strftime("%Y-%m-%d %H:%M:%S")
+    clock = time.monotonic()
     coupon_runs: dict[str, list[dict]] = {p: [] for p in cfg.coupon_presets}
     cvr_runs: list[dict] = []
     multi_runs: list[dict] = []
@@ -204,7 +314,7 @@ def run_report(ctx) -> str:
     for seed in cfg.seeds:
         if cfg.cvr_models:
             cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models, {},
-                                      with_labels=bool(escim)))
+                                      with_labels=bool(escim), external_reference=True))
             if cfg.common_optimizer:
                 cvr_common.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
                                             {m: common for m in cfg.cvr_models}, with_labels=bool(escim)))
@@ -224,12 +334,16 @@ def run_report(ctx) -> str:
                                               {m: [*multi_extra.get(m, []), *common] for m in cfg.multi_models},
                                               with_labels=False))
     rows = len(_days(end, cfg.days)) * cfg.exposures
+    uplift_users = f"{cfg.uplift_users:,}" if cfg.uplift_users else f"~{max(1000, cfg.exposures // 20):,} (exposures / 20)"
     header = ["# liftlake evidence report", "",
               f"Run {started} by `liftlake report`; {platform.platform()}, {os.cpu_count()} cores; "
               f"pyspark {installed_version('pyspark')}, torch {torch.__version__}.",  # pyspark-client shadows __version__
               f"Seeds {cfg.seeds} ({len(cfg.seeds)} per cell); each world: {cfg.days} simulated day(s) x "
-              f"{cfg.exposures:,} exposures = {rows:,} exposure rows (users ~ exposures / 20 per day); "
-              f"{cfg.epochs} epoch(s) per model, local launcher; metrics on the test split (10% of users) against "
+              f"{cfg.exposures:,} exposures = {rows:,} exposure rows; the coupon and multi-treatment worlds "
+              f"with {uplift_users} users, randomized shares {cfg.coupon_rct_share:g} (coupons) and "
+              f"{cfg.treatment_rct_share:g} (strategies); {cfg.epochs} epoch(s) per model, at least "
+              f"{cfg.min_steps} optimizer steps (report.min_steps), local launcher; metrics on the test split "
+              f"(10% of users) against "
               f"the simulator's truth. Mean ± std over the seeds; the best model's mean in bold.", "",
               ("Every table ends with three reference rows scored by the same code on the same test rows: "
                "oracle (truth) predicts the simulator's truth itself, constant (train mean) its mean over the "
@@ -262,6 +376,12 @@ def run_report(ctx) -> str:
     first_seed = {"default": cvr_runs[0] if cvr_runs else {}, "multi_treatment": multi_runs[0] if multi_runs else {},
                   **{p: r[0] for p, r in coupon_runs.items() if r}}
     sections.append(figures(ctx, workdir, cfg, first_seed, sweep_figure))
+    changed = {k: v for k, v in asdict(cfg).items() if k != "out" and v != asdict(ReportConf())[k]}
+    if changed:
+        header.append("Run with these report settings changed from their defaults (lib/config/sections.py, "
+                      "ReportConf): " + "; ".join(f"`report.{k}={v}`" for k, v in changed.items()) + ".")
+    header.append(f"This run took {(time.monotonic() - clock) / 60:.1f} minutes.")
+    header.append("")
     path = write_report(os.path.join(cfg.out, "report.md"), header, sections)
     with open(os.path.join(cfg.out, "report.json"), "w", encoding="utf-8") as fh:
         json.dump({"config": asdict(cfg), "cvr": cvr_runs, "coupon": coupon_runs, "multi": multi_runs,

@@ -15,7 +15,8 @@ from liftlake.lib.config import load_config
 def test_small_report_end_to_end(spark, tmp_path):
     out = tmp_path / "reports"
     sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
-            "report.days=1", "report.epochs=1", "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
+            "report.days=1", "report.epochs=1", "report.min_steps=20", "report.uplift_users=2000",
+            "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
             "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]"]
     config = load_config([], sets, env={})
@@ -27,6 +28,8 @@ def test_small_report_end_to_end(spark, tmp_path):
     text = open(path, encoding="utf-8").read()
     assert "## CVR over the entire exposure space" in text and "| escm2_dr |" in text
     assert "| escim_max |" in text  # trained on the counterfactual labels the report's world wrote
+    assert "| sklearn gradient boosting, naive (external) |" in text  # an outside CVR model on the same rows
+    assert "This run took " in text and "minutes." in text
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
     assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
@@ -47,6 +50,8 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "Counterfactual label quality" in text and "| max | " in text
     assert "![calibration esmm](figures/calibration_esmm.png)" in text
     results = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    gbdt = results["cvr"][0]["sklearn gradient boosting, naive (external)"]
+    assert 0 <= gbdt["cvr_true_auc"] <= 1 and "ref_oracle__cvr_true_auc" in gbdt
     esmm = results["cvr"][0]["esmm"]
     assert {"cvr_true_auc", "cvr_true_logloss", "cvr_true_ece", "cvr_true_bias", "cvr_entire_ece"} <= set(esmm)
     assert esmm["ref_constant__cvr_true_auc"] == pytest.approx(0.5)  # the train mean from the Spark aggregate
@@ -66,3 +71,49 @@ def test_small_report_end_to_end(spark, tmp_path):
         with open(out / "figures" / name, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{name}" in text
+
+
+def test_world_settings_give_user_level_worlds_their_size_grid_and_cost():
+    from liftlake.lib.pipelines.report import world_settings
+    from liftlake.lib.sim.settings import SimulatorConfig
+
+    cfg = load_config([], ["report.uplift_users=30000", "report.coupon_rct_share=0.5",
+                           "report.treatment_rct_share=0.4"], env={}).report
+    cvr = world_settings("default", 3, cfg)
+    assert cvr == ["simulator.preset=default", "simulator.seed=3", f"simulator.exposures={cfg.exposures}"]
+    syn3 = world_settings("syn3", 3, cfg)
+    assert {"simulator.users=30000", "simulator.coupon_rct_share=0.5", "simulator.treatment_rct_share=0.4",
+            "score.coupon_grid=[1,1.6,2.4,4]", "score.coupon_cost_per_unit=0.022"} <= set(syn3)
+    multi = world_settings("multi_treatment", 3, cfg)
+    assert "simulator.users=30000" in multi and not any(s.startswith("score.") for s in multi)
+    # every setting the report makes loads (the grid as YAML, the cost in range)
+    loaded = load_config([], syn3, env={})
+    assert loaded.score.coupon_grid == SimulatorConfig(preset="syn3").grid == [1.0, 1.6, 2.4, 4.0]
+    assert loaded.simulator.users == 30000
+
+
+@pytest.mark.slow
+def test_a_cached_world_is_rebuilt_when_its_stamp_differs(spark, tmp_path):
+    from liftlake.lib.pipelines.report import WORLD_STAMP, _reset_stale_world, _world
+
+    sets = ["report.exposures=1000", "report.days=1", "spark.master=local[1]"]
+    cfg = load_config([], sets, env={}).report
+    args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
+
+    def world():
+        return _world(args, spark, str(tmp_path), "syn1", 5, cfg, "2026-11-20")
+
+    ctx = world()
+    _reset_stale_world(ctx)
+    stamp = tmp_path / "syn1-seed5" / WORLD_STAMP
+    made = json.loads(stamp.read_text(encoding="utf-8"))
+    assert made["simulator"]["preset"] == "syn1" and made["days"] == ["2026-11-20"] and len(made["code"]) == 64
+    assert ctx.store.version("features.samples") == 0
+    _reset_stale_world(world())  # same settings, same code: the tables are kept as they are
+    assert world().store.version("features.samples") == 0
+    (tmp_path / "syn1-seed5" / "stray.txt").write_text("left by an older run")
+    stamp.write_text(json.dumps(made | {"code": "0" * 64}), encoding="utf-8")  # made by other code
+    _reset_stale_world(world())
+    assert world().store.version("features.samples") == 0  # rebuilt from scratch, not overwritten on top
+    assert not (tmp_path / "syn1-seed5" / "stray.txt").exists()
+    assert json.loads(stamp.read_text(encoding="utf-8")) == made
