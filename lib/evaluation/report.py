@@ -103,9 +103,11 @@ NAMES = {"escm2_ips": "ESCM²-IPS", "escm2_dr": "ESCM²-DR", "escim_max": "ESCIM
 
 
 def cvr_section(per_seed, models, heading: str = "## CVR over the entire exposure space (default preset)",
-                settings: str = PAPERS_SETTINGS) -> list[str]:
+                settings: str = PAPERS_SETTINGS, label_quality: list[dict] | None = None) -> list[str]:
+    """``label_quality``: per seed, ``label_rates`` of the world's ESCIM labels (their table)."""
     runs = with_references(per_seed)
     lines = [heading, "", f"Trained {settings}.", ""] + table(runs, CVR_COLUMNS, CVR_BEST) + [""]
+    lines += label_quality_table([{"label_quality": q} for q in label_quality or []])
     true_mean = aggregate(runs, "ieb_mean_true")
     if true_mean:
         mean, std, _ = next(iter(true_mean.values()))
@@ -250,10 +252,10 @@ LABEL_QUALITY = [("labelled_share", "share of non-clicked labelled 1"),
                  ("base_rate", "true CVR of all non-clicked"), ("lift", "lift (labelled / all)")]
 
 
-def label_quality_table(sweeps: list[dict]) -> list[str]:
+def label_quality_table(runs: list[dict]) -> list[str]:
     """How good the max / ratio transforms' counterfactual labels are (``truth_metrics.label_quality``
-    against the true CVR of every non-clicked exposure), mean ± std over the sweep's seeds."""
-    found = [run["label_quality"] for run in sweeps if run.get("label_quality")]
+    against the true CVR of every non-clicked exposure), mean ± std over the seeds of ``runs``."""
+    found = [run["label_quality"] for run in runs if run.get("label_quality")]
     if not found:
         return []
     lines = ["Counterfactual label quality (non-clicked exposures, against the true CVR under do(click=1)):", "",
@@ -298,7 +300,7 @@ def sweep_section(sweeps: list[dict], common_cvr: list[dict], settings: str) -> 
             at_transform.append(name)
             lines.append(f"| {name} transform ({transform[name]:.4g}) | "
                          + " | ".join(f"{st[0]:.4f} ± {st[1]:.4f}" for st in stats.values() if st) + " |")
-    lines += [""] + label_quality_table(sweeps) + CLAIMS_HEADING
+    lines += [""] + CLAIMS_HEADING  # the labels' quality is the CVR section's table
     parts = []
     for metric, label in SWEEP_METRICS[:2]:
         if not np.isfinite([m for m, _ in means[metric]]).any():

@@ -87,10 +87,15 @@ def _world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str)
 WORLD_STAMP = "_report_world.json"
 
 
+# Read-only consumers of a world: they re-run on every report, so a change to them keeps the worlds.
+_NOT_WORLD_CODE = ("evaluation", os.path.join("pipelines", "report.py"))
+
+
 def code_version() -> str:
-    """sha256 over the platform's source (lib/ and models/): what a cached world and the model
-    versions trained in it were made with. The train run key names rows and settings, not code, so
-    a world made by other code is rebuilt rather than its old artifacts re-used."""
+    """sha256 over the platform's source that makes a world's tables and artifacts (lib/ and models/
+    but the evaluation and this report): what a cached world and the model versions trained in it
+    were made with. The train run key names rows and settings, not code, so a world made by other
+    code is rebuilt rather than its old artifacts re-used."""
     import hashlib
 
     import liftlake.lib
@@ -103,6 +108,8 @@ def code_version() -> str:
             dirs[:] = sorted(d for d in dirs if d != "__pycache__")
             for name in sorted(f for f in files if f.endswith(".py")):
                 path = os.path.join(folder, name)
+                if package is liftlake.lib and os.path.relpath(path, root).startswith(_NOT_WORLD_CODE):
+                    continue
                 digest.update(os.path.relpath(path, root).encode() + b"\0")
                 with open(path, "rb") as fh:
                     digest.update(fh.read())
@@ -305,6 +312,7 @@ def run_report(ctx) -> str:
     cvr_runs: list[dict] = []
     multi_runs: list[dict] = []
     cvr_common: list[dict] = []
+    label_quality: list[dict] = []  # per seed: label_rates of the CVR world's ESCIM labels
     multi_common: list[dict] = []
     sweeps: list[dict] = []
     escim = [m for m in cfg.cvr_models if m.startswith("escim")]
@@ -315,6 +323,8 @@ def run_report(ctx) -> str:
         if cfg.cvr_models:
             cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models, {},
                                       with_labels=bool(escim), external_reference=True))
+            if escim:
+                label_quality.append(label_rates(_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end)))
             if cfg.common_optimizer:
                 cvr_common.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
                                             {m: common for m in cfg.cvr_models}, with_labels=bool(escim)))
@@ -360,7 +370,7 @@ def run_report(ctx) -> str:
             f"{cfg.common_batch_size}, {cfg.epochs} epoch(s) (report.common_*)")
     sections, sweep_figure = [], None
     if cvr_runs:
-        sections.append(cvr_section(cvr_runs, cfg.cvr_models))
+        sections.append(cvr_section(cvr_runs, cfg.cvr_models, label_quality=label_quality))
     if cvr_common:
         sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model", same))
     if sweeps:
@@ -386,6 +396,7 @@ def run_report(ctx) -> str:
     with open(os.path.join(cfg.out, "report.json"), "w", encoding="utf-8") as fh:
         json.dump({"config": asdict(cfg), "cvr": cvr_runs, "coupon": coupon_runs, "multi": multi_runs,
                    "cvr_common_optimizer": cvr_common, "multi_common_optimizer": multi_common,
+                   "escim_label_quality": label_quality,
                    "escim_label_rate_sweep": sweeps}, fh, indent=1, default=float)
     logger.info(f"report written: {path}")
     return path

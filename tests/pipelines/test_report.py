@@ -65,6 +65,8 @@ def test_small_report_end_to_end(spark, tmp_path):
     quality = results["escim_label_rate_sweep"][0]["label_quality"]
     assert set(quality) == {"max", "ratio"} and {"labelled_share", "labelled_true_rate", "lift"} <= set(quality["max"])
     assert results["escim_label_rate_sweep"][0]["transform_rates"]["max"] == quality["max"]["labelled_share"]
+    assert results["escim_label_quality"] == [quality]  # the CVR section's table: the same world's labels
+    assert text.count("Counterfactual label quality") == 1
     pngs = [f for f in os.listdir(out / "figures") if f.endswith(".png")]
     assert pngs
     for name in pngs:
