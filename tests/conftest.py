@@ -8,17 +8,26 @@ import pytest
 
 @pytest.fixture(scope="session")
 def spark():
-    from liftlake.lib.storage.spark import build_session
+    from liftlake.lib.storage.spark import build_session, delta_jar_paths
 
+    # One JVM for both table-store backends: it starts with the Delta jars (which must be there at JVM
+    # start) when the environment has them, as `make setup` makes it; delta-rs ignores them.
     session = build_session(
         "liftlake-tests",
         master="local[2]",
         conf={"spark.sql.shuffle.partitions": "4", "spark.ui.enabled": "false",
               "spark.driver.memory": "2g"},
+        delta_jars=bool(delta_jar_paths()),
     )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(params=["delta-rs", "delta-spark"])
+def backend(request):
+    """The table-store backend: a test taking it runs once on each (``open_store(spark, root, backend)``)."""
+    return request.param
 
 
 @pytest.fixture()

@@ -40,8 +40,11 @@ class JobContext:
             from liftlake.lib.storage.spark import build_session
 
             cfg = self.config.spark
+            # delta-spark starts the JVM with the Delta jars; delta-rs without; auto leaves it to
+            # LIFTLAKE_DELTA_SPARK or to the cluster (spark-submit --jars, a Delta runtime)
+            delta_jars = {"delta-spark": True, "delta-rs": False}.get(self.config.warehouse.backend)
             self._spark = build_session(f"{cfg.app_name}-{self.name}", master=_master(cfg.master),
-                                        conf=cfg.conf, delta_jars=self.config.warehouse.backend == "delta-spark")
+                                        conf=cfg.conf, delta_jars=delta_jars)
             self._spark.sparkContext.setLogLevel("WARN")
         return self._spark
 

@@ -1,11 +1,14 @@
 """The Spark session factory.
 
 On the embedded default Spark runs in local mode; under spark-submit or with ``spark.master`` in
-config any master works. The Delta SQL extension is added only when its classes are on the JVM
-classpath (a cluster that ships delta-spark); otherwise tables go through the delta-rs store.
+config any master works. ``delta_jars=True`` (``warehouse.backend: delta-spark``) starts the session
+with the Delta jars tools/setup-env put into the environment (``<venv>/jars``, pinned in
+delta-jars.txt) and the Delta SQL extension and catalog; a cluster that ships delta-spark has them
+already. Other sessions start without them and tables go through the delta-rs store.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Mapping
@@ -14,6 +17,18 @@ from pyspark.sql import SparkSession
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+DELTA_JARS_ENV = "LIFTLAKE_DELTA_JARS"  # a folder of Delta jars to load instead of <venv>/jars
+
+logger = logging.getLogger(__name__)
+
+
+def delta_jar_paths() -> list[str]:
+    """The Delta jars of the environment (``delta-*.jar`` in ``$LIFTLAKE_DELTA_JARS``, else in
+    ``<sys.prefix>/jars``, where tools/setup-env fetches them); [] when there are none."""
+    folder = os.environ.get(DELTA_JARS_ENV) or os.path.join(sys.prefix, "jars")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("delta-") and f.endswith(".jar"))
 
 
 def build_session(
@@ -22,7 +37,9 @@ def build_session(
     conf: Mapping[str, str] | None = None,
     delta_jars: bool | None = None,
 ) -> SparkSession:
-    """Get or create the session. ``master=None`` keeps what spark-submit set, else ``local[*]``."""
+    """Get or create the session. ``master=None`` keeps what spark-submit set, else ``local[*]``.
+    ``delta_jars``: load the Delta jars, extension and catalog (None: when ``LIFTLAKE_DELTA_SPARK`` is
+    set). They must be there when the JVM starts: a session already running keeps what it has."""
     # Executors must run the driver's interpreter (the project venv), not whatever python is on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
@@ -42,13 +59,24 @@ def build_session(
         # delta-rs and every Delta reader expect microsecond timestamps, not INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
-    for key, value in {**defaults, **dict(conf or {})}.items():
-        builder = builder.config(key, str(value))
+    settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
     if delta_jars is None:
         delta_jars = bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
     if delta_jars:
-        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
-            "spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        jars = delta_jar_paths()
+        if jars:
+            settings["spark.jars"] = ",".join([j for j in settings.get("spark.jars", "").split(",") if j] + jars)
+        elif not launched_by_submit:
+            logger.warning(f"no Delta jars in {os.environ.get(DELTA_JARS_ENV) or os.path.join(sys.prefix, 'jars')} "
+                           f"(`make setup` fetches them); the session relies on the classpath it was given")
+        extensions = [e for e in settings.get("spark.sql.extensions", "").split(",") if e]
+        settings["spark.sql.extensions"] = ",".join(extensions + [e for e in [DELTA_EXTENSION] if e not in extensions])
+        settings.setdefault("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+        # Delta rebuilds a table's snapshot from its log in a job of this many partitions (50 by
+        # default: ~15 s of empty tasks per first touch of a table on 2 cores); the shuffle width fits
+        settings.setdefault("spark.databricks.delta.snapshotPartitions", settings["spark.sql.shuffle.partitions"])
+    for key, value in settings.items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
 
@@ -59,7 +87,8 @@ def has_delta_extension(spark: SparkSession) -> bool:
         jvm = spark._jvm  # noqa: SLF001
         if jvm is None:  # Spark Connect: no JVM handle here
             return False
-        jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")
+        # spark.jars are on Spark's class loader, not the system one that Class.forName would ask
+        jvm.org.apache.spark.util.Utils.classForName("io.delta.tables.DeltaTable", False, False)
         return DELTA_EXTENSION in (spark.conf.get("spark.sql.extensions", "") or "")
     except Exception:  # py4j raises a generic error when the class is absent
         return False

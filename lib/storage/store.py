@@ -11,8 +11,17 @@ Two backends share one interface (``read``, ``write``, ``history``, ``vacuum``, 
   commits wait until the job's last table is staged and are made one after the other at its end:
   a job that fails while computing leaves every table as before, and a commit that fails there
   has the job's earlier commits undone (their partitions get their old files back).
-* ``DeltaSparkStore`` (clusters that carry the Delta jars): plain ``format("delta")`` with
-  ``replaceWhere`` for a partition overwrite.
+* ``DeltaSparkStore`` (a session with the Delta jars: ``warehouse.backend: delta-spark``, or a cluster
+  that ships delta-spark): Spark's own Delta writer, ``replaceWhere`` for a partition overwrite,
+  Delta's optimistic concurrency (a conflicting commit is retried a bounded number of times, then
+  fails loudly). Outside ``commit_together()`` a write is one Delta write. Inside it a write is
+  staged as Parquet in ``_staging/<txn>`` (the computation runs there, as above) and committed at
+  the block's end by a Delta write of the staged files: public delta-spark has no way to commit
+  files written earlier, so this costs a copy of the staged rows, and buys the same all-or-nothing
+  block, manifest, undo and ``repair`` as the delta-rs store (both backends share that code).
+
+Both write the same Delta tables (the protocol, partition layout and the ``liftlake.txn`` of each
+commit), so either backend, delta-rs or any other Delta reader reads what the other wrote.
 
 Table names are ``<namespace>.<table>`` in ``[a-z0-9_]``; a name is a folder under the warehouse, so
 nothing else is accepted (no path or SQL escapes through a name).
@@ -142,10 +151,122 @@ class TableStore:
 
     @contextmanager
     def commit_together(self) -> Iterator[CommitBatch]:
-        """Writes inside wait for the end of the block and commit there, one table after the other.
-        This backend commits each write at once (Spark's Delta writer commits as it writes); the
-        delta-rs store defers them."""
-        yield CommitBatch()
+        """Stage every write of the block (Spark writes the Parquet) and commit them all at its end,
+        in the order written. Delta has no transaction across
+        tables, so this is the next best: a failure while the block computes (the usual failure: a
+        bad row, a lost executor, a full disk) commits nothing and removes the staged files; a commit
+        that fails at the end undoes the block's commits made before it. For a kill inside the commit
+        loop itself (milliseconds of delta-rs log writes; with delta-spark, the Delta writes of the
+        staged files) a manifest of the batch is written before
+        its first commit and removed after its last; ``repair`` (run before every batch, and by
+        ``liftlake repair``) undoes a batch that a dead job left half-committed. Nested blocks join
+        the outer one."""
+        batch = CommitBatch()
+        if self._pending is not None:
+            yield batch
+            return
+        self.repair()  # a batch an earlier job left half-committed is finished before this one starts
+        pending: list[_PendingCommit] = []
+        self._pending = pending
+        manifest = None
+        try:
+            yield batch
+            if pending:
+                manifest = self._write_manifest(pending)
+            for i, p in enumerate(pending):
+                _maybe_exit_in_commit_loop(i)
+                p.commit()
+                p.committed = True
+                batch.results.append(replace(p.result, version=self.version(p.result.table)))
+            _maybe_exit_in_commit_loop(len(pending))
+            if manifest:
+                os.remove(manifest)
+        except BaseException:
+            txns = {p.txn for p in pending}
+            undone = True
+            for p in reversed(pending):
+                try:
+                    p.undo(txns) if p.committed else p.discard()
+                except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
+                    undone = False
+                    logger.error(f"table {p.result.table}: could not undo the job's commit "
+                                 f"({undo_error}); `liftlake repair` or the next job retries it")
+            if manifest and undone:
+                os.remove(manifest)
+            raise
+        finally:
+            self._pending = None
+
+    # -- the commit manifest: no half-committed batch outlives its job --------------------------
+    def _manifest_dir(self) -> str:
+        return os.path.join(self.root, COMMITS_DIR)
+
+    def _write_manifest(self, pending: list[_PendingCommit]) -> str:
+        """Record the batch's intended commits (and each table's version before them) before the first."""
+        writes = [{"table": p.result.table, "txn": p.txn, "mode": p.mode, "parts": list(p.parts),
+                   "scope": [[c, op, list(v)] for c, op, v in p.scope],
+                   "version_before": self.version(p.result.table) if self.exists(p.result.table) else None}
+                  for p in pending]
+        batch = min(p.txn for p in pending)
+        body = {"batch": batch, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time(),
+                "writes": writes}
+        os.makedirs(self._manifest_dir(), exist_ok=True)
+        path = os.path.join(self._manifest_dir(), f"{batch}.json")
+        tmp = f"{path}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(body, fh)
+        os.replace(tmp, path)  # a reader sees the whole manifest or none
+        return path
+
+    def _committed_txns(self, name: str) -> set[str]:
+        if not self.exists(name):
+            return set()
+        return {t for t in (txn_of(h) for h in self.history(name)) if t}
+
+    def repair(self) -> list[str]:
+        """Finish every batch whose job died inside its commit loop (a manifest left in
+        ``_commits/``): when some of its commits landed and others did not, the landed ones are
+        undone (their partitions get the files of the version before back); when all or none
+        landed, there is nothing to do; a rollback the job itself began is finished. Manifests of a
+        live job are left alone. Returns one line per batch handled."""
+        folder = self._manifest_dir()
+        if not os.path.isdir(folder):
+            return []
+        lines = []
+        for fname in sorted(f for f in os.listdir(folder) if f.endswith(".json")):
+            path = os.path.join(folder, fname)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    body = json.load(fh)
+                writes = body["writes"]
+                txns = {w["txn"] for w in writes}
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise TableError(f"commit manifest {path}: unreadable ({exc}); move it away once the tables "
+                                 f"it names are checked") from None
+            if _manifest_alive(body):
+                continue
+            committed = {w["table"]: self._committed_txns(w["table"]) for w in writes}
+            landed = [w for w in writes if w["txn"] in committed[w["table"]]]
+            # the job's own rollback started (a commit failed) but did not finish: finish it
+            rollback_started = any(_undo_txn(txns) in committed[w["table"]] for w in landed)
+            if landed and (len(landed) < len(writes) or rollback_started):
+                for w in reversed([w for w in landed if _undo_txn(txns) not in committed[w["table"]]]):
+                    if w["mode"] != "overwrite_partitions":
+                        raise TableError(f"commit manifest {path}: table {w['table']} got a {w['mode']} "
+                                         f"write, which cannot be undone; re-run the job's day")
+                    self._undo_partition_overwrite(w["table"], w["version_before"], tuple(w["parts"]),
+                                                   [(c, op, list(v)) for c, op, v in w["scope"]], txns)
+                outcome = (f"rolled back {[w['table'] for w in landed]} (the job died after "
+                           f"{len(landed)} of {len(writes)} commits)")
+            elif landed and len(landed) == len(writes):
+                outcome = "complete (every commit had landed)"
+            else:
+                outcome = "nothing to undo"
+            os.remove(path)
+            line = f"commit batch {body.get('batch')} of pid {body.get('pid')}: {outcome}"
+            logger.warning(line)
+            lines.append(line)
+        return lines
 
     # -- names and paths ---------------------------------------------------------------------
     def path(self, name: str) -> str:
@@ -161,14 +282,14 @@ class TableStore:
             if namespace.startswith(("_", ".")) or not os.path.isdir(ns_dir):
                 continue
             for table in sorted(os.listdir(ns_dir)):
-                if os.path.isdir(os.path.join(ns_dir, table, "_delta_log")):
+                if _has_commit(os.path.join(ns_dir, table, "_delta_log")):
                     name = f"{namespace}.{table}"
                     if TABLE_NAME.match(name):
                         found.append(name)
         return found
 
     def exists(self, name: str) -> bool:
-        return os.path.isdir(os.path.join(self.path(name), "_delta_log"))
+        return _has_commit(os.path.join(self.path(name), "_delta_log"))
 
     # -- SQL over the warehouse ----------------------------------------------------------------
     _STRING_LITERAL = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
@@ -227,6 +348,121 @@ class TableStore:
 
     def partition_column(self, name: str) -> str | None:
         raise NotImplementedError
+
+    def referenced_files(self, name: str, version: int | None = None) -> set[str]:
+        """Paths (relative to the table folder) of the data files a version is made of."""
+        raise NotImplementedError
+
+    def _undo_partition_overwrite(self, name: str, before: int | None, parts: tuple[str, ...],
+                                  scope: list[tuple[str, str, list[str]]], batch_txns: set[str],
+                                  schema=None) -> None:
+        """Give the partitions ``scope`` of ``name`` their rows of version ``before`` back, in one commit
+        carrying the batch's undo txn (``before=None``: the batch created the table)."""
+        raise NotImplementedError
+
+    # -- what both backends' writes share: Parquet staged inside the table, its scope checked ------
+    def _staging_dir(self, name: str, txn: str) -> str:
+        return os.path.join(self.path(name), "_staging", txn)
+
+    def _stage_parquet(self, df: DataFrame, staging: str, parts: tuple[str, ...]) -> None:
+        """Spark writes the rows as Parquet into ``staging`` (Hive partition folders); a failed write
+        leaves no folder."""
+        writer = df.write.mode("error")
+        if parts:
+            writer = writer.partitionBy(*parts)
+        try:
+            writer.parquet(staging)
+        except BaseException:
+            # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
+            shutil.rmtree(staging, ignore_errors=True)
+            self._release_failed_task_files()
+            raise
+
+    @staticmethod
+    def _check_staged_scope(name: str, staging: str, parts: tuple[str, ...],
+                            scope: list[tuple[str, str, list[str]]]) -> None:
+        """Refuse (and remove) a staged overwrite holding rows outside the partitions it replaces.
+        Checked on the staged folders, not with a query before the write: that query would run the
+        whole plan (a scoring UDF, a feature join) a second time."""
+        stray: dict[str, set[str]] = {}
+        for dirpath, _, _ in os.walk(staging):
+            rel = os.path.relpath(dirpath, staging)
+            if rel == "." or len(rel.split(os.sep)) != len(parts):
+                continue
+            values = _partition_values(rel, parts)
+            for col, _, allowed in scope:
+                if str(values[col]) not in allowed:
+                    stray.setdefault(col, set()).add(str(values[col]))
+        for col, _, allowed in scope:
+            if col in stray:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise TableError(f"table {name}: the write holds {col} values {sorted(stray[col])[:5]} "
+                                 f"outside the partitions it replaces {allowed}")
+
+    def _release_failed_task_files(self) -> None:
+        """A Parquet writer whose close failed (disk full) keeps its file open in the JVM that ran
+        the task, so the deleted staging files hold their space until that stream is collected. In
+        local mode that JVM is this driver's: collect now, so that a session which goes on after the
+        failure (a notebook, the report, a retry in-process) gets the space back. Executors on a
+        cluster release theirs at their next GC; a spark-submit job exits and releases everything."""
+        try:
+            jvm = self.spark.sparkContext._jvm
+            if jvm is not None:
+                jvm.System.gc()
+        except Exception:  # noqa: BLE001 - no JVM handle (Spark Connect): nothing to collect from here
+            pass
+
+    @staticmethod
+    def _maybe_inject_fault(name: str) -> None:
+        if os.environ.get(FAULT_ENV) == name:
+            if os.environ.get(FAULT_MODE_ENV) == "exit":
+                os._exit(137)  # as if the process were killed: no cleanup runs
+            raise InjectedFault(f"injected failure before the commit of {name}")
+
+    def _vacuum_staging(self, name: str, grace_hours: float, dry_run: bool) -> list[str]:
+        """The table's ``_staging/<txn>`` folders untouched for ``grace_hours`` (a killed job's), removed
+        unless ``dry_run``; their paths relative to the table."""
+        removed = []
+        staging_root = os.path.join(self.path(name), "_staging")
+        cutoff = time.time() - grace_hours * 3600
+        if os.path.isdir(staging_root):
+            for txn in sorted(os.listdir(staging_root)):
+                folder = os.path.join(staging_root, txn)
+                if newest_mtime(folder) <= cutoff:
+                    if not dry_run:
+                        shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(os.path.relpath(folder, self.path(name)).replace(os.sep, "/"))
+        return removed
+
+
+def _has_commit(log_dir: str) -> bool:
+    """Whether a ``_delta_log`` folder holds a commit: Spark's Delta writer makes the folder before
+    its first commit, so a first write that failed leaves it empty, and that is no table."""
+    try:
+        with os.scandir(log_dir) as entries:
+            return any(e.name.endswith((".json", ".parquet")) or e.name == "_last_checkpoint" for e in entries)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+def txn_of(commit: dict) -> str | None:
+    """The ``liftlake.txn`` a commit carries: delta-rs keeps custom metadata as commitInfo fields,
+    Spark's Delta writer as the commitInfo's ``userMetadata`` (a JSON object here)."""
+    txn = commit.get("liftlake.txn")
+    if txn:
+        return str(txn)
+    meta = commit.get("userMetadata")
+    if isinstance(meta, str) and meta.startswith("{"):
+        try:
+            txn = json.loads(meta).get("liftlake.txn")
+        except (ValueError, AttributeError):
+            return None
+        return str(txn) if txn else None
+    return None
+
+
+def new_txn() -> str:
+    return f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
 
 
 def partition_columns_of(partition_by: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -336,6 +572,22 @@ def _partition_values(rel_dir: str, parts: tuple[str, ...]) -> dict[str, str | N
     return out
 
 
+def log_partition_counts(table) -> dict[str, int] | None:
+    """Rows per value of the first partition column ("__all__" when unpartitioned) from the numRecords
+    of a delta-rs snapshot's add actions; None when a file has no row count."""
+    part_col = (table.metadata().partition_columns or [None])[0]
+    actions = pa.table(table.get_add_actions(flatten=True))
+    counts: dict[str, int] = {}
+    key_col = f"partition.{part_col}" if part_col else None
+    for i in range(actions.num_rows):
+        key = actions.column(key_col)[i].as_py() if key_col else "__all__"
+        records = actions.column("num_records")[i].as_py()
+        if records is None:
+            return None
+        counts[key] = counts.get(key, 0) + int(records)
+    return dict(sorted(counts.items()))
+
+
 class DeltaRsStore(TableStore):
     """Embedded default: Spark writes Parquet, delta-rs commits it."""
 
@@ -388,158 +640,34 @@ class DeltaRsStore(TableStore):
 
     def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
         """Rows per partition from the Delta log's file statistics (no data is read)."""
-        table = self._delta(name, version)
-        part_col = (table.metadata().partition_columns or [None])[0]
-        actions = pa.table(table.get_add_actions(flatten=True))
-        counts: dict[str, int] = {}
-        key_col = f"partition.{part_col}" if part_col else None
-        for i in range(actions.num_rows):
-            key = actions.column(key_col)[i].as_py() if key_col else "__all__"
-            counts[key] = counts.get(key, 0) + int(actions.column("num_records")[i].as_py() or 0)
-        return dict(sorted(counts.items()))
+        counts = log_partition_counts(self._delta(name, version))
+        if counts is None:
+            raise TableError(f"table {name}: a data file of its log has no row count")
+        return counts
 
     def history(self, name: str) -> list[dict]:
         return self._delta(name).history()
 
     def referenced_files(self, name: str, version: int | None = None) -> set[str]:
-        """Paths (relative to the table folder) of the data files a version is made of."""
         actions = pa.table(self._delta(name, version).get_add_actions(flatten=True))
         return set(actions.column("path").to_pylist())
 
-    def _staging_dir(self, name: str, txn: str) -> str:
-        return os.path.join(self.path(name), "_staging", txn)
-
-    @contextmanager
-    def commit_together(self) -> Iterator[CommitBatch]:
-        """Stage every write of the block (Spark writes the Parquet, the files move into the table)
-        and commit them all at its end, in the order written. Delta has no transaction across
-        tables, so this is the next best: a failure while the block computes (the usual failure: a
-        bad row, a lost executor, a full disk) commits nothing and removes the staged files; a commit
-        that fails at the end undoes the block's commits made before it. For a kill inside the commit
-        loop itself (milliseconds of delta-rs log writes) a manifest of the batch is written before
-        its first commit and removed after its last; ``repair`` (run before every batch, and by
-        ``liftlake repair``) undoes a batch that a dead job left half-committed. Nested blocks join
-        the outer one."""
-        batch = CommitBatch()
-        if self._pending is not None:
-            yield batch
-            return
-        self.repair()  # a batch an earlier job left half-committed is finished before this one starts
-        self._pending = pending = []  # type: list[_PendingCommit]
-        manifest = None
-        try:
-            yield batch
-            if pending:
-                manifest = self._write_manifest(pending)
-            for i, p in enumerate(pending):
-                _maybe_exit_in_commit_loop(i)
-                p.commit()
-                p.committed = True
-                batch.results.append(replace(p.result, version=self.version(p.result.table)))
-            _maybe_exit_in_commit_loop(len(pending))
-            if manifest:
-                os.remove(manifest)
-        except BaseException:
-            txns = {p.txn for p in pending}
-            undone = True
-            for p in reversed(pending):
-                try:
-                    p.undo(txns) if p.committed else p.discard()
-                except Exception as undo_error:  # noqa: BLE001 - the original error is the one to raise
-                    undone = False
-                    logger.error(f"table {p.result.table}: could not undo the job's commit "
-                                 f"({undo_error}); `liftlake repair` or the next job retries it")
-            if manifest and undone:
-                os.remove(manifest)
-            raise
-        finally:
-            self._pending = None
-
-    # -- the commit manifest: no half-committed batch outlives its job --------------------------
-    def _manifest_dir(self) -> str:
-        return os.path.join(self.root, COMMITS_DIR)
-
-    def _write_manifest(self, pending: list[_PendingCommit]) -> str:
-        """Record the batch's intended commits (and each table's version before them) before the first."""
-        writes = [{"table": p.result.table, "txn": p.txn, "mode": p.mode, "parts": list(p.parts),
-                   "scope": [[c, op, list(v)] for c, op, v in p.scope],
-                   "version_before": self.version(p.result.table) if self.exists(p.result.table) else None}
-                  for p in pending]
-        batch = min(p.txn for p in pending)
-        body = {"batch": batch, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time(),
-                "writes": writes}
-        os.makedirs(self._manifest_dir(), exist_ok=True)
-        path = os.path.join(self._manifest_dir(), f"{batch}.json")
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(body, fh)
-        os.replace(tmp, path)  # a reader sees the whole manifest or none
-        return path
-
-    def _committed_txns(self, name: str) -> set[str]:
-        if not self.exists(name):
-            return set()
-        return {str(h.get("liftlake.txn")) for h in self._delta(name).history() if h.get("liftlake.txn")}
-
-    def repair(self) -> list[str]:
-        """Finish every batch whose job died inside its commit loop (a manifest left in
-        ``_commits/``): when some of its commits landed and others did not, the landed ones are
-        undone (their partitions get the files of the version before back); when all or none
-        landed, there is nothing to do; a rollback the job itself began is finished. Manifests of a
-        live job are left alone. Returns one line per batch handled."""
-        folder = self._manifest_dir()
-        if not os.path.isdir(folder):
-            return []
-        lines = []
-        for fname in sorted(f for f in os.listdir(folder) if f.endswith(".json")):
-            path = os.path.join(folder, fname)
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    body = json.load(fh)
-                writes = body["writes"]
-                txns = {w["txn"] for w in writes}
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise TableError(f"commit manifest {path}: unreadable ({exc}); move it away once the tables "
-                                 f"it names are checked") from None
-            if _manifest_alive(body):
-                continue
-            committed = {w["table"]: self._committed_txns(w["table"]) for w in writes}
-            landed = [w for w in writes if w["txn"] in committed[w["table"]]]
-            # the job's own rollback started (a commit failed) but did not finish: finish it
-            rollback_started = any(_undo_txn(txns) in committed[w["table"]] for w in landed)
-            if landed and (len(landed) < len(writes) or rollback_started):
-                for w in reversed([w for w in landed if _undo_txn(txns) not in committed[w["table"]]]):
-                    if w["mode"] != "overwrite_partitions":
-                        raise TableError(f"commit manifest {path}: table {w['table']} got a {w['mode']} "
-                                         f"write, which cannot be undone; re-run the job's day")
-                    self._undo_partition_overwrite(w["table"], w["version_before"], tuple(w["parts"]),
-                                                   [(c, op, list(v)) for c, op, v in w["scope"]], txns,
-                                                   self._delta(w["table"]).schema())
-                outcome = (f"rolled back {[w['table'] for w in landed]} (the job died after "
-                           f"{len(landed)} of {len(writes)} commits)")
-            elif landed and len(landed) == len(writes):
-                outcome = "complete (every commit had landed)"
-            else:
-                outcome = "nothing to undo"
-            os.remove(path)
-            line = f"commit batch {body.get('batch')} of pid {body.get('pid')}: {outcome}"
-            logger.warning(line)
-            lines.append(line)
-        return lines
-
     def _undo_partition_overwrite(self, name: str, before: int | None, parts: tuple[str, ...],
-                                  scope: list[tuple[str, str, list[str]]], batch_txns: set[str], schema) -> None:
+                                  scope: list[tuple[str, str, list[str]]], batch_txns: set[str],
+                                  schema=None) -> None:
         """Give the partitions of a committed overwrite their files of version ``before`` back (one
         more commit, scoped to those partitions: other days, or other models of the day, written
-        meanwhile stay)."""
+        meanwhile stay). Works on a table either backend wrote (``liftlake repair`` runs it)."""
         from deltalake import DeltaTable
         from deltalake.transaction import AddAction, CommitProperties
 
         table_path = self.path(name)
+        if schema is None:
+            schema = DeltaTable(table_path).schema()
         if before is None:
             # the batch created the table: remove it when every commit on it is the batch's own
             ours = batch_txns | {_undo_txn(batch_txns)}
-            if all(h.get("liftlake.txn") in ours for h in DeltaTable(table_path).history()):
+            if all(txn_of(h) in ours for h in DeltaTable(table_path).history()):
                 shutil.rmtree(table_path, ignore_errors=True)
                 return
             old_paths: list[tuple[str, dict]] = []
@@ -583,36 +711,12 @@ class DeltaRsStore(TableStore):
         # Column order: data columns then the partition columns, as Spark reads them back.
         data_cols = [c for c in df.columns if c not in parts]
         df = df.select(*data_cols, *parts)
-        txn = f"{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+        txn = new_txn()
         staging = self._staging_dir(name, txn)
-        writer = df.write.mode("error")
-        if parts:
-            writer = writer.partitionBy(*parts)
-        try:
-            writer.parquet(staging)
-        except BaseException:
-            # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
-            shutil.rmtree(staging, ignore_errors=True)
-            self._release_failed_task_files()
-            raise
+        self._stage_parquet(df, staging, parts)
         scope = overwrite_scope(parts, partition_values, sub_partition_values) if mode == "overwrite_partitions" else []
         if scope:
-            # Checked on the staged folders, not with a query before the write: that query would run
-            # the whole plan (a scoring UDF, a feature join) a second time.
-            stray: dict[str, set[str]] = {}
-            for dirpath, _, _ in os.walk(staging):
-                rel = os.path.relpath(dirpath, staging)
-                if rel == "." or len(rel.split(os.sep)) != len(parts):
-                    continue
-                values = _partition_values(rel, parts)
-                for col, _, allowed in scope:
-                    if str(values[col]) not in allowed:
-                        stray.setdefault(col, set()).add(str(values[col]))
-            for col, _, allowed in scope:
-                if col in stray:
-                    shutil.rmtree(staging, ignore_errors=True)
-                    raise TableError(f"table {name}: the write holds {col} values {sorted(stray[col])[:5]} "
-                                     f"outside the partitions it replaces {allowed}")
+            self._check_staged_scope(name, staging, parts, scope)
 
         adds: list[AddAction] = []
         moved: list[str] = []
@@ -715,19 +819,6 @@ class DeltaRsStore(TableStore):
             raise
         return replace(result, version=self.version(name))
 
-    def _release_failed_task_files(self) -> None:
-        """A Parquet writer whose close failed (disk full) keeps its file open in the JVM that ran
-        the task, so the deleted staging files hold their space until that stream is collected. In
-        local mode that JVM is this driver's: collect now, so that a session which goes on after the
-        failure (a notebook, the report, a retry in-process) gets the space back. Executors on a
-        cluster release theirs at their next GC; a spark-submit job exits and releases everything."""
-        try:
-            jvm = self.spark.sparkContext._jvm
-            if jvm is not None:
-                jvm.System.gc()
-        except Exception:  # noqa: BLE001 - no JVM handle (Spark Connect): nothing to collect from here
-            pass
-
     def _check_fits(self, name: str, parts: tuple[str, ...], schema) -> None:
         """A write onto an existing table needs its partitioning and its schema."""
         existing = tuple(self._delta(name).metadata().partition_columns)
@@ -736,13 +827,6 @@ class DeltaRsStore(TableStore):
         mismatch = schema_mismatch(name, self.spark_schema(name), schema)
         if mismatch:
             raise TableError(mismatch)
-
-    @staticmethod
-    def _maybe_inject_fault(name: str) -> None:
-        if os.environ.get(FAULT_ENV) == name:
-            if os.environ.get(FAULT_MODE_ENV) == "exit":
-                os._exit(137)  # as if the process were killed: no cleanup runs
-            raise InjectedFault(f"injected failure before the commit of {name}")
 
     def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
                dry_run: bool = False) -> list[str]:
@@ -753,32 +837,114 @@ class DeltaRsStore(TableStore):
         import math
 
         table = self._delta(name)
-        # a full vacuum: also the files no log entry ever named (the killed writer's), by their age
-        removed = list(table.vacuum(retention_hours=math.ceil(retention_hours), dry_run=dry_run,
-                                    enforce_retention_duration=False, full=True))
+        root = self.path(name)
+
+        def full_vacuum(dry: bool) -> list[str]:
+            # a full vacuum: also the files no log entry ever named (the killed writer's), by their age
+            return list(table.vacuum(retention_hours=math.ceil(retention_hours), dry_run=dry,
+                                     enforce_retention_duration=False, full=True))
+
+        # delta-rs lists again, as absolute paths, the tombstoned files an earlier vacuum removed: only
+        # the files still on disk are this call's
+        removed = [rel for rel in (os.path.relpath(p, root).replace(os.sep, "/") if os.path.isabs(p) else p
+                                   for p in full_vacuum(True))
+                   if os.path.exists(os.path.join(root, rel))]
+        if removed and not dry_run:
+            full_vacuum(False)
         grace = retention_hours if staging_grace_hours is None else staging_grace_hours
-        staging_root = os.path.join(self.path(name), "_staging")
-        cutoff = time.time() - grace * 3600
-        if os.path.isdir(staging_root):
-            for txn in sorted(os.listdir(staging_root)):
-                folder = os.path.join(staging_root, txn)
-                if newest_mtime(folder) <= cutoff:
-                    if not dry_run:
-                        shutil.rmtree(folder, ignore_errors=True)
-                    removed.append(os.path.relpath(folder, self.path(name)).replace(os.sep, "/"))
+        removed += self._vacuum_staging(name, grace, dry_run)
         return sorted(removed)
 
 
+# Delta's optimistic-concurrency conflicts (io.delta.exceptions.*): the losing commit did not happen
+_DELTA_CONFLICT = re.compile(r"DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|"
+                             r"Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException")
+# How often a Delta write that lost a conflict is tried again before it fails (TableError)
+DELTA_COMMIT_ATTEMPTS = 5
+_REPLACE_WHERE_MISMATCH = re.compile(r"DELTA_REPLACE_WHERE_MISMATCH|does not conform to partial table overwrite")
+
+
+_STRAY_MARK = "liftlake: a row outside the partitions this write replaces"
+
+
+def _guard_scope(df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> DataFrame:
+    """``df`` whose first scope column fails the write's job at a row outside ``scope``. Delta checks
+    a replaceWhere itself only on a table that exists; this holds for the first write too, in the
+    same pass over the rows."""
+    if not scope:
+        return df
+    from pyspark.sql import functions as F
+
+    inside = F.lit(True)
+    for col, _, allowed in scope:
+        inside = inside & F.coalesce(F.col(col).cast("string").isin(list(allowed)), F.lit(False))
+    first = scope[0][0]
+    return df.withColumn(first, F.when(inside, F.col(first)).otherwise(F.raise_error(F.lit(_STRAY_MARK))))
+
+
+def _scope_predicate(scope: list[tuple[str, str, list[str]]]) -> str:
+    """``replaceWhere`` for an overwrite scope; the values passed PARTITION_VALUE's rule, so quoting
+    them cannot break the predicate."""
+    return " AND ".join(f"`{col}` IN ({', '.join(repr(str(v)) for v in values)})" for col, _, values in scope)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
 class DeltaSparkStore(TableStore):
-    """Clusters with delta-spark: ``format('delta')`` and ``replaceWhere``."""
+    """Spark's Delta connector: ``format('delta')``, ``replaceWhere``, Delta's optimistic concurrency.
+    Needs a session with the Delta jars and extension (``build_session(delta_jars=True)``)."""
 
     backend = "delta-spark"
 
-    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+    def _require(self, name: str) -> str:
+        if not self.exists(name):
+            raise TableError(f"table {name} does not exist under {self.root}")
+        return self.path(name)
+
+    def _delta_table(self, name: str):
+        from delta.tables import DeltaTable
+
+        return DeltaTable.forPath(self.spark, self._require(name))
+
+    def _log(self, name: str):
+        """The table's Delta log, for the metadata a write checks (its version, its partition
+        columns): read by delta-rs in milliseconds, where Spark's ``DeltaTable.history(1)`` and
+        ``detail()`` run jobs of 1-5 s each on 2 cores (measured). Rows, writes and commits stay Spark's."""
+        from deltalake import DeltaTable as DeltaLog
+
+        return DeltaLog(self._require(name))
+
+    def version(self, name: str) -> int:
+        return int(self._log(name).version())
+
+    def _snapshot(self, name: str, version: int | None = None) -> DataFrame:
+        path = self._require(name)
         reader = self.spark.read.format("delta")
         if version is not None:
+            self._check_version(name, version)
             reader = reader.option("versionAsOf", version)
-        df = reader.load(self.path(name))
+        return reader.load(path)
+
+    def _check_version(self, name: str, version: int) -> None:
+        latest = self.version(name)
+        if not 0 <= version <= latest:
+            raise TableError(f"table {name} has versions 0..{latest}; version {version} does not exist")
+
+    def _partition_columns(self, name: str) -> tuple[str, ...]:
+        return tuple(self._log(name).metadata().partition_columns)
+
+    def partition_column(self, name: str) -> str | None:
+        cols = self._partition_columns(name)
+        return cols[0] if cols else None
+
+    def spark_schema(self, name: str, version: int | None = None) -> StructType:
+        return self._snapshot(name, version).schema
+
+    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+        df = self._snapshot(name, version)
         if partitions is not None:
             part_col = self.partition_column(name)
             if part_col is None:
@@ -786,28 +952,56 @@ class DeltaSparkStore(TableStore):
             df = df.where(df[part_col].isin([str(p) for p in partitions]))
         return df
 
-    def _delta_table(self, name: str):
-        from delta.tables import DeltaTable
-
-        return DeltaTable.forPath(self.spark, self.path(name))
-
-    def version(self, name: str) -> int:
-        return int(self._delta_table(name).history(1).collect()[0]["version"])
-
-    def partition_column(self, name: str) -> str | None:
-        detail = self.spark.sql(f"DESCRIBE DETAIL delta.`{self.path(name)}`").collect()[0]
-        cols = detail["partitionColumns"]
-        return cols[0] if cols else None
+    def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
+        """Rows per partition of the first partition column, from the numRecords Spark's Delta writer
+        puts in the log (milliseconds; a Spark count over the snapshot took ~3 s on 2 cores), or by
+        that count when a file has none (a table another writer made without statistics)."""
+        log = self._log(name)
+        if version is not None:
+            self._check_version(name, version)
+            log.load_as_version(version)
+        counts = log_partition_counts(log)
+        if counts is not None:
+            return counts
+        part = self.partition_column(name)
+        df = self._snapshot(name, version)
+        if part is None:
+            n = df.count()
+            return {"__all__": n} if n else {}
+        return {r[0]: int(r[1]) for r in df.groupBy(part).count().orderBy(part).collect()}
 
     def history(self, name: str) -> list[dict]:
-        return [r.asDict(recursive=True) for r in self._delta_table(name).history().collect()]
+        """Newest first, as delta-rs; the ``liftlake.*`` fields of a commit's userMetadata are lifted
+        to the top level, where delta-rs keeps its custom metadata."""
+        out = []
+        for row in self._delta_table(name).history().collect():
+            commit = row.asDict(recursive=True)
+            meta = commit.get("userMetadata")
+            if isinstance(meta, str) and meta.startswith("{"):
+                try:
+                    for key, value in json.loads(meta).items():
+                        commit.setdefault(key, value)
+                except ValueError:
+                    pass
+            out.append(commit)
+        return out
 
-    def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
-        part = self.partition_column(name)
-        df = self.read(name, version)
-        if part is None:
-            return {"__all__": df.count()}
-        return {str(r[0]): int(r[1]) for r in df.groupBy(part).count().orderBy(part).collect()}
+    def referenced_files(self, name: str, version: int | None = None) -> set[str]:
+        from urllib.parse import unquote, urlparse
+
+        root = self.path(name)
+        return {os.path.relpath(unquote(urlparse(uri).path), root).replace(os.sep, "/")
+                for uri in self._snapshot(name, version).inputFiles()}
+
+    def _check_fits(self, name: str, parts: tuple[str, ...], schema) -> None:
+        """A write onto an existing table needs its partitioning and its schema (the same one-line
+        TableError as delta-rs, before Delta's own longer error)."""
+        existing = self._partition_columns(name)
+        if existing != parts:
+            raise TableError(f"table {name} is partitioned by {list(existing)}, the write by {list(parts)}")
+        mismatch = schema_mismatch(name, self.spark_schema(name), schema)
+        if mismatch:
+            raise TableError(mismatch)
 
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
               partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
@@ -816,27 +1010,199 @@ class DeltaSparkStore(TableStore):
         validate_table_name(name)
         parts = partition_columns_of(partition_by)
         _check_write_args(mode, parts, partition_values, sub_partition_values)
-        writer = df.write.format("delta")
-        if parts:
-            writer = writer.partitionBy(*parts)
-        if mode == "append":
-            writer = writer.mode("append")
-        elif mode == "overwrite":
-            writer = writer.mode("overwrite")
+        missing_parts = [c for c in parts if c not in df.columns]
+        if missing_parts:
+            raise TableError(f"table {name}: partition column(s) {missing_parts} are not in the data")
+        if self.exists(name):
+            self._check_fits(name, parts, df.schema)
+        # Column order: data columns then the partition columns, as the delta-rs store writes them.
+        df = df.select(*[c for c in df.columns if c not in parts], *parts)
+        for col, text in (column_comments or {}).items():
+            if col in df.columns:
+                df = df.withMetadata(col, {**df.schema[col].metadata, "comment": text})
+        scope = overwrite_scope(parts, partition_values, sub_partition_values) if mode == "overwrite_partitions" else []
+        txn = new_txn()
+        if self._pending is None:
+            self._maybe_inject_fault(name)
+            self._delta_write(name, df, mode, parts, scope, txn, guard=True)
+            return self._committed_write(name, txn, parts)
+
+        # Inside commit_together(): compute now (staged Parquet), commit at the block's end.
+        staging = self._staging_dir(name, txn)
+        self._stage_parquet(df, staging, parts)
+        try:
+            if scope:
+                self._check_staged_scope(name, staging, parts, scope)
+            rows, files, partitions = _staged_summary(staging, parts)
+            self._maybe_inject_fault(name)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        schema = df.schema
+        version_before: list[int | None] = []
+
+        def commit() -> None:
+            staged = self.spark.read.schema(schema).option("basePath", staging).parquet(staging)
+            version_before.append(self.version(name) if self.exists(name) else None)
+            self._delta_write(name, staged.select(*schema.fieldNames()), mode, parts, scope, txn)
+            shutil.rmtree(staging, ignore_errors=True)
+
+        def discard() -> None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+        def undo(batch_txns: set[str]) -> None:
+            if mode != "overwrite_partitions":
+                raise TableError(f"table {name}: a committed {mode} write is not undone (only partition overwrites)")
+            self._undo_partition_overwrite(name, version_before[-1], parts, scope, batch_txns)
+
+        result = WriteResult(name, None, rows, files, partitions)
+        self._pending.append(_PendingCommit(result, txn, commit, discard, undo, mode, parts, scope))
+        return result
+
+    def _delta_write(self, name: str, df: DataFrame, mode: str, parts: tuple[str, ...],
+                     scope: list[tuple[str, str, list[str]]], txn: str, label: str | None = None,
+                     guard: bool = False) -> None:
+        """One Delta commit of ``df``: append, overwrite, or overwrite of ``scope`` by replaceWhere
+        (``guard``: a row outside the scope fails the write, also on a new table). A commit that loses
+        Delta's optimistic-concurrency check to another writer changed nothing and is tried again, up
+        to DELTA_COMMIT_ATTEMPTS times, then fails with a TableError."""
+        import random
+
+        meta = json.dumps({"liftlake.txn": txn, "liftlake.mode": label or mode})
+        path = self.path(name)
+        for attempt in range(1, DELTA_COMMIT_ATTEMPTS + 1):
+            if attempt > 1 and self.exists(name):
+                self._check_fits(name, parts, df.schema)  # the winner may have created or changed the table
+            writer = (_guard_scope(df, scope) if guard else df).write.format("delta").option("userMetadata", meta)
+            if parts:
+                writer = writer.partitionBy(*parts)
+            if mode == "append":
+                writer = writer.mode("append")
+            elif mode == "overwrite":
+                writer = writer.mode("overwrite")
+            else:
+                writer = writer.mode("overwrite").option("replaceWhere", _scope_predicate(scope))
+            try:
+                writer.save(path)
+                return
+            except Exception as exc:  # noqa: BLE001 - py4j / pyspark wrap Delta's exceptions
+                text = str(exc)
+                if _DELTA_CONFLICT.search(text):
+                    if attempt < DELTA_COMMIT_ATTEMPTS:
+                        logger.warning(f"table {name}: a concurrent commit conflicted with this write "
+                                       f"(attempt {attempt} of {DELTA_COMMIT_ATTEMPTS}), trying again: "
+                                       f"{_first_line(exc)}")
+                        time.sleep(0.2 * attempt + random.random() * 0.3)
+                        continue
+                    raise TableError(f"table {name}: {DELTA_COMMIT_ATTEMPTS} attempts lost to concurrent commits; "
+                                     f"this write committed nothing ({_first_line(exc)})") from None
+                if _REPLACE_WHERE_MISMATCH.search(text) or _STRAY_MARK in text:
+                    raise TableError(self._stray_message(name, df, scope)) from None
+                if self.exists(name):
+                    self._check_fits(name, parts, df.schema)  # a schema changed meanwhile: the one-line error
+                raise
+
+    @staticmethod
+    def _stray_message(name: str, df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> str:
+        """The message of the delta-rs store for rows outside an overwrite's partitions (only run once
+        Delta refused the write, so the plan runs again only on this failure)."""
+        from pyspark.sql import functions as F
+
+        for col, _, allowed in scope:
+            outside = df.where(~F.coalesce(F.col(col).cast("string").isin(allowed), F.lit(False)))
+            values = sorted(str(r[0]) for r in outside.select(col).distinct().limit(5).collect())
+            if values:
+                return f"table {name}: the write holds {col} values {values} outside the partitions it replaces {allowed}"
+        return f"table {name}: the write holds rows outside the partitions it replaces {scope}"
+
+    def _committed_write(self, name: str, txn: str, parts: tuple[str, ...]) -> WriteResult:
+        """The WriteResult of the commit carrying ``txn``: its version, rows (the add actions'
+        numRecords), files and first-column partitions, from its entry in the Delta log."""
+        log = os.path.join(self.path(name), "_delta_log")
+        latest = self.version(name)
+        for version in range(latest, max(-1, latest - 100), -1):  # concurrent writers may have committed since
+            try:
+                with open(os.path.join(log, f"{version:020d}.json"), encoding="utf-8") as fh:
+                    actions = [json.loads(line) for line in fh if line.strip()]
+            except FileNotFoundError:
+                continue
+            info: dict = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+            if txn_of(info) != txn:
+                continue
+            adds = [a["add"] for a in actions if "add" in a]
+            rows = sum(int(json.loads(a.get("stats") or "{}").get("numRecords", 0)) for a in adds)
+            partitions = tuple(sorted({(a.get("partitionValues") or {}).get(parts[0]) or "" for a in adds})) \
+                if parts else ()
+            return WriteResult(name, version, rows, len(adds), partitions)
+        raise TableError(f"table {name}: the commit of write {txn} is not in its Delta log")
+
+    def _undo_partition_overwrite(self, name: str, before: int | None, parts: tuple[str, ...],
+                                  scope: list[tuple[str, str, list[str]]], batch_txns: set[str],
+                                  schema=None) -> None:
+        """Overwrite the scope's partitions with their rows of version ``before`` (read by time travel;
+        other partitions, written meanwhile, stay): one more Delta commit, carrying the undo txn."""
+        from pyspark.sql import functions as F
+
+        undo = _undo_txn(batch_txns)
+        if before is None:
+            ours = batch_txns | {undo}
+            if all(txn_of(h) in ours for h in self.history(name)):
+                shutil.rmtree(self.path(name), ignore_errors=True)  # the batch created it: remove it
+                return
+            rows = self._snapshot(name).limit(0)  # others wrote since: empty the batch's partitions
         else:
-            # values passed PARTITION_VALUE's rule above, so quoting them cannot break the predicate
-            predicate = " AND ".join(f"{col} IN ({', '.join(repr(v) for v in values)})"
-                                     for col, _, values in overwrite_scope(parts, partition_values,
-                                                                           sub_partition_values))
-            writer = writer.mode("overwrite").option("replaceWhere", predicate)
-        writer.save(self.path(name))
-        return WriteResult(name, self.version(name), -1, -1, tuple(partition_values or ()))
+            rows = self._snapshot(name, before)
+            for col, _, allowed in scope:
+                rows = rows.where(F.col(col).cast("string").isin(list(allowed)))
+        self._delta_write(name, rows, "overwrite_partitions", parts, scope, undo, label="undo")
 
     def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
                dry_run: bool = False) -> list[str]:
-        if not dry_run:
-            self._delta_table(name).vacuum(retention_hours)
-        return []
+        """Delta's VACUUM: the table's files no version within the retention references (files of
+        replaced versions, and files a killed writer left), and its ``_staging/<txn>`` folders older
+        than ``staging_grace_hours`` (default: the retention). The retention is the caller's, as with
+        delta-rs (Delta's 168-hour floor is lifted for the call). Returns the paths removed (or that
+        would be, with ``dry_run``), relative to the table."""
+        from urllib.parse import unquote, urlparse
+
+        root = self._require(name)
+        # Delta's 168-hour floor is the caller's call here; and VACUUM lists the table in a job of
+        # parallelPartitionDiscovery.parallelism tasks (10 000 by default: minutes of empty tasks on 2 cores)
+        settings = {"spark.databricks.delta.retentionDurationCheck.enabled": "false",
+                    "spark.sql.sources.parallelPartitionDiscovery.parallelism":
+                        self.spark.conf.get("spark.sql.shuffle.partitions", "8") or "8"}
+        before = {key: self.spark.conf.get(key, None) for key in settings}
+        for key, value in settings.items():
+            self.spark.conf.set(key, value)
+        try:
+            quoted = root.replace("`", "``")
+            listed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {float(retention_hours)} HOURS DRY RUN").collect()
+            removed = [os.path.relpath(unquote(urlparse(r[0]).path), root).replace(os.sep, "/") for r in listed]
+            if removed and not dry_run:
+                self._delta_table(name).vacuum(float(retention_hours))
+        finally:
+            for key, old in before.items():
+                if old is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, old)
+        grace = retention_hours if staging_grace_hours is None else staging_grace_hours
+        removed += self._vacuum_staging(name, grace, dry_run)
+        return sorted(removed)
+
+
+def _staged_summary(staging: str, parts: tuple[str, ...]) -> tuple[int, int, tuple[str, ...]]:
+    """Rows (Parquet footers), files and first-column partitions of a staged write."""
+    rows, files, partitions = 0, 0, set()
+    for dirpath, _, filenames in os.walk(staging):
+        for fname in filenames:
+            if not fname.endswith(".parquet") or fname.startswith((".", "_")):
+                continue
+            rows += pq.read_metadata(os.path.join(dirpath, fname)).num_rows
+            files += 1
+            if parts:
+                partitions.add(_partition_values(os.path.relpath(dirpath, staging), parts)[parts[0]] or "")
+    return rows, files, tuple(sorted(partitions))
 
 
 def _maybe_exit_in_commit_loop(done: int) -> None:
@@ -878,5 +1244,8 @@ def open_store(spark: SparkSession, root: str, backend: str = "auto") -> TableSt
     if backend == "delta-rs":
         return DeltaRsStore(spark, root)
     if backend == "delta-spark":
+        if spark is None or not has_delta_extension(spark):
+            raise TableError("warehouse.backend delta-spark needs a Spark session with the Delta jars and "
+                             "extension (this one was started without them; run `make setup` for .venv/jars)")
         return DeltaSparkStore(spark, root)
     raise TableError(f"table backend {backend!r} is not one of auto | delta-rs | delta-spark")

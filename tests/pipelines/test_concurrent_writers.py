@@ -3,7 +3,7 @@
 Score and metric writes replace only their own (day, model[, version, split]) partition, never
 read-modify-write the day. Job A stages its write and waits; job B writes and commits another model's
 rows of the same day; then A commits. A write that read the day before B's commit and overwrote the
-whole day would drop B's rows (what the score and evaluate jobs did before)."""
+whole day would drop B's rows (what the score and evaluate jobs did before). Both table-store backends."""
 from __future__ import annotations
 
 import threading
@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from liftlake.lib.evaluation.evaluate import write_metrics
 from liftlake.lib.scoring.scorer import CVR_SCHEMA, write_scores
-from liftlake.lib.storage.store import DeltaRsStore
+from liftlake.lib.storage.store import open_store
 
 DS = "2026-11-20"
 
@@ -47,9 +47,9 @@ def _interleave(job_a, job_b, store_a) -> None:
 
 
 @pytest.mark.reliability
-def test_two_score_jobs_for_one_day_keep_both_models(spark, tmp_path):
+def test_two_score_jobs_for_one_day_keep_both_models(spark, tmp_path, backend):
     root = str(tmp_path / "wh")
-    store_a, store_b = DeltaRsStore(spark, root), DeltaRsStore(spark, root)
+    store_a, store_b = open_store(spark, root, backend), open_store(spark, root, backend)
     write_scores(store_a, "scores.cvr", _scores(spark, "dcmt", 3), "dcmt", DS)
     _interleave(lambda: write_scores(store_a, "scores.cvr", _scores(spark, "dcmt", 5), "dcmt", DS),
                 lambda: write_scores(store_b, "scores.cvr", _scores(spark, "esmm", 4), "esmm", DS), store_a)
@@ -60,9 +60,9 @@ def test_two_score_jobs_for_one_day_keep_both_models(spark, tmp_path):
 
 
 @pytest.mark.reliability
-def test_two_evaluations_of_one_day_keep_both_models_metrics(spark, tmp_path):
+def test_two_evaluations_of_one_day_keep_both_models_metrics(spark, tmp_path, backend):
     root = str(tmp_path / "wh")
-    store_a, store_b = DeltaRsStore(spark, root), DeltaRsStore(spark, root)
+    store_a, store_b = open_store(spark, root, backend), open_store(spark, root, backend)
     write_metrics(store_a, "dcmt", "v0001", "test", DS, {"auc": 0.70})
     _interleave(lambda: write_metrics(store_a, "dcmt", "v0001", "test", DS, {"auc": 0.71, "ks": 0.3}),
                 lambda: write_metrics(store_b, "esmm", "v0003", "test", DS, {"auc": 0.65}), store_a)

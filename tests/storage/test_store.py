@@ -1,16 +1,19 @@
-"""The delta-rs table store: round trips, partition overwrite, atomic commits, schema checks."""
+"""The table store contract, on both backends (the ``backend`` fixture: delta-rs and delta-spark, real
+Delta tables in the test session's one local JVM): round trips, partition overwrite, time travel,
+atomic commits, schema checks, vacuum, concurrent writers."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from deltalake import DeltaTable, QueryBuilder
 from pyspark.sql import functions as F
 
-from liftlake.lib.storage.store import DeltaRsStore, InjectedFault, TableError, validate_table_name
+from liftlake.lib.storage.store import DeltaRsStore, InjectedFault, TableError, open_store, validate_table_name
 
 
 def day_frame(spark, ds: str, n: int, offset: int = 0):
@@ -28,8 +31,18 @@ def delta_rows(path: str) -> int:
 
 
 @pytest.fixture()
-def store(spark, tmp_path):
+def store(spark, tmp_path, backend):
+    return open_store(spark, str(tmp_path / "wh"), backend)
+
+
+@pytest.fixture()
+def rs_store(spark, tmp_path):
+    """The delta-rs store alone, for the cases that exercise its own commit path."""
     return DeltaRsStore(spark, str(tmp_path / "wh"))
+
+
+def test_each_backend_is_the_store_it_names(store, backend):
+    assert store.backend == backend
 
 
 def test_round_trip_and_other_readers(spark, store):
@@ -142,32 +155,38 @@ KILL_SCRIPT = r"""
 import sys
 from pyspark.sql import functions as F
 from liftlake.lib.storage.spark import build_session
-from liftlake.lib.storage.store import DeltaRsStore
-spark = build_session("kill", master="local[1]", conf={"spark.ui.enabled": "false"})
-store = DeltaRsStore(spark, sys.argv[1])
+from liftlake.lib.storage.store import open_store
+backend = sys.argv[2]
+spark = build_session("kill", master="local[1]", conf={"spark.ui.enabled": "false"},
+                      delta_jars=backend == "delta-spark")
+store = open_store(spark, sys.argv[1], backend)
 df = spark.range(1000).withColumnRenamed("id", "event_id").withColumn("ds", F.lit("2026-11-20"))
-store.write(df, "raw.killed", "overwrite_partitions", ["2026-11-20"])
+with store.commit_together():  # a job's write: staged, then committed at the block's end
+    store.write(df, "raw.killed", "overwrite_partitions", ["2026-11-20"])
 """
 
 
 @pytest.mark.reliability
-def test_process_killed_before_commit_leaves_only_unreferenced_files(spark, store, tmp_path):
+def test_process_killed_before_commit_leaves_only_unreferenced_files(spark, store, tmp_path, backend):
     store.write(spark.range(10).withColumnRenamed("id", "event_id").withColumn("ds", F.lit("2026-11-20")),
                 "raw.killed", "overwrite_partitions", ["2026-11-20"])
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT)
     env = dict(os.environ, LIFTLAKE_FAULT_BEFORE_COMMIT="raw.killed", LIFTLAKE_FAULT_MODE="exit")
-    proc = subprocess.run([sys.executable, str(script), store.root], env=env, capture_output=True, timeout=300)
+    proc = subprocess.run([sys.executable, str(script), store.root, backend], env=env, capture_output=True,
+                          timeout=300)
     assert proc.returncode == 137, proc.stderr.decode()[-2000:]
     assert store.version("raw.killed") == 0
     assert store.partition_counts("raw.killed") == {"2026-11-20": 10}
     # The dead write's files are on disk but unreferenced; vacuum removes exactly those.
     referenced = store.referenced_files("raw.killed")
-    on_disk = {os.path.relpath(os.path.join(d, f), store.path("raw.killed"))
+    on_disk = {os.path.relpath(os.path.join(d, f), store.path("raw.killed")).replace(os.sep, "/")
                for d, _, fs in os.walk(store.path("raw.killed")) for f in fs if f.endswith(".parquet")}
     assert on_disk - referenced
     removed = store.vacuum("raw.killed", retention_hours=0)
-    assert set(removed) >= on_disk - referenced
+    assert all(any(f == r or f.startswith(r + "/") for r in removed) for f in on_disk - referenced), removed
+    assert {os.path.relpath(os.path.join(d, f), store.path("raw.killed")).replace(os.sep, "/")
+            for d, _, fs in os.walk(store.path("raw.killed")) for f in fs if f.endswith(".parquet")} == referenced
     assert store.read("raw.killed").count() == 10
     assert delta_rows(store.path("raw.killed")) == 10
 
@@ -194,7 +213,8 @@ def test_concurrent_writers_lose_nothing(spark, store):
 
 
 @pytest.mark.reliability
-def test_losing_the_race_to_create_a_table_commits_onto_it(spark, store, monkeypatch):
+def test_losing_the_race_to_create_a_table_commits_onto_it(spark, rs_store, monkeypatch):
+    store = rs_store
     # two days of a backfill both find no table and both create it: the second must land on the
     # first one's table (seen in the 30-day Airflow backfill, where it cost a retry)
     store.write(day_frame(spark, "2026-11-19", 4), "raw.events", "overwrite_partitions", ["2026-11-19"])
@@ -279,7 +299,8 @@ def test_writes_of_one_block_commit_at_its_end_or_not_at_all(spark, store):
 
 
 @pytest.mark.reliability
-def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, store, monkeypatch):
+def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, rs_store, monkeypatch):
+    store = rs_store
     store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
     store.write(day_frame(spark, "2026-11-21", 20, offset=500), "raw.events", "overwrite_partitions", ["2026-11-21"])
     store.write(day_frame(spark, "2026-11-20", 7), "raw.last", "overwrite_partitions", ["2026-11-20"])
@@ -305,3 +326,144 @@ def test_a_commit_failing_at_the_end_undoes_the_block_s_earlier_commits(spark, s
     assert store.partition_counts("raw.events") == {"2026-11-20": 30, "2026-11-21": 20}
     assert not store.exists("raw.created")  # made by the block alone: removed
     assert store.version("raw.last") == 0 and store.read("raw.last").count() == 7
+
+
+def test_an_overwrite_scoped_to_an_inner_partition_keeps_the_others(spark, store):
+    ds = "2026-11-20"
+
+    def rows(model, n, offset=0):
+        return day_frame(spark, ds, n, offset).withColumn("model", F.lit(model))
+
+    parts = ("ds", "model")
+    store.write(rows("a", 4).unionByName(rows("b", 3, 100)), "scores.s", "append", partition_by=parts)
+    res = store.write(rows("a", 6, 200), "scores.s", "overwrite_partitions", [ds], partition_by=parts,
+                      sub_partition_values={"model": ["a"]})
+    assert (res.version, res.rows, res.partitions) == (1, 6, (ds,))
+    by_model = {r["model"]: r["count"] for r in store.read("scores.s").groupBy("model").count().collect()}
+    assert by_model == {"a": 6, "b": 3}
+    assert store.partition_counts("scores.s") == {ds: 9}
+    assert store.read("scores.s", version=0).where(F.col("model") == "a").count() == 4
+    with pytest.raises(TableError, match=r"model values \['b'\] outside the partitions"):
+        store.write(rows("b", 1), "scores.s", "overwrite_partitions", [ds], partition_by=parts,
+                    sub_partition_values={"model": ["a"]})
+    with pytest.raises(TableError, match=r"partitioned by \['ds', 'model'\], the write by \['ds'\]"):
+        store.write(rows("a", 1), "scores.s", "append")
+    assert store.version("scores.s") == 1
+
+
+def test_vacuum_removes_the_files_of_replaced_versions_only(spark, store):
+    store.write(day_frame(spark, "2026-11-20", 10), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    old = store.referenced_files("raw.events")
+    store.write(day_frame(spark, "2026-11-20", 5, offset=100), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    new = store.referenced_files("raw.events")
+    assert old and new and old.isdisjoint(new)
+    listed = store.vacuum("raw.events", retention_hours=0, dry_run=True)
+    assert set(listed) == old and parquet_on_disk(store, "raw.events") == old | new  # a dry run removes nothing
+    assert store.vacuum("raw.events", retention_hours=0) == listed
+    assert parquet_on_disk(store, "raw.events") == new
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == list(range(100, 105))
+    assert store.vacuum("raw.events", retention_hours=0) == []
+
+
+@pytest.mark.reliability
+def test_two_first_writes_of_a_table_at_once_both_land(spark, store):
+    errors = []
+
+    def first_write(ds, n, offset):
+        try:
+            store.write(day_frame(spark, ds, n, offset), "raw.fresh", "overwrite_partitions", [ds])
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_write, args=("2026-11-20", 6, 0)),
+               threading.Thread(target=first_write, args=("2026-11-21", 4, 100))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert store.partition_counts("raw.fresh") == {"2026-11-20": 6, "2026-11-21": 4}
+
+
+@pytest.mark.reliability
+def test_a_commit_refused_at_the_end_undoes_the_block_s_earlier_commits(spark, store, backend):
+    store.write(day_frame(spark, "2026-11-20", 30), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    store.write(day_frame(spark, "2026-11-21", 20, offset=500), "raw.events", "overwrite_partitions", ["2026-11-21"])
+    rows_before = sorted(r.event_id for r in store.read("raw.events").collect())
+    other_job = open_store(spark, store.root, backend)
+    with pytest.raises(TableError, match=r"table raw\.last is partitioned by \[\], the write by \['ds'\]"):
+        with store.commit_together():
+            store.write(day_frame(spark, "2026-11-20", 40, offset=100), "raw.events", "overwrite_partitions",
+                        ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 3), "raw.created", "overwrite_partitions", ["2026-11-20"])
+            store.write(day_frame(spark, "2026-11-20", 9), "raw.last", "overwrite_partitions", ["2026-11-20"])
+            # before the block commits, another job creates raw.last unpartitioned: its commit is refused
+            other_job.write(day_frame(spark, "2026-11-20", 2), "raw.last", "append", partition_by=None)
+    # raw.events was committed, then given its rows of before back (version 2: the job's, 3: the undo)
+    assert store.version("raw.events") == 3
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == rows_before
+    assert store.partition_counts("raw.events") == {"2026-11-20": 30, "2026-11-21": 20}
+    assert not store.exists("raw.created")  # made by the block alone: removed
+    assert store.read("raw.last").count() == 2  # the other job's table is untouched
+    assert not os.listdir(os.path.join(store.root, "_commits"))
+    staging = [d for d, _, _ in os.walk(store.root) if os.path.basename(os.path.dirname(d)) == "_staging"]
+    assert not staging  # every staged write was committed or removed
+
+
+def _conflicting_overwrite(spark, store, tmp_path):
+    """Writer A's overwrite of a day is held inside its Delta transaction (a UDF waits) while writer B
+    commits an overwrite of the same day; then A goes on to its commit, which conflicts."""
+    started, gate = str(tmp_path / "started"), str(tmp_path / "gate")
+
+    @F.udf("long")
+    def held(v):
+        import os as os_
+        import time as time_
+
+        open(started, "w").close()
+        while not os_.path.exists(gate):
+            time_.sleep(0.05)
+        return v
+
+    store.write(day_frame(spark, "2026-11-20", 3), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    outcome: list = []
+
+    def writer_a():
+        df = day_frame(spark, "2026-11-20", 40, offset=1000).coalesce(1).withColumn("event_id", held("event_id"))
+        try:
+            outcome.append(store.write(df, "raw.events", "overwrite_partitions", ["2026-11-20"]))
+        except Exception as exc:  # noqa: BLE001 - inspected by the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=writer_a)
+    thread.start()
+    deadline = time.time() + 120
+    while not os.path.exists(started) and time.time() < deadline:
+        time.sleep(0.05)
+    store.write(day_frame(spark, "2026-11-20", 60, offset=2000), "raw.events", "overwrite_partitions", ["2026-11-20"])
+    open(gate, "w").close()
+    thread.join(180)
+    return outcome[0]
+
+
+@pytest.mark.reliability
+def test_delta_spark_retries_a_commit_that_lost_a_conflict(spark, tmp_path):
+    store = open_store(spark, str(tmp_path / "wh"), "delta-spark")
+    result = _conflicting_overwrite(spark, store, tmp_path)
+    assert not isinstance(result, Exception), result
+    # A lost to B's commit, tried again and committed after it: A's rows, whole, and B's in history
+    assert result.version == 2 and result.rows == 40
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == list(range(1000, 1040))
+    assert store.read("raw.events", version=1).count() == 60
+
+
+@pytest.mark.reliability
+def test_delta_spark_fails_loudly_when_its_attempts_are_spent(spark, tmp_path, monkeypatch):
+    from liftlake.lib.storage import store as store_module
+
+    monkeypatch.setattr(store_module, "DELTA_COMMIT_ATTEMPTS", 1)
+    store = open_store(spark, str(tmp_path / "wh"), "delta-spark")
+    result = _conflicting_overwrite(spark, store, tmp_path)
+    assert isinstance(result, TableError) and "lost to concurrent commits" in str(result)
+    assert store.version("raw.events") == 1  # nothing of A landed; B's rows are the day
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == list(range(2000, 2060))
