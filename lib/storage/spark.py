@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DELTA_JARS_ENV = "LIFTLAKE_DELTA_JARS"  # a folder of Delta jars to load instead of <venv>/jars
+DELTA_ON_REQUEST = "spark.liftlake.deltaOnRequest"  # set when build_session loaded Delta for a caller
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ def build_session(
     settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
     if delta_jars is None:
         delta_jars = bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
+    elif delta_jars:
+        # asked for by the caller (a delta-spark store, the test session), not by the session's
+        # owner: warehouse.backend auto keeps delta-rs here (open_store)
+        settings[DELTA_ON_REQUEST] = "true"
     if delta_jars:
         jars = delta_jar_paths()
         if jars:
@@ -79,6 +84,12 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
+
+
+def delta_is_the_sessions_choice(spark: SparkSession) -> bool:
+    """True when the session came with Delta from its owner (a Delta cluster, spark-submit --jars and
+    --conf, LIFTLAKE_DELTA_SPARK), not because a caller of build_session asked for the jars."""
+    return has_delta_extension(spark) and spark.conf.get(DELTA_ON_REQUEST, "false") != "true"
 
 
 def has_delta_extension(spark: SparkSession) -> bool:

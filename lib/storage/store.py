@@ -1236,11 +1236,13 @@ def newest_mtime(path: str) -> float:
 
 
 def open_store(spark: SparkSession, root: str, backend: str = "auto") -> TableStore:
-    """The store for ``root``: delta-spark when the session has the Delta extension, else delta-rs."""
-    from liftlake.lib.storage.spark import has_delta_extension
+    """The store for ``root``. ``auto``: delta-spark when the session came with the Delta extension
+    (a Delta cluster's, spark-submit's), else delta-rs, also where liftlake itself loaded the jars
+    only so that a delta-spark store can be opened on request (the test session)."""
+    from liftlake.lib.storage.spark import delta_is_the_sessions_choice, has_delta_extension
 
     if backend == "auto":
-        backend = "delta-spark" if has_delta_extension(spark) else "delta-rs"
+        backend = "delta-spark" if spark is not None and delta_is_the_sessions_choice(spark) else "delta-rs"
     if backend == "delta-rs":
         return DeltaRsStore(spark, root)
     if backend == "delta-spark":

@@ -45,6 +45,16 @@ def test_each_backend_is_the_store_it_names(store, backend):
     assert store.backend == backend
 
 
+def test_auto_keeps_delta_rs_where_liftlake_loaded_the_jars_itself(spark, tmp_path):
+    from liftlake.lib.storage.spark import DELTA_ON_REQUEST, has_delta_extension
+
+    # the test session loads the Delta jars so that delta-spark stores can be opened on request;
+    # that is not a Delta cluster's session, so the default backend stays the embedded one
+    assert has_delta_extension(spark) and spark.conf.get(DELTA_ON_REQUEST) == "true"
+    assert open_store(spark, str(tmp_path / "wh"), "auto").backend == "delta-rs"
+    assert open_store(None, str(tmp_path / "wh"), "auto").backend == "delta-rs"
+
+
 def test_round_trip_and_other_readers(spark, store):
     df = day_frame(spark, "2026-11-20", 100)
     res = store.write(df, "raw.events", mode="overwrite_partitions", partition_values=["2026-11-20"])
