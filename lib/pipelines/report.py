@@ -184,6 +184,23 @@ def latest_artifact(warehouse: str, model: str, version: str | None = None):
     return art, layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
 
 
+def same_rows_as(ctx, reference_model: str):
+    """(train, test, has_truth, layout, train_means) of ``reference_model``'s newest artifact: the
+    rows an external reference is fitted and judged on, so that it meets the models on their own
+    split; None when the model has no version in this world."""
+    from liftlake.lib.evaluation.evaluate import test_rows, train_truth_means
+
+    latest = latest_artifact(ctx.store.root, reference_model)
+    if latest is None:
+        return None
+    art, layout = latest
+    max_rows = ctx.config.train.eval_max_rows
+    train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
+    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
+    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
+    return train, test, has_truth, layout, train_means
+
+
 def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
     """scikit-uplift's TwoModels (one-hot features, a logistic regression per arm) fitted on the same
     train split as ``reference_model``'s artifact and judged by the same code on the same test rows
@@ -195,15 +212,12 @@ def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
     from sklearn.preprocessing import OneHotEncoder
     from sklift.models import TwoModels
 
-    from liftlake.lib.evaluation.evaluate import compute_metrics, test_rows, train_truth_means
+    from liftlake.lib.evaluation.evaluate import compute_metrics
 
-    latest = latest_artifact(ctx.store.root, reference_model)
-    if latest is None:
+    rows = same_rows_as(ctx, reference_model)
+    if rows is None:
         return None
-    art, layout = latest
-    max_rows = ctx.config.train.eval_max_rows
-    train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
-    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
+    train, test, has_truth, layout, train_means = rows
 
     def features(cols):
         return np.column_stack([cols[c] for c in layout.feature_columns])
@@ -216,7 +230,6 @@ def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
     uplift = two.predict(features(test))
     mean_value = float(np.mean(train["intensity"][train["treated"] == 1]))
     pred = {"p0": two.ctrl_preds_, "unit_uplift": uplift / mean_value}
-    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
     return compute_metrics("coupon", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
                            reference_seed=seed)
 
@@ -229,15 +242,12 @@ def external_gbdt_cvr(ctx, reference_model: str, seed: int) -> dict | None:
     numeric codes (the trees split their hashed ranges)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from liftlake.lib.evaluation.evaluate import compute_metrics, test_rows, train_truth_means
+    from liftlake.lib.evaluation.evaluate import compute_metrics
 
-    latest = latest_artifact(ctx.store.root, reference_model)
-    if latest is None:
+    rows = same_rows_as(ctx, reference_model)
+    if rows is None:
         return None
-    art, layout = latest
-    max_rows = ctx.config.train.eval_max_rows
-    train, _ = test_rows(ctx.store, art.info, art.data, layout, max_rows, split="train")
-    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, max_rows)
+    train, test, has_truth, layout, train_means = rows
     names = list(layout.feature_columns)
     x_train = np.column_stack([train[c] for c in names]).astype(np.float64)
     x_test = np.column_stack([test[c] for c in names]).astype(np.float64)
@@ -252,7 +262,6 @@ def external_gbdt_cvr(ctx, reference_model: str, seed: int) -> dict | None:
     ctr = fit(x_train, train["click"]).predict_proba(x_test)[:, 1]
     cvr = fit(x_train[clicked], train["conversion"][clicked]).predict_proba(x_test)[:, 1]
     pred = {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr}
-    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
     return compute_metrics("cvr", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
                            reference_seed=seed)
 
