@@ -272,7 +272,11 @@ def test_sweep_section_label_quality_and_claim():
               for i in range(3)]
     lines, figure = sweep_section([sweep(i) for i in range(3)], common, "with one optimizer")
     text = "\n".join(lines)
-    assert "| max | 0.001 ± 0 | 0.2 ± 0 | 0.07 ± 0 | 2.857 ± 0 |" in text
+    assert "Counterfactual label quality" not in text  # the CVR section's table, drawn once
+    cvr = "\n".join(cvr_section([cvr_seed(i) for i in range(3)], ["esmm"],
+                                label_quality=[sweep(i)["label_quality"] for i in range(3)]))
+    assert "| max | 0.001 ± 0 | 0.2 ± 0 | 0.07 ± 0 | 2.857 ± 0 |" in cvr
+    assert "Counterfactual label quality" not in "\n".join(cvr_section([cvr_seed(0)], ["esmm"]))
     assert "the max / ratio cut-offs sit near the best label rate" in text
     assert any("max (0.001)" in line and "best swept rate 0.01" in line and "-> holds:" in line for line in lines)
     assert any("ratio (0.14)" in line and "-> contradicted:" in line for line in lines)
