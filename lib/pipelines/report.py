@@ -128,6 +128,8 @@ def _reset_stale_world(ctx) -> None:
     import json
     import shutil
 
+    from liftlake.lib.artifacts.publish import write_text_atomic
+
     stamp_path = os.path.join(ctx.store.root, WORLD_STAMP)
     want = json.loads(json.dumps(world_stamp(ctx), default=str))
     try:
@@ -143,9 +145,7 @@ def _reset_stale_world(ctx) -> None:
     os.makedirs(ctx.store.root, exist_ok=True)
     simulate_days(ctx)
     build_features_days(ctx)
-    with open(stamp_path + ".tmp", "w", encoding="utf-8") as fh:
-        json.dump(want, fh, indent=1)
-    os.replace(stamp_path + ".tmp", stamp_path)
+    write_text_atomic(stamp_path, json.dumps(want, indent=1))
 
 
 def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: str, models: list[str],
@@ -353,7 +353,8 @@ def run_report(ctx) -> str:
                                               {m: [*multi_extra.get(m, []), *common] for m in cfg.multi_models},
                                               with_labels=False))
     rows = len(_days(end, cfg.days)) * cfg.exposures
-    uplift_users = f"{cfg.uplift_users:,}" if cfg.uplift_users else f"~{max(1000, cfg.exposures // 20):,} (exposures / 20)"
+    uplift_users = (f"{cfg.uplift_users:,}" if cfg.uplift_users
+                    else f"~{SimulatorConfig(exposures=cfg.exposures).num_users:,} (the simulator's default)")
     header = ["# liftlake evidence report", "",
               f"Run {started} by `liftlake report`; {platform.platform()}, {os.cpu_count()} cores; "
               f"pyspark {installed_version('pyspark')}, torch {torch.__version__}.",  # pyspark-client shadows __version__
