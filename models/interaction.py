@@ -23,7 +23,7 @@ from liftlake.models.uplift_base import (
 @dataclass
 class EFINParams(BaselineParams):
     # intervention constraint (adversarial treatment classifier on the predicted uplifts); kept
-    # small because it pulls on the uplift read at unit_intensity itself
+    # small because it pulls on the uplift read at the read-out face value itself
     constraint_weight: float = 0.01
 
 
@@ -77,7 +77,7 @@ class EFIN(UpliftBaseline):
     def auxiliary_outputs(self, batch, rep):
         x = batch["x"]
         if self.is_coupon:
-            effects = self.uplift(rep, self.full_arm(x, self.params.unit_intensity))
+            effects = self.uplift(rep, self.full_arm(x, self.read_intensity()))
         else:
             effects = torch.cat([self.uplift(rep, self.full_arm(x, k)) for k in range(1, self.num_arms)], dim=-1)
         return {"treatment_logits": self.constraint(_GradientReversal.apply(effects))}

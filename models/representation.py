@@ -89,7 +89,7 @@ class DESCN(UpliftBaseline):
     them too: ESTR fits pi * mu1 to y * w over all rows, which holds (E[y w | x] = pi(x) mu1(x)) only
     if mu1 on an untreated row is the treated response at a face value a coupon would have had. Each
     untreated row therefore reads the treated pathway at a face value drawn from the batch's treated
-    rows (``unit_intensity`` when the batch has none). Read at one fixed value instead, ESTR's zeros
+    rows (the read-out face value, read_intensity(), when the batch has none). Read at one fixed value instead, ESTR's zeros
     on every untreated row pulled mu1 at that value far down (p(x, 1) at 0.4x the truth, the unit
     uplift of a world with near-zero effects at -0.26) and the other values up to compensate."""
 
@@ -121,7 +121,7 @@ class DESCN(UpliftBaseline):
         if given.numel():
             would_have = given[torch.randint(0, given.numel(), t.shape, device=t.device)]
         else:
-            would_have = torch.full_like(t, self.params.unit_intensity)
+            would_have = torch.full_like(t, self.read_intensity())
         dose = torch.where(t > 0, t, would_have)
         with_dose = torch.cat([phi, self.treatment_features(dose)], dim=-1)
         return {"propensity_logit": self.propensity_head(phi).squeeze(-1),

@@ -58,15 +58,50 @@ def test_training_lowers_the_loss_and_predict_follows_the_contract(name, task, a
     if task == "coupon":
         assert set(pred) == {"p0", "unit_uplift"}
         assert ((pred["p0"] > 0) & (pred["p0"] < 1)).all()
-        probs = model.prob_at(batch, torch.tensor([0.0, 1.0, 3.0]))
+        t_read = model.read_intensity()
+        probs = model.prob_at(batch, torch.tensor([0.0, t_read, 3.0]))
         assert probs.shape == (512, 3)
         np.testing.assert_allclose(probs[:, 0].numpy(), pred["p0"].numpy(), rtol=1e-5)
-        # unit uplift is read at t = 1 (UniMVT 5.1.2), signed: a predicted harm is not clipped to 0
-        np.testing.assert_allclose(pred["unit_uplift"].numpy(), probs[:, 1].numpy() - probs[:, 0].numpy(),
+        # unit uplift: the slope read at a face value the training rows had, signed (a predicted
+        # harm is not clipped to 0)
+        np.testing.assert_allclose(pred["unit_uplift"].numpy(), (probs[:, 1].numpy() - probs[:, 0].numpy()) / t_read,
                                    atol=1e-6)
     else:
         assert set(pred) == {"y0_r1", "y0_r2", "tau_r1_k1", "tau_r1_k2", "tau_r2_k1", "tau_r2_k2"}
         assert all(v.shape == (512,) for v in pred.values())
+
+
+def test_the_unit_uplift_is_read_at_a_face_value_the_treated_training_rows_had():
+    model = build_model("t_learner", FIELD_DIMS, {**SMALL, "task": "coupon"})
+    assert model.read_intensity() == 1.0                       # no treated row seen yet
+    batch = coupon_batch(512)
+    batch["intensity"] = batch["treated"] * torch.where(torch.arange(512) % 3 == 0, 1.0, 4.0)
+    model.train()
+    model(batch)
+    # mean 3.0 falls between the two values used; the nearest one used is 4.0
+    assert model.read_intensity() == 4.0
+    model.eval()
+    model.predict(batch)
+    model(batch)                                               # scoring counts nothing
+    counts = model.treated_face_values[:, 0]
+    assert counts.sum().item() == batch["treated"].sum().item()
+    # the histogram is saved with the weights, and weights saved before it existed read at 1.0
+    state = model.state_dict()
+    loaded = build_model("t_learner", FIELD_DIMS, {**SMALL, "task": "coupon"})
+    loaded.load_state_dict(state)
+    assert loaded.read_intensity() == 4.0
+    older = {k: v for k, v in state.items() if k != "treated_face_values"}
+    loaded.load_state_dict(older)
+    assert loaded.read_intensity() == 1.0
+    fixed = build_model("t_learner", FIELD_DIMS, {**SMALL, "task": "coupon", "unit_intensity": 2.0})
+    fixed.load_state_dict(state)
+    assert fixed.read_intensity() == 2.0
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("inf"), float("nan"), "two"])
+def test_unit_intensity_must_be_a_positive_finite_face_value(value):
+    with pytest.raises(ModelConfigError, match="unit_intensity"):
+        build_model("t_learner", FIELD_DIMS, {"task": "coupon", "unit_intensity": value})
 
 
 @pytest.mark.parametrize("name", COUPON_ONLY)
