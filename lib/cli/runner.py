@@ -31,18 +31,28 @@ class JobContext:
     config: Config
     args: argparse.Namespace
     days: list[str] = field(default_factory=list)
+    # set by a job body before it touches ``spark``: start the session with the Delta jars even where
+    # warehouse.backend does not ask for them (``liftlake sql --engine spark`` reads Spark's catalog
+    # of Delta tables); the store keeps the backend's choice (auto: delta-rs, spark.py DELTA_ON_REQUEST)
+    delta_jars_on_request: bool = False
     _spark: object = None
     _store: object = None
 
     @property
     def spark(self):
         if self._spark is None:
-            from liftlake.lib.storage.spark import build_session
+            from liftlake.lib.storage.spark import build_session, owner_decides_delta
 
             cfg = self.config.spark
             # delta-spark starts the JVM with the Delta jars; delta-rs without; auto leaves it to
             # LIFTLAKE_DELTA_SPARK or to the cluster (spark-submit --jars, a Delta runtime)
             delta_jars = {"delta-spark": True, "delta-rs": False}.get(self.config.warehouse.backend)
+            if self.delta_jars_on_request and (delta_jars is False
+                                               or (delta_jars is None and not owner_decides_delta())):
+                # on request: build_session marks the session so, and the store keeps its backend
+                # (delta-rs, also for auto); a session that spark-submit or LIFTLAKE_DELTA_SPARK
+                # decides is left as it is
+                delta_jars = True
             self._spark = build_session(f"{cfg.app_name}-{self.name}", master=_master(cfg.master),
                                         conf=cfg.conf, delta_jars=delta_jars)
             self._spark.sparkContext.setLogLevel("WARN")

@@ -23,10 +23,15 @@ DELTA_ON_REQUEST = "spark.liftlake.deltaOnRequest"  # set when build_session loa
 logger = logging.getLogger(__name__)
 
 
+def delta_jar_folder() -> str:
+    """Where the Delta jars are looked for: ``$LIFTLAKE_DELTA_JARS``, else ``<sys.prefix>/jars``."""
+    return os.environ.get(DELTA_JARS_ENV) or os.path.join(sys.prefix, "jars")
+
+
 def delta_jar_paths() -> list[str]:
-    """The Delta jars of the environment (``delta-*.jar`` in ``$LIFTLAKE_DELTA_JARS``, else in
-    ``<sys.prefix>/jars``, where tools/setup-env fetches them); [] when there are none."""
-    folder = os.environ.get(DELTA_JARS_ENV) or os.path.join(sys.prefix, "jars")
+    """The Delta jars of the environment (``delta-*.jar`` in ``delta_jar_folder()``, where
+    tools/setup-env fetches them); [] when there are none."""
+    folder = delta_jar_folder()
     if not os.path.isdir(folder):
         return []
     return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith("delta-") and f.endswith(".jar"))
@@ -72,7 +77,7 @@ def build_session(
         if jars:
             settings["spark.jars"] = ",".join([j for j in settings.get("spark.jars", "").split(",") if j] + jars)
         elif not launched_by_submit:
-            logger.warning(f"no Delta jars in {os.environ.get(DELTA_JARS_ENV) or os.path.join(sys.prefix, 'jars')} "
+            logger.warning(f"no Delta jars in {delta_jar_folder()} "
                            f"(`make setup` fetches them); the session relies on the classpath it was given")
         extensions = [e for e in settings.get("spark.sql.extensions", "").split(",") if e]
         settings["spark.sql.extensions"] = ",".join(extensions + [e for e in [DELTA_EXTENSION] if e not in extensions])
@@ -84,6 +89,13 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
+
+
+def owner_decides_delta() -> bool:
+    """True when whoever started liftlake chose whether the session has Delta: spark-submit (its
+    --jars and --conf start the JVM) or ``LIFTLAKE_DELTA_SPARK``. A job that asks for the jars
+    on request leaves such a session as it is (and its Delta, if any, stays the session's choice)."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ or bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
 
 
 def delta_is_the_sessions_choice(spark: SparkSession) -> bool:
