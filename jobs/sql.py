@@ -2,7 +2,9 @@
 
 One read-only query (SELECT / WITH / SHOW / DESCRIBE / EXPLAIN) over the warehouse's tables, named
 namespace.table. The default engine is an in-memory DuckDB locked against file access; --engine spark
-runs Spark SQL after checking its parsed plan. Anything else exits 2 naming the rule."""
+checks Spark's parsed plan, names the tables in Spark's catalog (Delta tables: needs the Delta jars of
+`make setup`) and runs the statement as given (time travel: VERSION AS OF N in the query). Anything
+else exits 2 naming the rule."""
 import sys
 
 from liftlake.lib.cli.runner import run_job
@@ -14,7 +16,8 @@ def main(argv=None) -> int:
         parser.add_argument("--limit", type=int, default=100, help="print at most this many rows (<= sql.max_rows)")
         parser.add_argument("--engine", choices=("duckdb", "spark"), help="default: sql.engine (duckdb)")
         parser.add_argument("--as-of", action="append", default=[], metavar="VERSION|TABLE=VERSION",
-                            help="read every table (or the one named) as of a Delta version (repeatable)")
+                            help="read every table (or the one named) as of a Delta version (repeatable; duckdb engine, "
+                                 "on spark write VERSION AS OF N after the table name)")
 
     def body(ctx):
         from liftlake.lib.pipelines import sql

@@ -3,10 +3,11 @@ as JSON rows. The engines and their rules are in lib/storage/readonly_sql.py."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 from liftlake.lib.config import ConfigError, warehouse_path
-from liftlake.lib.storage.readonly_sql import check_spark_query, duckdb_query
+from liftlake.lib.storage.readonly_sql import SqlRefused, check_spark_query, duckdb_query
 
 
 def run(ctx) -> list[dict]:
@@ -18,11 +19,47 @@ def run(ctx) -> list[dict]:
         columns, rows = duckdb_query(warehouse_path(ctx.config), args.query, args.limit, args.as_of)
     else:
         if args.as_of:
-            raise ConfigError("--as-of reads a Delta version through the duckdb engine; drop --engine spark")
-        check_spark_query(ctx.spark, args.query, set(ctx.store.tables()))
-        df = ctx.store.sql(args.query)
-        columns, rows = df.columns, [tuple(r) for r in df.limit(args.limit).collect()]
+            raise ConfigError("--as-of is the duckdb engine's; on --engine spark write VERSION AS OF N after "
+                              "the table name in the query (select ... from scores.cvr VERSION AS OF 3)")
+        columns, rows = spark_query(ctx, args.query, args.limit)
     return print_rows(columns, rows, args.json)
+
+
+def spark_query(ctx, query: str, limit: int) -> tuple[list[str], list[tuple]]:
+    """Check the statement on Spark's parsed plan, name the tables it reads in Spark's catalog (external
+    Delta tables under their own names: the session needs the Delta jars), run it unchanged."""
+    from pyspark.errors.exceptions.captured import CapturedException
+    from pyspark.logger import PySparkLogger
+    from pyspark.sql import SparkSession
+
+    from liftlake.lib.storage.spark import delta_jar_folder, delta_jar_paths, has_delta_extension, owner_decides_delta
+
+    needs = (f"--engine spark reads the warehouse's tables as Delta tables of Spark's catalog and needs the "
+             f"Delta jars: none in {delta_jar_folder()}")
+    if SparkSession.getActiveSession() is None and not owner_decides_delta() and not delta_jar_paths():
+        raise ConfigError(f"{needs} (run `make setup` to fetch them)")  # before a JVM starts without them
+    ctx.delta_jars_on_request = True
+    if not has_delta_extension(ctx.spark):
+        raise ConfigError(f"{needs}, and this Spark session has none (run `make setup`, or start it with them)")
+    known = set(ctx.store.tables())
+    statement = check_spark_query(ctx.spark, query, known)
+    ctx.store.register_in_catalog(statement.tables)
+    # pyspark logs each analysis error with its JVM stack trace to stderr; here it is the one line below
+    context_logger = PySparkLogger.getLogger("SQLQueryContextLogger")
+    level = context_logger.level
+    context_logger.setLevel(logging.CRITICAL)
+    try:
+        df = ctx.spark.sql(query)
+        if statement.kind == "ShowTables":  # the catalog may hold more in that database: the warehouse's
+            rows = [tuple(r) for r in df.collect() if not r[2] and f"{r[0]}.{r[1]}".lower() in statement.tables]
+        else:
+            rows = [tuple(r) for r in df.limit(limit).collect()]
+        columns = list(df.columns)
+    except CapturedException as exc:  # Spark's analysis / runtime errors: a missing column, an absent version
+        raise SqlRefused(f"sql: {(str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]}") from None
+    finally:
+        context_logger.setLevel(level)
+    return columns, rows[:limit]
 
 
 def print_rows(columns: list[str], rows: list[tuple], as_json: bool = False, out=None) -> list[dict]:

@@ -8,15 +8,20 @@ Two engines, both read-only by construction rather than by string matching:
   off and the configuration locked, so the statement can read no file, attach no database, load no
   extension and change no setting; and DuckDB's own parser must classify it as one SELECT (which
   covers WITH, SHOW, DESCRIBE, SUMMARIZE) or EXPLAIN.
-* ``spark``: Spark SQL, for queries that need Spark's dialect. Spark's parser turns the statement
-  into a logical plan, and the plan must be a query: no command node anywhere (writes, DDL, SET,
-  ADD FILE, CACHE ...), every relation one of the platform's tables (no ``text.`/etc/passwd```, no
-  file or path source, no table-valued function) and no JVM reflection function.
+* ``spark``: Spark SQL, for queries that need Spark's dialect. Spark's parser (Delta's, in a session
+  with the Delta jars) turns the statement into a logical plan, and the plan must be a query: no
+  command node anywhere (writes, DDL, SET, ADD FILE, CACHE, VACUUM, RESTORE ...), every relation one
+  of the platform's tables (no ``text.`/etc/passwd```, no ``delta.`/path```, no file or path source,
+  no table-valued function) and no JVM reflection function; or EXPLAIN of such a query, SHOW TABLES
+  IN a platform namespace, SHOW COLUMNS / DESCRIBE [HISTORY | DETAIL] of a platform table. The
+  tables it reads are then named in Spark's catalog as themselves (external Delta tables,
+  ``TableStore.register_in_catalog``) and the statement runs unchanged.
 A refused statement raises ``SqlRefused`` (exit 2) naming the rule.
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from liftlake.lib.storage.store import DeltaRsStore, TableError
@@ -29,6 +34,11 @@ SPARK_QUERY_NODES = frozenset({
     "CTERelationDef", "CTERelationRef", "Window", "Expand", "Generate", "UnresolvedRelation", "OneRowRelation",
     "UnresolvedInlineTable", "LocalRelation", "Tail", "Sample", "RepartitionByExpression", "Pivot",
     "UnresolvedHaving", "Subquery", "LateralJoin", "UnresolvedSubqueryColumnAliases",
+    "RelationTimeTravel",  # scores.cvr VERSION AS OF 3 (its relation is checked as any other)
+})
+# SHOW / DESCRIBE of one table (the top node; its one child names the table)
+SPARK_TABLE_METADATA = frozenset({
+    "DescribeRelation", "DescribeColumn", "ShowColumns", "DescribeDeltaHistory", "DescribeDeltaDetailCommand",
 })
 SPARK_REFLECTION = frozenset({"java_method", "reflect", "try_reflect"})
 
@@ -131,14 +141,59 @@ def duckdb_query(root: str, query: str, limit: int, as_of: Sequence[str] = ()) -
     return columns, rows
 
 
-def check_spark_query(spark, query: str, known_tables: set[str]) -> None:
-    """Refuse anything but a read-only query over the platform's tables, judged on Spark's parsed plan."""
+@dataclass(frozen=True)
+class SparkStatement:
+    """What ``check_spark_query`` found: the statement's top node and the platform tables it reads
+    (those to name in Spark's catalog; for ``SHOW TABLES IN ns``, the namespace's tables)."""
+    kind: str
+    tables: frozenset[str]
+
+
+def check_spark_query(spark, query: str, known_tables: set[str]) -> SparkStatement:
+    """Refuse anything but a read-only query over the platform's tables, judged on Spark's parsed plan:
+    a query (its relations platform tables, ``VERSION AS OF`` allowed), ``EXPLAIN`` of one, ``SHOW TABLES
+    IN`` a platform namespace, or a ``SHOW`` / ``DESCRIBE`` of a platform table."""
     jvm_session = spark._jsparkSession  # noqa: SLF001 - the parser is not exposed to Python
     try:
         plan = jvm_session.sessionState().sqlParser().parsePlan(query)
     except Exception as exc:  # noqa: BLE001 - py4j wraps Spark's ParseException
         message = str(exc).split("\n")[0].split(": ", 1)[-1] or "syntax error"
         raise SqlRefused(f"sql: cannot parse the statement ({message[:200]})") from None
+    kind = plan.getClass().getSimpleName()
+    if kind == "ExplainCommand":  # its query is a field, not a child: checked as a query
+        return SparkStatement(kind, _check_spark_plan(plan.logicalPlan(), known_tables))
+    if kind == "ShowTables":
+        namespace = plan.namespace()  # UnresolvedNamespace of SHOW TABLES IN ns, else CurrentNamespace
+        parts = (_identifier(namespace.multipartIdentifier())
+                 if namespace.getClass().getSimpleName() == "UnresolvedNamespace" else [])
+        spaces = {name.split(".")[0] for name in known_tables}
+        if len(parts) != 1 or parts[0].lower() not in spaces:
+            raise SqlRefused(f"sql: SHOW TABLES needs IN one of the warehouse's namespaces {sorted(spaces)} "
+                             f"(rule: SHOW / DESCRIBE of the platform's tables only)")
+        return SparkStatement(kind, frozenset(n for n in known_tables if n.split(".")[0] == parts[0].lower()))
+    if kind in SPARK_TABLE_METADATA:
+        target = plan.children().apply(0)
+        parts = (_identifier(target.multipartIdentifier())
+                 if target.getClass().getSimpleName() in ("UnresolvedTableOrView", "UnresolvedTable") else [])
+        name = ".".join(parts).lower()
+        if len(parts) != 2 or name not in known_tables:
+            shown = ".".join(parts) or target.getClass().getSimpleName()
+            raise SqlRefused(f"sql: {shown} is not a table of the warehouse (rule: SHOW / DESCRIBE of the "
+                             f"platform's tables only, namespace.table of `liftlake tables`)")
+        expressions = plan.expressions()
+        for i in range(expressions.size()):
+            _check_spark_expression(expressions.apply(i))
+        return SparkStatement(kind, frozenset({name}))
+    return SparkStatement(kind, _check_spark_plan(plan, known_tables))
+
+
+def _identifier(ident) -> list[str]:
+    return [str(ident.apply(i)) for i in range(ident.size())]
+
+
+def _check_spark_plan(plan, known_tables: set[str]) -> frozenset[str]:
+    """The platform tables a query reads; SqlRefused at its first node that is not a query's."""
+    read: set[str] = set()
     stack: list[Any] = [plan]
     cte_names: set[str] = set()  # WITH a AS (...): `a` is a relation of the query, not a table
     while stack:
@@ -151,14 +206,17 @@ def check_spark_query(spark, query: str, known_tables: set[str]) -> None:
             relations = node.cteRelations()
             cte_names.update(str(relations.apply(i)._1()).lower() for i in range(relations.size()))
         if kind == "UnresolvedRelation":
-            ident = node.multipartIdentifier()
-            parts = [str(ident.apply(i)) for i in range(ident.size())]
+            parts = _identifier(node.multipartIdentifier())
             name = ".".join(parts).lower()
             if len(parts) == 1 and name in cte_names:
                 pass
             elif len(parts) != 2 or name not in known_tables:
                 raise SqlRefused(f"sql: {'.'.join(parts)} is not a table of the warehouse (rule: namespace.table "
                                  f"of `liftlake tables`, no file or path sources)")
+            else:
+                read.add(name)
+        if kind == "RelationTimeTravel":  # a leaf node: its relation is a field, checked as any relation
+            stack.append(node.relation())
         expressions = node.expressions()
         for i in range(expressions.size()):
             _check_spark_expression(expressions.apply(i))
@@ -166,6 +224,7 @@ def check_spark_query(spark, query: str, known_tables: set[str]) -> None:
         stack.extend(children.apply(i) for i in range(children.size()))
         for nested in (node.innerChildren(), node.subqueries()):  # CTE definitions, subqueries in expressions
             stack.extend(nested.apply(i) for i in range(nested.size()))
+    return frozenset(read)
 
 
 def _check_spark_expression(expr) -> None:

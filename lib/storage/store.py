@@ -1,6 +1,7 @@
 """The table store: every table liftlake reads or writes, by name, as a Delta table.
 
-Two backends share one interface (``read``, ``write``, ``history``, ``vacuum``, ``sql``, ``tables``):
+Two backends share one interface (``read``, ``write``, ``history``, ``vacuum``, ``tables``, and
+``register_in_catalog``: each table named in Spark's catalog as itself, for Spark SQL):
 
 * ``DeltaRsStore`` (the embedded default): Spark writes Parquet in parallel into a staging folder
   inside the table; the driver moves the files into their partition folders, reads their footers
@@ -70,6 +71,11 @@ class TableError(ValueError):
 
 class InjectedFault(RuntimeError):
     """Raised by the fault-injection hook of the tests."""
+
+
+def _sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal (backslash and quote escaped: a path may hold either)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def validate_table_name(name: str) -> str:
@@ -291,32 +297,50 @@ class TableStore:
     def exists(self, name: str) -> bool:
         return _has_commit(os.path.join(self.path(name), "_delta_log"))
 
-    # -- SQL over the warehouse ----------------------------------------------------------------
-    _STRING_LITERAL = re.compile(r"('(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")")
+    # -- Spark's catalog ----------------------------------------------------------------------------
+    def register_in_catalog(self, names: Iterable[str]) -> list[str]:
+        """Name each table in the Spark session's catalog as itself, so that Spark SQL resolves
+        ``namespace.table`` the way it resolves any table: database ``namespace`` (located at the
+        namespace's folder), external Delta table ``namespace.table`` at the table's folder. Metadata
+        only: no Delta commit, no file written. An entry of that name that points elsewhere (an earlier
+        warehouse of a long-lived session) is re-pointed when it is an external Delta table (dropping an
+        external table's entry leaves its files); any other entry of the name is refused. Needs the
+        Delta jars in the session. The names registered, sorted."""
+        from liftlake.lib.storage.spark import has_delta_extension
 
-    def register_views(self, query: str) -> str:
-        """Make ``namespace.table`` names in ``query`` resolvable by Spark SQL.
+        names = sorted({validate_table_name(n) for n in names})
+        if names and not has_delta_extension(self.spark):
+            raise TableError("Spark's catalog of Delta tables needs a Spark session with the Delta jars and "
+                             "extension (this one was started without them; run `make setup` for .venv/jars)")
+        for name in names:
+            namespace, table = name.split(".")
+            location = os.path.abspath(self.path(name))
+            self.spark.sql(f"CREATE DATABASE IF NOT EXISTS `{namespace}` "
+                           f"LOCATION {_sql_string(os.path.dirname(location))}")
+            if self.spark.catalog.tableExists(name):
+                entry = self._catalog_entry(namespace, table)
+                if entry["location"] == location:
+                    continue
+                if entry["type"] != "EXTERNAL" or entry["provider"] != "delta":
+                    raise TableError(f"table {name}: Spark's catalog holds a {entry['type'].lower()} "
+                                     f"{entry['provider']} table of that name at {entry['location']}, not the "
+                                     f"warehouse's table at {location}; liftlake leaves it alone")
+                logger.debug(f"table {name}: catalog entry re-pointed from {entry['location']} to {location}")
+                self.spark.sql(f"DROP TABLE `{namespace}`.`{table}`")
+            self.spark.sql(f"CREATE TABLE IF NOT EXISTS `{namespace}`.`{table}` USING delta "
+                           f"LOCATION {_sql_string(location)}")
+        return names
 
-        Spark's session catalog has no namespaces for our folders, so each referenced table is
-        registered as a temporary view ``namespace__table`` over its current snapshot and the
-        query is rewritten to it; string literals are left untouched.
-        """
-        known = set(self.tables())
-        pieces = self._STRING_LITERAL.split(query)
-        for i in range(0, len(pieces), 2):  # even pieces are outside string literals
-            def swap(match: re.Match) -> str:
-                name = f"{match.group(1).lower()}.{match.group(2).lower()}"
-                if name not in known:
-                    return match.group(0)
-                view = name.replace(".", "__")
-                self.read(name).createOrReplaceTempView(view)
-                return view
-            pieces[i] = re.sub(r"(?<![\w.`])([A-Za-z][A-Za-z0-9_]*)\.([A-Za-z][A-Za-z0-9_]*)(?![\w(])",
-                               swap, pieces[i])
-        return "".join(pieces)
-
-    def sql(self, query: str) -> DataFrame:
-        return self.spark.sql(self.register_views(query))
+    def _catalog_entry(self, namespace: str, table: str) -> dict[str, str]:
+        jvm = self.spark._jvm  # noqa: SLF001 - the catalog's table metadata is not exposed to Python
+        assert jvm is not None  # register_in_catalog checked the Delta jars, which need a JVM
+        ident = jvm.org.apache.spark.sql.catalyst.TableIdentifier.apply(table, jvm.scala.Some(namespace))
+        meta = self.spark._jsparkSession.sessionState().catalog().getTableMetadata(ident)  # noqa: SLF001
+        uri = meta.location()
+        location = uri.getPath() if str(uri.getScheme() or "file") == "file" else str(uri.toString())
+        provider = meta.provider()
+        return {"location": os.path.normpath(location) if location else "", "type": str(meta.tableType().name()),
+                "provider": str(provider.get()).lower() if provider.isDefined() else "none"}
 
     # -- to be provided by a backend -------------------------------------------------------------
     def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:

@@ -271,11 +271,32 @@ def test_concurrent_overwrites_of_one_day_leave_one_whole_write(spark, store):
     assert ids in (list(range(1000, 1040)), list(range(2000, 2060)))
 
 
-def test_sql_by_table_name(spark, store):
+def test_sql_by_table_name_through_the_catalog(spark, store):
     store.write(day_frame(spark, "2026-11-20", 12), "raw.events", "append")
-    rows = store.sql("select ds, count(*) as n from raw.events where label != 'raw.events' group by ds").collect()
+    version = store.version("raw.events")
+    assert store.register_in_catalog(["raw.events"]) == ["raw.events"]
+    assert store.register_in_catalog(["raw.events"]) == ["raw.events"]  # again: nothing to do
+    rows = spark.sql("select ds, count(*) as n from `raw`.`events` -- it's\n"
+                     "where label != 'raw.events' group by ds").collect()
     assert [(r.ds, r.n) for r in rows] == [("2026-11-20", 12)]
-    assert "raw.events" in store.tables()
+    assert "raw.events" in store.tables() and store.version("raw.events") == version  # metadata only
+    table = spark.catalog.getTable("raw.events")
+    assert table.tableType == "EXTERNAL"
+    with pytest.raises(TableError, match="rule <namespace>.<table>"):
+        store.register_in_catalog(["raw.events`; drop table x"])
+
+
+def test_sql_catalog_leaves_a_table_that_is_not_the_warehouses_alone(spark, store, tmp_path):
+    store.write(day_frame(spark, "2026-11-20", 3), "own.kept", "append")
+    spark.sql(f"create database if not exists own location '{tmp_path / 'own-db'}'")
+    spark.sql("drop table if exists own.kept")
+    spark.sql("create table own.kept (a int) using parquet")  # a managed table of the session's own
+    try:
+        with pytest.raises(TableError, match="managed parquet table"):
+            store.register_in_catalog(["own.kept"])
+        assert spark.catalog.getTable("own.kept").tableType == "MANAGED"
+    finally:
+        spark.sql("drop table own.kept")
 
 
 def parquet_on_disk(store, name: str) -> set[str]:
