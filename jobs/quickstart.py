@@ -1,7 +1,9 @@
 """liftlake quickstart: the embedded default end to end on a few simulated days.
 
 simulate -> build features -> ESCIM labels -> train one model per family -> score, then print the
-tables it wrote and one SQL query over them. Days: the ``quickstart`` section of conf/base.yaml."""
+tables it wrote and two SQL queries over the scores. Days (3 ending at 2026-11-20), models (dcmt,
+unimvt), launcher (torch-distributor x2) and epochs: the ``quickstart.*`` settings (--set
+quickstart.days=N ...; --model does not apply, the models are quickstart.models)."""
 import sys
 
 from liftlake.lib.cli.runner import run_job
