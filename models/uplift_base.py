@@ -155,6 +155,7 @@ class UpliftBaseline(LiftlakeModel):
     family = "uplift"
     tasks: tuple[str, ...] = TASKS
     registry_name = ""
+    treated_face_values: torch.Tensor  # a buffer (register_buffer in __init__)
 
     def __init__(self, field_dims, params):
         super().__init__(field_dims, params)
