@@ -2,12 +2,10 @@
 a version), and the lock that lets only one job fit a fresh warehouse's first spec."""
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 from typing import overload
 
-from liftlake.lib.artifacts.publish import write_text_atomic
+from liftlake.lib.artifacts.publish import exclusive_lock, write_text_atomic
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.features.spec import FeatureSpec
 
@@ -28,20 +26,11 @@ def save_spec(warehouse: str, spec: FeatureSpec) -> str:
     return path
 
 
-@contextlib.contextmanager
 def spec_fit_lock(warehouse: str):
     """Held while a job loads-or-fits the CURRENT spec: the first days of a backfill start at once
     on a fresh warehouse, and each fitting its own spec would encode neighbouring days differently.
-    An flock on the warehouse's local folder (the embedded default); the OS drops it when the
-    holder dies, so a killed job never leaves it taken."""
-    folder = spec_dir(warehouse)
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, ".fit.lock"), "a", encoding="utf-8") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    An flock on the warehouse's local folder (the embedded default)."""
+    return exclusive_lock(os.path.join(spec_dir(warehouse), ".fit.lock"))
 
 
 @overload

@@ -8,13 +8,20 @@ with ONE rename. A reader sees a complete folder or none; a killed writer leaves
 * ``publish_as``: the folder becomes ``name`` (a content-addressed key); when another writer published
   that key first, ours is dropped and theirs is used, since both hold the same content.
 * ``write_text_atomic``: a single small file (a pointer such as ``CURRENT``), replaced in one step.
+* ``exclusive_lock``: for work that must run once although two jobs may start it (the first feature
+  spec of a warehouse, one training run): an flock the OS drops when its holder dies.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import logging
 import os
 import re
 import shutil
 import uuid
+
+logger = logging.getLogger(__name__)
 
 VERSION = re.compile(r"^v[0-9]{4,}$")
 STAGING_PREFIX = "_staging-"  # a folder that never published (housekeeping removes old ones)
@@ -65,3 +72,21 @@ def write_text_atomic(path: str, text: str) -> None:
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str, waiting: str = ""):
+    """Hold an flock on ``path`` (created, with its folder) for the block; a second holder waits, and
+    says ``waiting`` (when given) once before it does. A killed holder never leaves it taken."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                logger.info(waiting)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -65,6 +65,34 @@ def test_rerunning_a_finished_training_returns_its_version(world):
     assert versions(ctx.store.root, "dcmt") == before
 
 
+@pytest.mark.reliability
+def test_a_training_started_while_the_same_run_trains_waits_and_returns_its_version(world):
+    # two `liftlake train` of one run at once: the second waits on the run's lock (held here, as
+    # the first job would) instead of training into the same checkpoint folder, then finds the
+    # version the first saved
+    import threading
+
+    from liftlake.lib.artifacts.model_store import versions
+    from liftlake.lib.artifacts.publish import exclusive_lock
+    from liftlake.lib.pipelines.train import train
+    from liftlake.lib.training.plan import build_plan
+
+    ctx, trained = world
+    sets = ("model.name=dcmt", "train.epochs=1", "train.gate_min_cvr=0", "train.gate_min_coupon=0")
+    second_ctx = make_ctx(ctx.spark, ctx.store.root, [DS], *sets)
+    plan, _, _ = build_plan(second_ctx.store, second_ctx.config, DS)
+    before = versions(ctx.store.root, "dcmt")
+    outcome: dict = {}
+    with exclusive_lock(os.path.join(plan.checkpoint_dir, ".run.lock")):
+        second = threading.Thread(target=lambda: outcome.update(train(second_ctx, DS)))
+        second.start()
+        second.join(timeout=5)
+        assert second.is_alive() and not outcome        # waiting for the lock, not training
+    second.join(timeout=300)
+    assert outcome["reused"] and outcome["version"] == trained["dcmt"]
+    assert versions(ctx.store.root, "dcmt") == before
+
+
 def test_scoring_a_day_twice_keeps_the_same_rows(world):
     ctx, versions = world
     score(ctx)
