@@ -16,12 +16,23 @@ def run(ctx) -> list[dict]:
 
 
 def print_tables(store, as_json: bool = False, out=None) -> list[dict]:
+    from liftlake.lib.storage.store import TableError
+
     out = out or sys.stdout  # read when called, not at import
-    infos = [store.table_info(name) for name in store.tables()]
+    # a table whose log cannot be read is named at the end (exit 2); the others are still listed
+    infos, unreadable = [], []
+    for name in store.tables():
+        try:
+            infos.append(store.table_info(name))
+        except TableError as exc:
+            unreadable.append(str(exc))
     for info in infos:
         if as_json:
             print(json.dumps(info, sort_keys=True), file=out)
         else:
             parts = ", ".join(f"{k}={v}" for k, v in info["rows_per_partition"].items())
             print(f"{info['name']:<32} v{info['version']:<4} by {info['partition_column']}: {parts}", file=out)
+    if unreadable:
+        more = f" (and {len(unreadable) - 1} more unreadable table(s))" if len(unreadable) > 1 else ""
+        raise TableError(unreadable[0] + more)
     return infos

@@ -20,6 +20,7 @@ A refused statement raises ``SqlRefused`` (exit 2) naming the rule.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -47,6 +48,10 @@ class SqlRefused(TableError):
     """A statement the read-only SQL surface does not run (one line: the rule it breaks)."""
 
 
+class MissingDataFile(Exception):
+    """A Parquet file the table's snapshot lists is not on disk (deleted by hand, a failed copy)."""
+
+
 def _delta_dataset(path: str, version: int | None):
     """A pyarrow dataset over the Parquet files of the table's snapshot (Hive partition columns)."""
     import pyarrow as pa
@@ -57,6 +62,10 @@ def _delta_dataset(path: str, version: int | None):
     parts = table.metadata().partition_columns
     arrow = pa.schema(table.schema().to_arrow())
     files = [u[len("file://"):] if u.startswith("file://") else u for u in table.file_uris()]
+    missing = [f for f in files if "://" not in f and not os.path.isfile(f)]
+    if missing:
+        raise MissingDataFile(f"{len(missing)} data file(s) its Delta log lists are gone, e.g. "
+                              f"{os.path.relpath(missing[0], path)}")
     part_schema = pa.schema([arrow.field(p) for p in parts])
     data_schema = pa.schema([f for f in arrow if f.name not in parts] + list(part_schema))
     return pds.dataset(files, schema=data_schema, format="parquet",
@@ -115,6 +124,7 @@ def duckdb_query(root: str, query: str, limit: int, as_of: Sequence[str] = ()) -
     if kind not in ALLOWED_DUCKDB_TYPES:
         raise SqlRefused(f"sql: a {kind} statement is not allowed (rule: read-only, SELECT / WITH / SHOW / "
                          f"DESCRIBE / EXPLAIN only)")
+    unreadable: dict[str, str] = {}
     for name in tables:
         namespace, table = name.split(".")
         version = per_table.get(name, everywhere)
@@ -123,7 +133,10 @@ def duckdb_query(root: str, query: str, limit: int, as_of: Sequence[str] = ()) -
         except Exception as exc:  # noqa: BLE001 - a version the table does not have, a broken log
             if version is not None or name in per_table:
                 raise SqlRefused(f"table {name}: cannot read version {version} ({_first_line(exc)})") from None
-            raise TableError(f"table {name}: cannot read its Delta log ({_first_line(exc)})") from None
+            # not attached: a query of the other tables still runs, one of this table says why it fails
+            what = "its snapshot is incomplete" if isinstance(exc, MissingDataFile) else "cannot read its Delta log"
+            unreadable[name] = f"table {name}: {what} ({_first_line(exc)})"
+            continue
         view = f"{namespace}__{table}"
         con.register(view, dataset)
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{namespace}"')
@@ -135,6 +148,9 @@ def duckdb_query(root: str, query: str, limit: int, as_of: Sequence[str] = ()) -
         columns = [d[0] for d in result.description or []]
         rows = result.fetchmany(limit)
     except duckdb.Error as exc:
+        for name, why in unreadable.items():
+            if isinstance(exc, duckdb.CatalogException) and name.split(".")[1] in str(exc):
+                raise TableError(why) from None
         raise SqlRefused(f"sql: {_first_line(exc)}") from None
     finally:
         con.close()

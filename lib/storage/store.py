@@ -145,6 +145,9 @@ class TableStore:
     def __init__(self, spark: SparkSession | None, root: str):
         self._spark = spark
         self.root = os.path.abspath(root)
+        if os.path.exists(self.root) and not os.path.isdir(self.root):
+            raise TableError(f"warehouse {self.root}: is a file (rule: warehouse.path names a folder, "
+                             f"created on first write)")
         self._pending: list[_PendingCommit] | None = None
 
     @property
@@ -622,7 +625,11 @@ class DeltaRsStore(TableStore):
 
         if not self.exists(name):
             raise TableError(f"table {name} does not exist under {self.root}")
-        table = DeltaTable(self.path(name))
+        try:
+            table = DeltaTable(self.path(name))
+        except Exception as exc:  # noqa: BLE001 - delta-rs's DeltaError / OSError on a damaged log
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise TableError(f"table {name}: cannot read its Delta log ({first})") from None
         if version is not None:
             latest = table.version()
             if not 0 <= version <= latest:

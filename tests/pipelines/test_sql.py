@@ -308,3 +308,55 @@ def test_a_job_asks_for_the_delta_jars_without_changing_the_backend_rule(monkeyp
     ctx = JobContext(name="sql", config=load_config([], [f"warehouse.backend={backend}"]), args=argparse.Namespace())
     ctx.delta_jars_on_request = on_request
     assert isinstance(ctx.spark, FakeSession) and calls == [asked]
+
+
+def _second_table(wh):
+    write_deltalake(os.path.join(wh, "ops", "notes"), pa.table({"note": ["kept"], "ds": [DS]}), partition_by=["ds"])
+
+
+def _liftlake(capsys, wh, *args):
+    code = main([*args, "--set", f"warehouse.path={wh}"])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.reliability
+def test_a_truncated_delta_log_entry_names_its_table_and_the_other_tables_stay_readable(capsys, wh):
+    _second_table(wh)
+    entry = os.path.join(wh, "scores", "cvr", "_delta_log", "00000000000000000001.json")
+    with open(entry, "rb") as f:
+        text = f.read()
+    with open(entry, "wb") as f:
+        f.write(text[: len(text) // 2])  # a commit cut off mid-line (disk full, a copy stopped half-way)
+    code, out, err = _liftlake(capsys, wh, "tables")
+    assert code == 2 and out.split()[0] == "ops.notes"  # the readable table is still listed
+    assert len(err.strip().splitlines()) == 1 and "table scores.cvr: cannot read its Delta log" in err
+    code, out, err = _liftlake(capsys, wh, "sql", "select note from ops.notes", "--json")
+    assert code == 0 and json.loads(out) == {"note": "kept"}, err
+    code, out, err = _liftlake(capsys, wh, "sql", "select count(*) from scores.cvr")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "table scores.cvr: cannot read its Delta log" in err
+
+
+@pytest.mark.reliability
+def test_a_deleted_data_file_names_its_table_and_the_missing_file(capsys, wh):
+    _second_table(wh)
+    table_dir = os.path.join(wh, "scores", "cvr")
+    files = sorted(uri[len("file://"):] if uri.startswith("file://") else uri
+                   for uri in DeltaTable(table_dir).file_uris())
+    os.remove(files[0])
+    code, out, err = _liftlake(capsys, wh, "sql", "select count(*) as n from scores.cvr")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "table scores.cvr: its snapshot is incomplete" in err and os.path.basename(files[0]) in err
+    code, out, err = _liftlake(capsys, wh, "sql", "select count(*) as n from ops.notes", "--json")
+    assert code == 0 and json.loads(out) == {"n": 1}, err
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("args", [["tables"], ["sql", "select 1"], ["repair"]])
+def test_a_warehouse_path_that_is_a_file_exits_2_naming_it(capsys, tmp_path, args):
+    not_a_folder = tmp_path / "warehouse"
+    not_a_folder.write_text("a file where the warehouse should be\n")
+    code, out, err = _liftlake(capsys, str(not_a_folder), *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"warehouse {not_a_folder}: is a file" in err
+    assert not_a_folder.read_text() == "a file where the warehouse should be\n"
