@@ -11,7 +11,7 @@ saved under ``<warehouse>/_features/spec/``; scoring re-uses the spec a model wa
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -21,7 +21,8 @@ from liftlake.lib.days import window_days
 from liftlake.lib.features.cleaning import (clean_attributes, clean_clicks, clean_conversions, clean_exposures,
                                             clean_user_day)
 from liftlake.lib.features.raw_logs import read_raw_day
-from liftlake.lib.features.spec import FeatureSpec, encode, fit_spec
+from liftlake.lib.features.spec import (EXPOSURE_OWN_FIELDS, ITEM_FIELDS, USER_FIELDS, FeatureSpec, encode_fields,
+                                        fit_spec)
 
 
 def split_column(valid_share: float, test_share: float) -> Column:
@@ -46,20 +47,35 @@ def labels(exposures: DataFrame, clicks: DataFrame, conversions: DataFrame) -> D
             .fillna(0, subset=["click", "conversion"]))
 
 
-def samples_table(rows: DataFrame, spec: FeatureSpec, ds: str, valid_share: float, test_share: float) -> DataFrame:
-    encoded = encode(rows, spec, "exposure")
+def encoded_users(users: DataFrame, spec: FeatureSpec, valid_share: float, test_share: float) -> DataFrame:
+    """The day's clean users with their encoded fields and split: encoded once per user here, and
+    joined to the exposures and the user-days (not re-encoded per exposure)."""
+    return encode_fields(users.drop("ds"), spec, [n for n, _, _ in USER_FIELDS]).select(
+        "user_id", *[spec.fields[n].column for n, _, _ in USER_FIELDS],
+        split_column(valid_share, test_share).alias("split"))
+
+
+def encoded_items(items: DataFrame, spec: FeatureSpec) -> DataFrame:
+    """The day's clean items with their encoded fields (small: broadcast to the exposures)."""
+    return encode_fields(items.drop("ds"), spec, [n for n, _, _ in ITEM_FIELDS]).select(
+        "item_id", *[spec.fields[n].column for n, _, _ in ITEM_FIELDS])
+
+
+def samples_table(rows: DataFrame, spec: FeatureSpec, ds: str) -> DataFrame:
+    """``rows``: labelled exposures carrying their user's and item's encoded fields and split
+    (``encoded_users`` / ``encoded_items``); the exposure's own fields are encoded here."""
+    encoded = encode_fields(rows, spec, [n for n, _, _ in EXPOSURE_OWN_FIELDS])
     return encoded.select(
         "exposure_id", "user_id", "item_id", *spec.columns("exposure"),
         F.col("click").cast("int").alias("click"), F.col("conversion").cast("int").alias("conversion"),
-        split_column(valid_share, test_share).alias("split"),
-        F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
+        "split", F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
 
 
-def user_samples_table(user_day: DataFrame, users: DataFrame, spec: FeatureSpec, ds: str, num_responses: int,
-                       valid_share: float, test_share: float) -> DataFrame:
-    rows = user_day.drop("ds").join(users.drop("ds"), "user_id", "left")
-    encoded = encode(rows, spec, "user")
-    return encoded.select(
+def user_samples_table(user_day: DataFrame, users: DataFrame, spec: FeatureSpec, ds: str,
+                       num_responses: int) -> DataFrame:
+    """``users``: ``encoded_users`` of the day."""
+    rows = user_day.drop("ds").join(users, "user_id", "left")
+    return rows.select(
         "user_id", *spec.columns("user"),
         F.col("coupon_treated").cast("int").alias("treated"),
         F.col("coupon_value").cast("double").alias("intensity"),
@@ -69,8 +85,7 @@ def user_samples_table(user_day: DataFrame, users: DataFrame, spec: FeatureSpec,
         *[F.col(f"value_share_{r}").cast("double").alias(f"value_share_{r}") for r in range(1, num_responses + 1)],
         F.col("coupon_randomized").cast("int").alias("rct_coupon"),
         F.col("treatment_randomized").cast("int").alias("rct_treatment"),
-        split_column(valid_share, test_share).alias("split"),
-        F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
+        "split", F.lit(spec.version).alias("feature_spec_version"), F.lit(ds).alias("ds"))
 
 
 SAMPLES_COMMENTS = {
@@ -98,6 +113,12 @@ class FeatureDay:
     user_samples: DataFrame
     quarantine: DataFrame
     spec: FeatureSpec
+    cached: list[DataFrame] = field(default_factory=list)  # the tagged raw tables; release() when written
+
+    def release(self) -> None:
+        for df in self.cached:
+            df.unpersist()
+        self.cached.clear()
 
 
 def fit_and_save_spec(store, warehouse: str, cfg, ds: str, log=print) -> FeatureSpec:
@@ -112,28 +133,43 @@ def fit_and_save_spec(store, warehouse: str, cfg, ds: str, log=print) -> Feature
     return spec
 
 
-def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, num_responses: int,
-                      job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
-    """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec."""
-    raw = read_raw_day(store, ds, num_treatments, num_responses)
-    users = clean_attributes(raw["raw.users"], "raw.users", "user_id", ds, job, cfg.max_id_chars)
-    items = clean_attributes(raw["raw.items"], "raw.items", "item_id", ds, job, cfg.max_id_chars)
-    exposures = clean_exposures(raw["raw.exposures"], users.good, items.good, ds, job, cfg.max_id_chars)
-    clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job)
-    conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job)
-    user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], users.good, num_treatments,
-                              num_responses, ds, job)
-
-    rows = labels(exposures.good, clicks.good, conversions.good)  # attributes joined by clean_exposures
+def load_or_fit_spec(store, warehouse: str, cfg, ds: str, refit: bool = False, log=print) -> FeatureSpec:
     spec = None if refit else load_spec(warehouse)
     if spec is None:
         with spec_fit_lock(warehouse):
             spec = None if refit else load_spec(warehouse)  # fitted by the job we waited for
             if spec is None:
                 spec = fit_and_save_spec(store, warehouse, cfg, ds, log)
-    samples = samples_table(rows, spec, ds, cfg.valid_share, cfg.test_share)
-    user_samples = user_samples_table(user_day.good, users.good, spec, ds, num_responses,
-                                      cfg.valid_share, cfg.test_share)
-    quarantine = (users.rejected.unionByName(items.rejected).unionByName(exposures.rejected)
-                  .unionByName(clicks.rejected).unionByName(conversions.rejected).unionByName(user_day.rejected))
-    return FeatureDay(samples, user_samples, quarantine, spec)
+    return spec
+
+
+def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, num_responses: int,
+                      job: str = "build-features", refit: bool = False, log=print) -> FeatureDay:
+    """Plan the day's feature tables (lazy DataFrames) and fit or load the feature spec.
+
+    Each raw table is read, joined and tagged with its rules once and cached (``FeatureDay.cached``):
+    its good rows feed the next table's rules and the feature tables, its rejected rows the
+    quarantine, all from that one pass. The users' and items' fields are encoded on their own tables
+    (one row per id) and joined to the exposures, so the exposure stage only encodes its own three
+    fields and its generated code stays small (under HotSpot's 8,000-byte JIT limit)."""
+    raw = read_raw_day(store, ds, num_treatments, num_responses)
+    spec = load_or_fit_spec(store, warehouse, cfg, ds, refit, log)
+    users = clean_attributes(raw["raw.users"], "raw.users", "user_id", ds, job, cfg.max_id_chars, persist=True)
+    items = clean_attributes(raw["raw.items"], "raw.items", "item_id", ds, job, cfg.max_id_chars, persist=True)
+    user_codes = encoded_users(users.good, spec, cfg.valid_share, cfg.test_share)
+    item_codes = encoded_items(items.good, spec)
+    exposures = clean_exposures(raw["raw.exposures"], user_codes, item_codes, ds, job, cfg.max_id_chars,
+                                persist=True)
+    clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job, persist=True)
+    conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job, persist=True)
+    user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], users.good, num_treatments,
+                              num_responses, ds, job, persist=True)
+
+    rows = labels(exposures.good, clicks.good, conversions.good)  # user and item codes joined by clean_exposures
+    samples = samples_table(rows, spec, ds)
+    user_samples = user_samples_table(user_day.good, user_codes, spec, ds, num_responses)
+    parts = [users, items, exposures, clicks, conversions, user_day]
+    quarantine = parts[0].rejected
+    for part in parts[1:]:
+        quarantine = quarantine.unionByName(part.rejected)
+    return FeatureDay(samples, user_samples, quarantine, spec, [p.tagged for p in parts if p.tagged is not None])

@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Sequence
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -30,31 +31,40 @@ def _day_bounds(ds: str) -> tuple[Column, Column]:
 class Cleaned:
     good: DataFrame
     rejected: DataFrame
+    tagged: DataFrame | None = None  # the cached tagged rows both derive from (split_tagged(persist=True))
 
 
 def tag_rules(df: DataFrame, rule: Column, unique_by: str, order_by: Sequence[str], duplicate_rule: str) -> DataFrame:
     """Tag each row with the first rule it breaks (``_rule``, null when none); of the rows that
     break none and share ``unique_by``, the first by ``order_by`` is kept and the others are tagged
-    ``duplicate_rule`` (a re-sent log line never counts twice). One shuffle for both."""
+    ``duplicate_rule`` (a re-sent log line never counts twice). One shuffle for both, by ``unique_by``
+    alone (the rows that break no rule sort first in each key), so that a join on the key after it
+    needs no other."""
     tagged = df.withColumn("_rule", rule)
-    first = F.row_number().over(Window.partitionBy(unique_by, F.col("_rule").isNull()).orderBy(*order_by))
+    first = F.row_number().over(Window.partitionBy(unique_by)
+                                .orderBy(F.col("_rule").isNotNull(), *order_by))
     return tagged.withColumn("_rule", F.when(F.col("_rule").isNull() & (first > 1), F.lit(duplicate_rule))
                              .otherwise(F.col("_rule")))
 
 
 def split_tagged(tagged: DataFrame, table: str, key: str, job: str, ds: str, helper_cols: Sequence[str] = (),
-                 raw_cols: Sequence[str] | None = None) -> Cleaned:
+                 raw_cols: Sequence[str] | None = None, persist: bool = False) -> Cleaned:
     """Rows without a rule, and the quarantine rows of the others (the raw row as JSON: ``raw_cols``,
-    by default every column but the helpers)."""
-    good = tagged.where(F.col("_rule").isNull()).drop("_rule", *helper_cols)
-    bad = tagged.where(F.col("_rule").isNotNull()).drop(*helper_cols)
+    by default every column but the helpers). ``persist``: the tagged rows are cached (``Cleaned.tagged``;
+    the caller unpersists them), so that the good rows, the quarantine and every later step that reads
+    either derive from one tagging pass instead of re-running the joins and the de-duplication."""
+    tagged = tagged.drop(*helper_cols)
+    if persist:
+        tagged = tagged.persist(StorageLevel.MEMORY_AND_DISK)
+    good = tagged.where(F.col("_rule").isNull()).drop("_rule")
+    bad = tagged.where(F.col("_rule").isNotNull())
     payload = list(raw_cols) if raw_cols is not None else [c for c in bad.columns if c != "_rule"]
     rejected = bad.select(
         F.lit(table).alias("source_table"), F.col("_rule").alias("rule"),
         F.col(key).cast("string").alias("row_key"),
         F.to_json(F.struct(*[F.col(c) for c in payload])).alias("row_json"),
         F.lit(job).alias("job"), F.lit(ds).alias("ds"))
-    return Cleaned(good, rejected)
+    return Cleaned(good, rejected, tagged if persist else None)
 
 
 def _not_finite(c: Column) -> Column:
@@ -77,10 +87,11 @@ def _attribute_rules(df: DataFrame, key: str, max_id_chars: int) -> Column:
             .when(oversized, "oversized_value"))
 
 
-def clean_attributes(rows: DataFrame, table: str, key: str, ds: str, job: str, max_id_chars: int) -> Cleaned:
+def clean_attributes(rows: DataFrame, table: str, key: str, ds: str, job: str, max_id_chars: int,
+                     persist: bool = False) -> Cleaned:
     """raw.users / raw.items: one row per id a day; the rest is quarantined."""
     tagged = tag_rules(rows, _attribute_rules(rows, key, max_id_chars), key, [key], f"duplicate_{key}")
-    return split_tagged(tagged, table, key, job, ds)
+    return split_tagged(tagged, table, key, job, ds, persist=persist)
 
 
 def exposure_rules(ds: str, max_id_chars: int) -> Column:
@@ -106,18 +117,18 @@ def with_attributes(exposures: DataFrame, users: DataFrame, items: DataFrame) ->
 
 
 def clean_exposures(exposures: DataFrame, users: DataFrame, items: DataFrame, ds: str, job: str,
-                    max_id_chars: int) -> Cleaned:
+                    max_id_chars: int, persist: bool = False) -> Cleaned:
     """``users`` / ``items``: the day's clean attribute rows (one per id). The good rows carry their
     user's and item's attributes (joined once, here); quarantined rows keep the raw exposure."""
     joined = with_attributes(exposures, users, items)
     tagged = tag_rules(joined, exposure_rules(ds, max_id_chars), "exposure_id", ["ts", "user_id"],
                        "duplicate_exposure_id")
     return split_tagged(tagged, "raw.exposures", "exposure_id", job, ds, helper_cols=["_user_known", "_item_known"],
-                        raw_cols=[c for c in exposures.columns if c != "ds"])
+                        raw_cols=[c for c in exposures.columns if c != "ds"], persist=persist)
 
 
 def _clean_follow_up(events: DataFrame, earlier: DataFrame, table: str, missing_rule: str, before_rule: str,
-                     duplicate_rule: str, ds: str, job: str) -> Cleaned:
+                     duplicate_rule: str, ds: str, job: str, persist: bool = False) -> Cleaned:
     """A funnel event (click, conversion) needs the earlier event on its exposure and a timestamp
     not before it; one per exposure."""
     joined = events.join(earlier.select("exposure_id", F.col("ts").alias("_earlier_ts")), "exposure_id", "left")
@@ -125,23 +136,24 @@ def _clean_follow_up(events: DataFrame, earlier: DataFrame, table: str, missing_
             .when(F.col("_earlier_ts").isNull(), missing_rule)
             .when(F.col("ts").isNull() | (F.col("ts") < F.col("_earlier_ts")), before_rule))
     tagged = tag_rules(joined, rule, "exposure_id", ["ts"], duplicate_rule)
-    return split_tagged(tagged, table, "exposure_id", job, ds, helper_cols=["_earlier_ts"])
+    return split_tagged(tagged, table, "exposure_id", job, ds, helper_cols=["_earlier_ts"], persist=persist)
 
 
-def clean_clicks(clicks: DataFrame, exposures: DataFrame, ds: str, job: str) -> Cleaned:
+def clean_clicks(clicks: DataFrame, exposures: DataFrame, ds: str, job: str, persist: bool = False) -> Cleaned:
     """A click needs its exposure and a timestamp not before it."""
     return _clean_follow_up(clicks, exposures, "raw.clicks", "click_without_exposure", "click_before_exposure",
-                            "duplicate_click", ds, job)
+                            "duplicate_click", ds, job, persist)
 
 
-def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: str) -> Cleaned:
+def clean_conversions(conversions: DataFrame, clicks: DataFrame, ds: str, job: str,
+                      persist: bool = False) -> Cleaned:
     """A conversion needs a click on its exposure and comes after it (the conversion funnel)."""
     return _clean_follow_up(conversions, clicks, "raw.conversions", "conversion_without_click",
-                            "conversion_before_click", "duplicate_conversion", ds, job)
+                            "conversion_before_click", "duplicate_conversion", ds, job, persist)
 
 
 def clean_user_day(treatments: DataFrame, responses: DataFrame, users: DataFrame, num_treatments: int,
-                   num_responses: int, ds: str, job: str) -> Cleaned:
+                   num_responses: int, ds: str, job: str, persist: bool = False) -> Cleaned:
     """One row per user-day from treatments + responses; rows that break a rule are rejected.
     ``users``: the day's clean raw.users rows."""
     resp_cols = [f"response_{r}" for r in range(1, num_responses + 1)]
@@ -167,4 +179,4 @@ def clean_user_day(treatments: DataFrame, responses: DataFrame, users: DataFrame
             .when(bad_response, "response_nan_or_negative")
             .when(bad_share, "value_share_outside_0_1"))
     tagged = tag_rules(joined, rule, "user_id", ["coupon_value", "treatment_id"], "duplicate_user_day")
-    return split_tagged(tagged, "raw.treatments", "user_id", job, ds, helper_cols=["_user_known"])
+    return split_tagged(tagged, "raw.treatments", "user_id", job, ds, helper_cols=["_user_known"], persist=persist)

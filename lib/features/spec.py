@@ -7,8 +7,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.window import Window
 
 from liftlake.lib.cli.runner import InputError
 
@@ -26,15 +28,20 @@ USER_FIELDS = [
 ]
 
 
-EXPOSURE_FIELDS = USER_FIELDS + [
+# The item's own fields (encoded on the day's items table, joined to the exposures) and the exposure's
+# own (encoded on the exposure rows).
+ITEM_FIELDS = [
     ("item_id", "item_id", "hash"),
     ("i_category", "i_category", "vocab"),
     ("i_brand", "i_brand", "vocab"),
     ("i_price", "i_price", "bucket"),
+]
+EXPOSURE_OWN_FIELDS = [
     ("device", "device", "vocab"),
     ("hour", "hour", "vocab"),
     ("position", "position", "vocab"),
 ]
+EXPOSURE_FIELDS = USER_FIELDS + ITEM_FIELDS + EXPOSURE_OWN_FIELDS
 
 
 HASH_BUCKETS = {"user_id": 4096, "item_id": 2048}
@@ -105,33 +112,68 @@ def fit_spec(exposure_rows: DataFrame, days: Sequence[str], min_count: int, max_
              numeric_buckets: int) -> FeatureSpec:
     """Fit vocabularies and quantile boundaries on the (cleaned, joined) exposure rows of ``days``.
 
-    Only aggregates reach the driver: at most ``max_vocab`` values per string field and
-    ``numeric_buckets`` boundaries per numeric field.
+    The rows' source columns are cached once; the vocabularies are one aggregation over them (every
+    string field's value counts together) and the boundaries one multi-column approxQuantile, so the
+    window's join runs once, not once per field. Only aggregates reach the driver: at most
+    ``max_vocab`` values per string field and ``numeric_buckets`` boundaries per numeric field.
     """
+    vocab_fields = [(name, source) for name, source, kind in EXPOSURE_FIELDS if kind == "vocab"]
+    bucket_fields = [(name, source) for name, source, kind in EXPOSURE_FIELDS if kind == "bucket"]
+    sources = list(dict.fromkeys(source for _, source in vocab_fields + bucket_fields))
+    window = exposure_rows.select(*sources).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        vocabs = _fit_vocabularies(window, vocab_fields, min_count, max_vocab)
+        boundaries = _fit_boundaries(window, bucket_fields, numeric_buckets)
+    finally:
+        window.unpersist()
     fields: dict[str, FieldSpec] = {}
-    for name, source, kind in EXPOSURE_FIELDS:
+    for name, _, kind in EXPOSURE_FIELDS:
         if kind == "hash":
             fields[name] = FieldSpec(name, kind, HASH_BUCKETS[name] + 1)
         elif kind == "vocab":
-            top = (exposure_rows.where(F.col(source).isNotNull())
-                   .groupBy(F.col(source).cast("string").alias("v")).count()
-                   .where(F.col("count") >= min_count)
-                   .orderBy(F.desc("count"), F.asc("v")).limit(max_vocab).collect())
-            vocab = {row["v"]: i + 1 for i, row in enumerate(top)}
-            fields[name] = FieldSpec(name, kind, len(vocab) + 1, vocab=vocab)
+            fields[name] = FieldSpec(name, kind, len(vocabs[name]) + 1, vocab=vocabs[name])
         else:
-            probs = [i / numeric_buckets for i in range(1, numeric_buckets)]
-            value = F.col(source).cast("double")
-            clean = exposure_rows.where(value.isNotNull() & ~F.isnan(value)
-                                        & ~value.isin(float("inf"), float("-inf")))
-            qs = clean.approxQuantile(source, probs, 0.001) if probs else []
-            boundaries = sorted(set(float(q) for q in qs))
-            fields[name] = FieldSpec(name, kind, len(boundaries) + 2, boundaries=boundaries)
+            fields[name] = FieldSpec(name, kind, len(boundaries[name]) + 2, boundaries=boundaries[name])
     body = json.dumps({k: asdict(v) for k, v in fields.items()}, sort_keys=True)
     version = hashlib.sha256(body.encode()).hexdigest()[:12]
     return FeatureSpec(version=version, fitted_on=list(days), fields=fields,
                        exposure_fields=[n for n, _, _ in EXPOSURE_FIELDS],
                        user_fields=[n for n, _, _ in USER_FIELDS])
+
+
+def _fit_vocabularies(rows: DataFrame, fields: Sequence[tuple[str, str]], min_count: int,
+                      max_vocab: int) -> dict[str, dict[str, int]]:
+    """{field: {value: index}}: per field the values seen at least ``min_count`` times, the
+    ``max_vocab`` most frequent (ties by value), numbered from 1. One shuffle for every field."""
+    if not fields:
+        return {}
+    pairs = F.explode(F.array(*[F.struct(F.lit(name).alias("field"), F.col(source).cast("string").alias("v"))
+                                for name, source in fields]))
+    rank = F.row_number().over(Window.partitionBy("field").orderBy(F.desc("count"), F.asc("v")))
+    top = (rows.select(pairs.alias("p")).select("p.field", "p.v").where(F.col("v").isNotNull())
+           .groupBy("field", "v").count().where(F.col("count") >= min_count)
+           .withColumn("rank", rank).where(F.col("rank") <= max_vocab)
+           .select("field", "v", "rank").collect())
+    vocabs: dict[str, dict[str, int]] = {name: {} for name, _ in fields}
+    for row in sorted(top, key=lambda r: (r["field"], r["rank"])):
+        vocabs[row["field"]][row["v"]] = int(row["rank"])
+    return vocabs
+
+
+def _fit_boundaries(rows: DataFrame, fields: Sequence[tuple[str, str]],
+                    numeric_buckets: int) -> dict[str, list[float]]:
+    """{field: sorted distinct approximate quantiles at 1/B .. (B-1)/B} of its finite values (null,
+    NaN and infinities left out), every field in one approxQuantile pass."""
+    probs = [i / numeric_buckets for i in range(1, numeric_buckets)]
+    if not fields or not probs:
+        return {name: [] for name, _ in fields}
+    finite = []
+    for i, (_, source) in enumerate(fields):
+        value = F.col(source).cast("double")
+        ok = value.isNotNull() & ~F.isnan(value) & ~value.isin(float("inf"), float("-inf"))
+        finite.append(F.when(ok, value).alias(f"_q{i}"))
+    qs = rows.select(*finite).approxQuantile([f"_q{i}" for i in range(len(fields))], probs, 0.001)
+    return {name: sorted(set(float(q) for q in col_qs)) for (name, _), col_qs in zip(fields, qs)}
 
 
 def encode_column(spec: FieldSpec, source: Column) -> Column:
@@ -152,6 +194,11 @@ def encode_column(spec: FieldSpec, source: Column) -> Column:
 
 
 def encode(df: DataFrame, spec: FeatureSpec, level: str) -> DataFrame:
+    return encode_fields(df, spec, spec.names(level))
+
+
+def encode_fields(df: DataFrame, spec: FeatureSpec, names: Sequence[str]) -> DataFrame:
+    """``df`` with the ``f_*`` columns of the fields ``names`` (from their source columns) added."""
     sources = {name: source for name, source, _ in EXPOSURE_FIELDS}
     return df.select("*", *[encode_column(spec.fields[n], F.col(sources[n])).alias(spec.fields[n].column)
-                            for n in spec.names(level)])
+                            for n in names])

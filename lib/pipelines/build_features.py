@@ -31,19 +31,22 @@ def build_features_day(ctx, warehouse: str, ds: str, refit: bool) -> dict:
     cfg = ctx.config
     day = build_feature_day(ctx.store, warehouse, cfg.features, ds, cfg.data.num_treatments,
                             cfg.data.num_responses, refit=refit, log=logger.info)
-    quarantine = day.quarantine.persist(StorageLevel.MEMORY_AND_DISK)
-    q = ctx.store.write(quarantine, "ops.quarantine", mode="overwrite_partitions", partition_values=[ds],
-                        comment="raw rows rejected by a job, with the rule they break")
-    counts = {f"{r['source_table']}:{r['rule']}": int(r["count"]) for r in
-              quarantine.groupBy("source_table", "rule").count().orderBy("source_table", "rule").collect()}
-    quarantine.unpersist()
-    s = ctx.store.write(day.samples, "features.samples", mode="overwrite_partitions", partition_values=[ds],
-                        comment="one row per exposure: encoded features, click, conversion, split",
-                        column_comments=SAMPLES_COMMENTS)
-    u = ctx.store.write(day.user_samples, "features.user_samples", mode="overwrite_partitions",
-                        partition_values=[ds],
-                        comment="one row per user-day: encoded user features, treatments, responses",
-                        column_comments=USER_SAMPLES_COMMENTS)
+    try:
+        quarantine = day.quarantine.persist(StorageLevel.MEMORY_AND_DISK)
+        q = ctx.store.write(quarantine, "ops.quarantine", mode="overwrite_partitions", partition_values=[ds],
+                            comment="raw rows rejected by a job, with the rule they break")
+        counts = {f"{r['source_table']}:{r['rule']}": int(r["count"]) for r in
+                  quarantine.groupBy("source_table", "rule").count().orderBy("source_table", "rule").collect()}
+        quarantine.unpersist()
+        s = ctx.store.write(day.samples, "features.samples", mode="overwrite_partitions", partition_values=[ds],
+                            comment="one row per exposure: encoded features, click, conversion, split",
+                            column_comments=SAMPLES_COMMENTS)
+        u = ctx.store.write(day.user_samples, "features.user_samples", mode="overwrite_partitions",
+                            partition_values=[ds],
+                            comment="one row per user-day: encoded user features, treatments, responses",
+                            column_comments=USER_SAMPLES_COMMENTS)
+    finally:
+        day.release()  # the day's tables are staged (or failed): its cached tagged raw tables are not read again
     logger.info(f"build-features {ds}: samples={s.rows} user_samples={u.rows} quarantined={q.rows} {json.dumps(counts)} "
         f"staged")
     return {"features.samples": s.rows, "features.user_samples": u.rows, "ops.quarantine": q.rows,
