@@ -9,11 +9,14 @@ with a row per model; ``with_references`` adds the reference rows (oracle, const
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 
 import numpy as np
 
-from liftlake.lib.evaluation.verdicts import paired_verdict, resolves
+from liftlake.lib.evaluation.verdicts import PairedVerdict, paired_verdict, resolves, seeds_to_decide
 
 PerSeed = list[dict[str, dict]]
 Series = list[float | None]  # one value per seed, None where the seed has none
@@ -86,15 +89,40 @@ def mean_of(values: Series) -> float | None:
     return float(np.mean(found)) if found else None
 
 
-def judge(a: Series, b: Series, direction: str) -> str:
+def judge(a: Series, b: Series, direction: str) -> tuple[str, PairedVerdict | None]:
     """The verdict on "a is ``direction`` than b" over the paired seeds, with its mean difference and
     95 % interval (``PairedVerdict.describe``); 'n/a (1 seed)' with one seed, 'n/a (not measured)' with none."""
     x, y = paired(a, b)
     if x.size == 0:
-        return "n/a (not measured)"
+        return "n/a (not measured)", None
     if x.size == 1:
-        return f"n/a (1 seed): {x[0] - y[0]:+.4g}"
-    return paired_verdict(x, y, direction).describe()
+        return f"n/a (1 seed): {x[0] - y[0]:+.4g}", None
+    verdict = paired_verdict(x, y, direction)
+    return verdict.describe(), verdict
+
+
+@dataclass
+class Judged:
+    """One comparison of the report as judged, for its summary: 'what: A 0.12 vs. B 0.10', the verdict
+    (None when it could not be judged) and the claim it belongs to."""
+
+    comparison: str
+    verdict: PairedVerdict | None
+    claim: str = ""
+
+
+_RECORDED: ContextVar[list[Judged] | None] = ContextVar("liftlake_report_verdicts", default=None)
+
+
+@contextmanager
+def recording_verdicts() -> Iterator[list[Judged]]:
+    """Every ``comparison`` made inside the block, in order, tagged with its ``claim``."""
+    found: list[Judged] = []
+    token = _RECORDED.set(found)
+    try:
+        yield found
+    finally:
+        _RECORDED.reset(token)
 
 
 def comparison(a_label: str, a: Series, b_label: str, b: Series, direction: str, what: str = "") -> str:
@@ -102,11 +130,19 @@ def comparison(a_label: str, a: Series, b_label: str, b: Series, direction: str,
     (the means over the seeds that both have)."""
     x, y = paired(a, b)
     means = f"{a_label} {x.mean():.4f} vs. {b_label} {y.mean():.4f}" if x.size else f"{a_label} vs. {b_label}"
-    return f"{what + ': ' if what else ''}{means} -> {judge(a, b, direction)}"
+    text, verdict = judge(a, b, direction)
+    recorded = _RECORDED.get()
+    if recorded is not None:
+        recorded.append(Judged(f"{what + ': ' if what else ''}{means}", verdict))
+    return f"{what + ': ' if what else ''}{means} -> {text}"
 
 
 def claim(text: str, parts: Sequence[str]) -> list[str]:
     """A claim as one bullet, or a bullet with one sub-bullet per comparison."""
+    for judged in reversed(_RECORDED.get() or []):  # the comparisons made for this claim, not yet tagged
+        if judged.claim:
+            break
+        judged.claim = text
     if len(parts) == 1:
         return [f"- {text}: {parts[0]}."]
     return [f"- {text}:"] + [f"  - {part}." for part in parts]
@@ -132,19 +168,22 @@ def tally(verdict_lines: Sequence[str]) -> str:
 
 
 # --------------------------------------------------------------------------- can the metric tell at all?
-def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, str, str]]) -> list[str]:
-    """Does each metric separate the oracle row from the constant row at this scale (this many seeds,
-    this many test rows)? ``metrics``: (key, label, rule) with rule 'max' / 'min' / 'absmin' as in a
-    table's best; a rank correlation (NaN for a constant) is measured against the random row instead.
-    A metric that cannot separate those two cannot judge a claim between models either."""
+def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, ...]]) -> list[str]:
+    """Does each metric separate the oracle row from an uninformed row at this scale (this many seeds,
+    this many test rows)? ``metrics``: (key, label, rule[, rival row]) with rule 'max' / 'min' / 'absmin'
+    as in a table's best. The rival is the constant row unless named; a metric the constant has no
+    value of (a rank correlation) is measured against the random row instead. A metric that cannot
+    separate the oracle from what it is meant to reject cannot judge a claim between models either."""
     lines = [("Can each metric tell the oracle from an uninformed prediction at this scale? (paired t over "
               "seeds, 95 %; MDD: the smallest gap detected with power 0.8)"), "",
              "| metric | oracle | rival | separates | gap, 95 % CI | MDD | power at that gap |",
              "|---|---|---|---|---|---|---|"]
-    for metric, label, rule in metrics:
+    for metric, label, rule, *named in metrics:
         direction, transform = DIRECTIONS[rule]
         oracle = series(per_seed, ORACLE, metric, transform)
-        rival_row = CONSTANT if any(v is not None for v in series(per_seed, CONSTANT, metric)) else RANDOM
+        rival_row = named[0] if named else CONSTANT
+        if not any(v is not None for v in series(per_seed, rival_row, metric)):
+            rival_row = RANDOM
         rival = series(per_seed, rival_row, metric, transform)
         x, y = paired(oracle, rival)
         if x.size == 0:
@@ -160,3 +199,50 @@ def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, str, str]])
         lines.append(head + f"{'yes' if found.resolved else 'no'} | {v.mean_diff:+.4g} [{v.ci_low:+.4g}, "
                      f"{v.ci_high:+.4g}] | {v.mdd:.4g} | {power} |")
     return lines + [""] if len(lines) > 4 else []
+
+
+# --------------------------------------------------------------------------- what the run decides
+def decision_summary(judged: Sequence[Judged], seeds: int) -> list[str]:
+    """The report's verdicts in words: which claims hold, which are contradicted, which stay
+    inconclusive, and for each of those how many seeds (worlds at this scale) would decide a gap as
+    large as the one measured (``verdicts.seeds_to_decide``, power 0.8)."""
+    groups: dict[str, list[Judged]] = {"holds": [], "contradicted": [], "inconclusive": [], "n/a": []}
+    for item in judged:
+        groups[item.verdict.verdict if item.verdict else "n/a"].append(item)
+    lines = ["## What this run decides", "",
+             (f"Of the {len(judged)} comparisons behind the claims below, {len(groups['holds'])} hold, "
+              f"{len(groups['contradicted'])} are contradicted and {len(groups['inconclusive'])} stay "
+              f"inconclusive at this scale ({seeds} seed(s), each one simulated world)"
+              + (f"; {len(groups['n/a'])} could not be judged (one seed, or not measured)" if groups["n/a"] else "")
+              + "."), ""]
+
+    def by_claim(items: Sequence[Judged], describe: Callable[[Judged], str]) -> list[str]:
+        """Each claim once, its comparisons of this verdict under it."""
+        out: list[str] = []
+        claims = list(dict.fromkeys(item.claim for item in items))
+        for text in claims:
+            out.append(f"- {text or 'unnamed claim'}:")
+            out += [f"  - {item.comparison} ({describe(item)})" for item in items if item.claim == text]
+        return out
+
+    def interval(item: Judged) -> str:
+        v = item.verdict
+        assert v is not None
+        return f"{v.mean_diff:+.4g}, 95% CI [{v.ci_low:+.4g}, {v.ci_high:+.4g}]"
+
+    def scale(item: Judged) -> str:
+        v = item.verdict
+        assert v is not None
+        needed = seeds_to_decide(v.sd_diff, v.mean_diff, v.alpha, v.power)
+        where = (f"about {needed:,} seeds" if needed is not None
+                 else "no gap to decide" if abs(v.mean_diff) <= 1e-12 else "more than 100,000 seeds")
+        return f"gap {v.mean_diff:+.4g}, detectable now {v.mdd:.4g}; {where}"
+
+    for word, heading in (("holds", "Hold on this simulator:"), ("contradicted", "Contradicted on this simulator:"),
+                          ("inconclusive", "Inconclusive here, with the seeds that would decide the gap measured "
+                           "(if it is the true one; the spread of a seed's metric falls roughly as one over the "
+                           "square root of its test users, so k times the users per world stands in for about k "
+                           "times the seeds):")):
+        if groups[word]:
+            lines += [heading, ""] + by_claim(groups[word], scale if word == "inconclusive" else interval) + [""]
+    return lines

@@ -180,6 +180,32 @@ def minimal_detectable_difference(sd_diff: float, n: int, alpha: float = 0.05, p
     return (student_t_ppf(1.0 - alpha / 2.0, dof) + student_t_ppf(power, dof)) * sd_diff / math.sqrt(n)
 
 
+def seeds_to_decide(sd_diff: float, mean_diff: float, alpha: float = 0.05, power: float = 0.8,
+                    max_n: int = 100_000) -> int | None:
+    """The smallest number of paired seeds whose MDD (``minimal_detectable_difference``) is at most
+    ``|mean_diff|``: how many worlds at this scale would decide a gap as large as the measured one with
+    probability ``power``. 2 when the differences do not vary; None when no gap was measured (|gap| <= 1e-12) or more
+    than ``max_n`` seeds would be needed. The MDD falls monotonically in n, so a bisection finds it."""
+    if not (math.isfinite(sd_diff) and sd_diff >= 0.0 and math.isfinite(mean_diff)):
+        raise ValueError(f"seeds_to_decide: sd_diff >= 0 and mean_diff must be finite, got {sd_diff!r}, "
+                         f"{mean_diff!r}")
+    gap = abs(mean_diff)
+    if gap <= 1e-12:  # two rows that agree up to float round-off
+        return None
+    if minimal_detectable_difference(sd_diff, 2, alpha, power) <= gap:
+        return 2
+    if minimal_detectable_difference(sd_diff, max_n, alpha, power) > gap:
+        return None
+    low, high = 2, max_n  # MDD(low) > gap >= MDD(high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if minimal_detectable_difference(sd_diff, middle, alpha, power) <= gap:
+            high = middle
+        else:
+            low = middle
+    return high
+
+
 def _paired_seed_values(model_values: Any, rival_values: Any) -> np.ndarray:
     model = as_1d_float("model_values", model_values)
     rival = as_1d_float("rival_values", rival_values)

@@ -19,6 +19,7 @@ import numpy as np
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
 from liftlake.lib.config.sections import ReportConf
+from liftlake.lib.evaluation.claims import decision_summary, recording_verdicts
 from liftlake.lib.evaluation.report import (
     EXTERNAL_GBDT_CVR,
     EXTERNAL_T_LEARNER,
@@ -374,25 +375,28 @@ def run_report(ctx) -> str:
                "holds if the interval excludes 0 on the claimed side, contradicted if on the other, else "
                "inconclusive, with the smallest difference this many seeds detect (power 0.8); n/a with one seed. "
                "Before its claims, each section says which metrics separate the oracle from an uninformed "
-               "prediction at this scale at all."), "",
+               "prediction at this scale at all. The first section gathers the verdicts: what holds, what is "
+               "contradicted, and how many seeds would decide what stays inconclusive."), "",
               "A claim that does not hold here is a finding on this simulator at this scale, not tuned away.", ""]
     same = (f"with one optimizer for every model: Adam, learning rate {cfg.common_learning_rate:g}, batch "
             f"{cfg.common_batch_size}, {cfg.epochs} epoch(s) (report.common_*)")
     sections, sweep_figure = [], None
-    if cvr_runs:
-        sections.append(cvr_section(cvr_runs, cfg.cvr_models, label_quality=label_quality))
-    if cvr_common:
-        sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model", same))
-    if sweeps:
-        lines, sweep_figure = sweep_section(sweeps, cvr_common, same)
-        sections.append(lines)
-    if any(coupon_runs.values()):
-        sections.append(coupon_section({p: r for p, r in coupon_runs.items() if r}, cfg.coupon_models))
-    if multi_runs:
-        sections.append(multi_section(multi_runs, cfg.multi_models))
-    if multi_common:
-        sections.append(multi_section(multi_common, cfg.multi_models, heading="## Multi-treatment uplift, one "
-                                      "optimizer for every model", settings=same))
+    with recording_verdicts() as judged:
+        if cvr_runs:
+            sections.append(cvr_section(cvr_runs, cfg.cvr_models, label_quality=label_quality))
+        if cvr_common:
+            sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model", same))
+        if sweeps:
+            lines, sweep_figure = sweep_section(sweeps, cvr_common, same)
+            sections.append(lines)
+        if any(coupon_runs.values()):
+            sections.append(coupon_section({p: r for p, r in coupon_runs.items() if r}, cfg.coupon_models))
+        if multi_runs:
+            sections.append(multi_section(multi_runs, cfg.multi_models))
+        if multi_common:
+            sections.append(multi_section(multi_common, cfg.multi_models, heading="## Multi-treatment uplift, one "
+                                          "optimizer for every model", settings=same))
+    sections.insert(0, decision_summary(judged, len(cfg.seeds)))
     first_seed = {"default": cvr_runs[0] if cvr_runs else {}, "multi_treatment": multi_runs[0] if multi_runs else {},
                   **{p: r[0] for p, r in coupon_runs.items() if r}}
     sections.append(figures(ctx, workdir, cfg, first_seed, sweep_figure))

@@ -208,3 +208,58 @@ def test_bootstrap_validates_its_input():
     with pytest.raises(ValueError, match="single class"):  # a replicate the metric cannot score
         bootstrap_diff_ci({"y": np.r_[1.0, np.zeros(4)], "p": np.ones(5)}, {"y": np.r_[1.0, np.zeros(4)],
                           "p": np.ones(5)}, lambda rows: auc(rows["y"], rows["p"]), n_boot=200, rng=0)
+
+
+def test_the_resolution_table_measures_calibration_against_the_random_row():
+    from liftlake.lib.evaluation.claims import CONSTANT, ORACLE, RANDOM, resolution_table
+
+    # ECE per seed: the oracle 0, a constant at the train mean nearly calibrated (one bin), the truth's
+    # values on shuffled rows far off; AUC: the constant 0.5
+    runs = [{ORACLE: {"ece": 0.0, "auc": 0.76}, CONSTANT: {"ece": e, "auc": 0.5}, RANDOM: {"ece": r, "auc": a}}
+            for e, r, a in [(0.002, 0.044, 0.49), (0.005, 0.047, 0.51), (0.004, 0.041, 0.50)]]
+    lines = resolution_table(runs, [("ece", "ECE", "min", RANDOM), ("auc", "AUC", "max")])
+    ece = next(line for line in lines if line.startswith("| ECE |"))
+    auc_line = next(line for line in lines if line.startswith("| AUC |"))
+    assert "| random 0.0440 | yes |" in ece  # mean of 0.044, 0.047, 0.041
+    assert "| constant 0.5000 | yes |" in auc_line
+    # against the constant the same ECE column cannot separate: why the report names the random row
+    lines = resolution_table(runs, [("ece", "ECE", "min")])
+    assert "| constant 0.0037 | no |" in next(line for line in lines if line.startswith("| ECE |"))
+
+
+def test_seeds_to_decide_is_the_first_seed_count_whose_mdd_reaches_the_gap():
+    from liftlake.lib.evaluation.verdicts import seeds_to_decide
+
+    sd, gap = 0.02, 0.01
+    n = seeds_to_decide(sd, gap)
+    # by hand from the MDD formula (quantiles from scipy): MDD(n) <= gap < MDD(n - 1)
+    mdd = [(stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1)) * sd / math.sqrt(k) for k in (n - 1, n)]
+    assert mdd[1] <= gap < mdd[0] and n == 34
+    assert seeds_to_decide(sd, -gap) == n  # the sign of the gap does not matter
+    assert seeds_to_decide(0.0, 0.01) == 2  # differences that do not vary
+    assert seeds_to_decide(0.02, 0.0) is None and seeds_to_decide(1e-17, 7e-18) is None  # no gap (round-off)
+    assert seeds_to_decide(1.0, 1e-4) is None  # past 100,000 seeds
+    with pytest.raises(ValueError, match="finite"):
+        seeds_to_decide(float("nan"), 0.1)
+
+
+def test_the_decision_summary_sorts_each_claims_comparisons_by_verdict():
+    from liftlake.lib.evaluation.claims import claim, comparison, decision_summary, recording_verdicts
+
+    with recording_verdicts() as judged:
+        claim("A beats B", [comparison("A", [0.70, 0.72, 0.71], "B", [0.60, 0.61, 0.60], "greater", "AUC")])
+        claim("A beats C", [comparison("A", [0.70, 0.72, 0.71], "C", [0.80, 0.81, 0.80], "greater", "AUC"),
+                            comparison("A", [0.70, 0.72, 0.71], "D", [0.69, 0.73, 0.70], "greater", "AUC")])
+    comparison("A", [0.1, 0.2], "B", [0.1, 0.2], "greater")  # outside the block: not recorded
+    assert [j.claim for j in judged] == ["A beats B", "A beats C", "A beats C"]
+    text = "\n".join(decision_summary(judged, seeds=3))
+    assert "Of the 3 comparisons behind the claims below, 1 hold, 1 are contradicted and 1 stay inconclusive" in text
+    hold, contradicted, inconclusive = (text.index(h) for h in ("Hold on", "Contradicted on", "Inconclusive here"))
+    assert hold < text.index("- A beats B:\n  - AUC: A 0.7100 vs. B 0.6033 (+0.1067, 95% CI") < contradicted
+    assert contradicted < text.index("- A beats C:\n  - AUC: A 0.7100 vs. C 0.8033 (-0.09333") < inconclusive
+    assert text.index("- A beats C:\n  - AUC: A 0.7100 vs. D 0.7067") > inconclusive
+    d = np.array([0.70, 0.72, 0.71]) - np.array([0.69, 0.73, 0.70])
+    needed = next(k for k in range(2, 10_000) if (stats.t.ppf(0.975, k - 1) + stats.t.ppf(0.8, k - 1))
+                  * d.std(ddof=1) / math.sqrt(k) <= abs(d.mean()))
+    assert f"AUC: A 0.7100 vs. D 0.7067 (gap {d.mean():+.4g}, detectable now" in text
+    assert f"about {needed:,} seeds" in text

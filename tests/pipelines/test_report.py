@@ -47,6 +47,10 @@ def test_small_report_end_to_end(spark, tmp_path):
         assert row in text
     assert "Can each metric tell the oracle from an uninformed prediction" in text
     assert "-> n/a (1 seed): " in text and "HMUM's switches" in text and "the truth's best" in text
+    # the verdicts in words, first: with one seed nothing is judged, and the page says so
+    assert text.index("## What this run decides") < text.index("## CVR over the entire exposure space")
+    assert "0 hold, 0 are contradicted and 0 stay inconclusive at this scale (1 seed(s)" in text
+    assert "could not be judged (one seed, or not measured)" in text
     assert "Counterfactual label quality" in text and "| max | " in text
     assert "![calibration esmm](figures/calibration_esmm.png)" in text
     results = json.loads((out / "report.json").read_text(encoding="utf-8"))
