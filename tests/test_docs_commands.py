@@ -13,7 +13,9 @@ joined, comments and ``$ `` prompts dropped). Each command is
   Airflow's CLI parser) without running anything;
 * or skipped, only when it is on ALLOW_LIST with its reason.
 
-Backticked ``liftlake ...`` spans of the prose are checked statically too.
+Backticked ``liftlake ...`` spans of the prose are checked statically too, and every fenced ```sql
+block runs through ``liftlake sql`` on the small warehouse (with empty score tables of the scorer's
+schemas beside it).
 """
 from __future__ import annotations
 
@@ -489,6 +491,53 @@ def test_every_job_help(job, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: liftlake {job}"), out[:300]
+
+
+def sql_blocks() -> list[tuple[str, int, str]]:
+    """(doc, line, query) for every fenced ```sql block of README.md and docs/*.md."""
+    found = []
+    for path in DOC_FILES:
+        text = path.read_text(encoding="utf-8")
+        for match in re.finditer(r"^```sql[ \t]*\n(.*?)^```", text, flags=re.S | re.M):
+            found.append((str(path.relative_to(REPO)), text.count("\n", 0, match.start()) + 1, match.group(1)))
+    return found
+
+
+SQL_BLOCKS = sql_blocks()
+
+
+@pytest.fixture(scope="module")
+def warehouse_with_score_tables(small_warehouse, tmp_path_factory):
+    """The small warehouse plus empty scores.cvr / scores.uplift_user with the scorer's own schemas
+    (training and scoring a model here would take minutes; the blocks' tables and columns are what
+    can drift)."""
+    import shutil
+
+    from deltalake import write_deltalake
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    from liftlake.lib.scoring.scorer import CVR_SCHEMA, uplift_schema
+
+    root = tmp_path_factory.mktemp("docs_sql") / "warehouse"
+    shutil.copytree(small_warehouse, root)
+    for table, schema in (("cvr", CVR_SCHEMA), ("uplift_user", uplift_schema(2, 2))):
+        arrow = to_arrow_schema(schema)
+        write_deltalake(str(root / "scores" / table), arrow.empty_table(), partition_by=["ds", "model"])
+    return root
+
+
+def test_the_docs_have_sql_blocks():
+    assert len(SQL_BLOCKS) >= 4 and {doc for doc, _, _ in SQL_BLOCKS} >= {"docs/tables.md"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("doc, line, query", SQL_BLOCKS, ids=[f"{d}:{n}" for d, n, _ in SQL_BLOCKS])
+def test_documented_sql_runs_on_the_platforms_tables(doc, line, query, warehouse_with_score_tables):
+    """Each ```sql block of the docs, through `liftlake sql` as an analyst pastes it: its tables and
+    columns exist with these names (exit 0), whatever rows the small warehouse holds."""
+    proc = subprocess.run([str(ENV_BIN / "liftlake"), "sql", query], capture_output=True, text=True,
+                          cwd=str(REPO), env=_run_env(warehouse_with_score_tables), timeout=300)
+    assert proc.returncode == 0, f"{doc}:{line}\n{query}\nexit {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
 # --------------------------------------------------------------------------- the checker can fail
