@@ -15,7 +15,8 @@ def main(argv=None) -> int:
 
         evaluate.run(ctx, ctx.args.version)
 
-    return run_job("evaluate", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True, uses_model=True)
+    return run_job("evaluate", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True, uses_model=True,
+                   model_flag=True, json_output=True)
 
 
 if __name__ == "__main__":

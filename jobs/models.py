@@ -10,7 +10,7 @@ def main(argv=None) -> int:
 
         models.run(ctx)
 
-    return run_job("models", __doc__, body, argv, days=False)
+    return run_job("models", __doc__, body, argv, days=False, json_output=True)
 
 
 if __name__ == "__main__":

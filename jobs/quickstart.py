@@ -3,7 +3,7 @@
 simulate -> build features -> ESCIM labels -> train one model per family -> score, then print the
 tables it wrote and two SQL queries over the scores. Days (3 ending at 2026-11-20), models (dcmt,
 unimvt), launcher (torch-distributor x2) and epochs: the ``quickstart.*`` settings (--set
-quickstart.days=N ...; --model does not apply, the models are quickstart.models)."""
+quickstart.days=N, --set quickstart.models=[dcmt] ...)."""
 import sys
 
 from liftlake.lib.cli.runner import run_job

@@ -16,7 +16,8 @@ def main(argv=None) -> int:
 
         score_days(ctx, only_model=ctx.args.model, version=ctx.args.version)
 
-    return run_job("score", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True, uses_model=True)
+    return run_job("score", __doc__, body, argv, extend_parser=extend, default_days_from_quickstart=True, uses_model=True,
+                   model_flag=True)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
 
         sql.run(ctx)
 
-    return run_job("sql", __doc__, body, argv, days=False, extend_parser=extend)
+    return run_job("sql", __doc__, body, argv, days=False, extend_parser=extend, json_output=True)
 
 
 if __name__ == "__main__":

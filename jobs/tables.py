@@ -12,7 +12,7 @@ def main(argv=None) -> int:
 
         tables.run(ctx)
 
-    return run_job("tables", __doc__, body, argv, days=False)
+    return run_job("tables", __doc__, body, argv, days=False, json_output=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ def main(argv=None) -> int:
         if ctx.args.json:
             print(json.dumps({k: v for k, v in summary.items() if k != "result"}, default=float))
 
-    return run_job("train", __doc__, body, argv, default_days_from_quickstart=True, uses_model=True)
+    return run_job("train", __doc__, body, argv, default_days_from_quickstart=True, uses_model=True, model_flag=True,
+                   json_output=True)
 
 
 if __name__ == "__main__":

@@ -540,6 +540,26 @@ def test_documented_sql_runs_on_the_platforms_tables(doc, line, query, warehouse
     assert proc.returncode == 0, f"{doc}:{line}\n{query}\nexit {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
+MODEL_JOBS, JSON_JOBS = {"train", "evaluate", "score"}, {"train", "evaluate", "tables", "models", "sql"}
+
+
+@pytest.mark.parametrize("job", _job_names())
+def test_a_jobs_help_lists_model_and_json_only_where_the_job_uses_them(job, capsys):
+    """--model (one model's name) and --json (JSON lines) exist on the jobs that read them; elsewhere
+    argparse refuses them (exit 2) instead of ignoring them."""
+    from liftlake.lib.cli.main import main
+
+    with pytest.raises(SystemExit):
+        main([job, "--help"])
+    out = capsys.readouterr().out
+    assert ("--model MODEL" in out) == (job in MODEL_JOBS), out
+    assert ("--json" in out) == (job in JSON_JOBS), out
+    if job not in MODEL_JOBS:
+        with pytest.raises(SystemExit) as exc:
+            main([job, "--model", "dcmt"])
+        assert exc.value.code == 2 and "unrecognized arguments: --model" in capsys.readouterr().err
+
+
 # --------------------------------------------------------------------------- the checker can fail
 
 FAKE_DOC = """

@@ -99,8 +99,12 @@ def day_range(args: argparse.Namespace, default_end: str | None = None, default_
     return []
 
 
-def base_parser(job: str, description: str, days: bool = True) -> argparse.ArgumentParser:
+def base_parser(job: str, description: str, days: bool = True, model_flag: bool = False,
+                json_flag: bool = False) -> argparse.ArgumentParser:
+    """The flags every job shares; ``--ds / --start / --end``, ``--model`` and ``--json`` only on the
+    jobs that use them (``--help`` lists no flag a job ignores)."""
     parser = argparse.ArgumentParser(prog=f"liftlake {job}", description=description)
+    parser.set_defaults(model=None, json=False)
     if days:
         parser.add_argument("--ds", help="the day to process, YYYY-MM-DD")
         parser.add_argument("--start", help="first day of a range, YYYY-MM-DD")
@@ -109,8 +113,10 @@ def base_parser(job: str, description: str, days: bool = True) -> argparse.Argum
                         help="a YAML file layered over conf/ (repeatable)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one setting, e.g. --set train.epochs=2 (repeatable)")
-    parser.add_argument("--model", help="shortcut for --set model.name=NAME")
-    parser.add_argument("--json", action="store_true", help="machine-readable output where the job has it")
+    if model_flag:
+        parser.add_argument("--model", help="shortcut for --set model.name=NAME")
+    if json_flag:
+        parser.add_argument("--json", action="store_true", help="machine-readable output, one JSON object a line")
     parser.add_argument("--quiet-config", action="store_true",
                         help="do not log the resolved config even at --log-level DEBUG")
     parser.add_argument("--debug", action="store_true", help="print the traceback of a failure (and log at DEBUG)")
@@ -128,9 +134,13 @@ def run_job(
     extend_parser: Callable[[argparse.ArgumentParser], None] | None = None,
     default_days_from_quickstart: bool = False,
     uses_model: bool = False,
+    model_flag: bool = False,
+    json_output: bool = False,
 ) -> int:
-    """Parse, load and print the config, run ``body``; map failures onto the exit-code contract."""
-    parser = base_parser(job, description, days=days)
+    """Parse, load and print the config, run ``body``; map failures onto the exit-code contract.
+    ``uses_model``: the job reads a model's settings (checked on load); ``model_flag``: it takes
+    ``--model NAME`` (one model: train, evaluate, score); ``json_output``: it prints JSON on ``--json``."""
+    parser = base_parser(job, description, days=days, model_flag=model_flag, json_flag=json_output)
     if extend_parser:
         extend_parser(parser)
     args = parser.parse_args(argv)
