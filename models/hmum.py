@@ -9,15 +9,26 @@ loss. They share no parameter (DDM has its own embedding table), so the joint st
 independent fits in one pass, and ``predict`` returns the whole decision (delta, w, phi, decision).
 ``hum_no_kl`` is the same module without the KL term of eq. 5 (the paper's "HUM w/o KL").
 
-Scale. Eq. 5 adds squared errors and a KL divergence (at most log M) with weight 1, which balances
+The KL of eq. 5 is between the branches' z^{0,k'}_r, "the output of the corresponding gate": the
+gated mixture sum_m g(m) p_m^{k'} that branch k''s tower reads for response r on the control input
+(4.1.2; 3.1 and 4.1.3 say the KL constrains "the representations induced by non-treatment across
+branches"). Each z is made a distribution over its D units by a softmax, and compared with the
+branches' mean of those distributions. (An earlier version compared the gate weights g over the M
+experts: every branch has its own experts, so expert m of one branch and expert m of another have
+nothing in common; the weights aligned, and the branches' control representations stayed as far
+apart as without the KL.)
+
+Scale. Eq. 5 adds squared errors and a KL divergence (at most log D) with weight 1, which balances
 only for responses of order 1. The platform's are minutes and counts (tens): their raw squared
-errors are ~10^3 and left the KL at ~10^-4 of the loss (HUM and HUM w/o KL trained to the same
-predictions), and a tower starting at 0 spent its steps reaching the responses' level instead of
-their differences. So (1) each squared error of eq. 5 is taken in units of its response's batch
-mean, which makes the R responses weigh alike and the KL commensurate with them, and (2) the towers
-h^k of eq. 4 predict the log of the (non-negative) response, y-hat = exp(h^k(.)): the level is a
-shift of h, and a treatment's multiplicative effect, the relative uplift delta of eq. 7, is a
-difference of two logs.
+errors are ~10^3 and left the KL at ~10^-4 of the loss, and a tower starting at 0 spent its steps
+reaching the responses' level instead of their differences. So (1) each squared error of eq. 5 is
+taken in units of its response's batch mean, which makes the R responses weigh alike and the KL
+commensurate with them, and (2) the towers h^k of eq. 4 predict the log of the (non-negative)
+response, y-hat = exp(h^k(.)): the level is a shift of h, and a treatment's multiplicative effect,
+the relative uplift delta of eq. 7, is a difference of two logs.
+
+Read-out (3.1, eq. 6-7): y0* = mean_k' y-hat^{0,k'}, tau^k_r = y-hat^k_r - y0*_r, delta^k_r =
+y-hat^k_r / y0*_r - 1.
 """
 from __future__ import annotations
 
@@ -62,19 +73,19 @@ def response_units(responses: torch.Tensor) -> torch.Tensor:
     return torch.where(mean > 0, mean, torch.ones_like(mean))
 
 
-def control_gate_kl(control_gates: torch.Tensor, treatment_id: torch.Tensor) -> torch.Tensor:
+def control_representation_kl(control_repr: torch.Tensor, treatment_id: torch.Tensor) -> torch.Tensor:
     """Eq. 5's constraint: on control rows, sum over branches k' and responses r of
     KL(z^{0,k'}_r || mean_k' z^{0,k'}_r), averaged over all N rows.
 
-    control_gates [B, K, R, M]: branch k's gate distribution over its M experts for response r,
-    computed on the control input.
+    control_repr [B, K, R, D]: z^{0,k'}_r, branch k''s gate output for response r on the control
+    input (the gated mixture of its experts that its tower reads, eq. 4), each made a distribution
+    over its D units by a softmax.
     """
-    eps = 1e-8
-    z = control_gates.clamp_min(eps)
+    z = torch.softmax(control_repr.float(), dim=-1)
     mean = z.mean(dim=1, keepdim=True)
-    kl = (z * (z.log() - mean.log())).sum(dim=-1)                                # [B, K, R]
+    kl = (z * (z.clamp_min(1e-12).log() - mean.clamp_min(1e-12).log())).sum(dim=-1)   # [B, K, R]
     control = (treatment_id.long() == 0).float()
-    return (kl.sum(dim=(1, 2)) * control).sum() / control_gates.shape[0]
+    return (kl.sum(dim=(1, 2)) * control).sum() / control_repr.shape[0]
 
 
 def value_weight_loss(shares_hat: torch.Tensor, shares: torch.Tensor) -> torch.Tensor:
@@ -151,14 +162,13 @@ class HUMBranch(nn.Module):
                                     for _ in range(params.num_responses))  # h^k per response
 
     def forward(self, e_x: torch.Tensor, e_t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """e_x [B, F, d], e_t [B, d] -> (predictions [B, R], gate distributions [B, R, M])."""
+        """e_x [B, F, d], e_t [B, d] -> (predictions [B, R], gate outputs z [B, R, D])."""
         selection = torch.softmax(self.selector(e_t), dim=-1)             # eq. 2: w^k over fields
         e_xk = (selection[:, :, None] * e_x).sum(dim=1)                   # eq. 2: e_x^k
         f = torch.cat([e_xk, e_t], dim=-1)                                # eq. 3
-        mixtures = self.mmoe(f)                                           # eq. 4
-        gates = torch.stack(self.mmoe.gate_weights(f), dim=1)
+        mixtures = self.mmoe(f)                                           # eq. 4: z = sum_m g(m) p_m
         log_preds = torch.cat([tower(m) for tower, m in zip(self.towers, mixtures)], dim=-1)
-        return torch.exp(log_preds), gates
+        return torch.exp(log_preds), torch.stack(mixtures, dim=1)
 
 
 @register("hmum")
@@ -191,17 +201,17 @@ class HMUM(LiftlakeModel):
         e_x = self.embedding(x)
         n = x.shape[0]
         control_t = self.treatment_embedding(torch.zeros(n, dtype=torch.long, device=x.device))
-        y_treat, y_control, control_gates = [], [], []
+        y_treat, y_control, control_repr = [], [], []
         for k, branch in enumerate(self.branches, start=1):
             treat_t = self.treatment_embedding(torch.full((n,), k, dtype=torch.long, device=x.device))
             pred_k, _ = branch(e_x, treat_t)
-            pred_0k, gates_0k = branch(e_x, control_t)
+            pred_0k, z_0k = branch(e_x, control_t)
             y_treat.append(pred_k)
             y_control.append(pred_0k)
-            control_gates.append(gates_0k)
+            control_repr.append(z_0k)
         return {"y_treat": torch.stack(y_treat, dim=1),                   # [B, K, R]
                 "y_control": torch.stack(y_control, dim=1),               # [B, K, R]
-                "control_gates": torch.stack(control_gates, dim=1)}       # [B, K, R, M]
+                "control_repr": torch.stack(control_repr, dim=1)}         # [B, K, R, D]
 
     def ddm(self, x: torch.Tensor) -> torch.Tensor:
         """o-hat_r in (0, 1) per response. Eq. 8 average-pools each field over the request's
@@ -225,7 +235,7 @@ class HMUM(LiftlakeModel):
         units = response_units(batch["responses"])
         mse_treated, mse_control = hum_masked_mse(batch["responses"] / units, batch["treatment_id"],
                                                   out["y_treat"] / units, out["y_control"] / units)
-        kl = control_gate_kl(out["control_gates"], batch["treatment_id"])
+        kl = control_representation_kl(out["control_repr"], batch["treatment_id"])
         ddm = value_weight_loss(out["shares_hat"], batch["value_shares"])
         total = mse_treated + mse_control + p.ddm_loss_weight * ddm
         if self.use_kl:

@@ -41,20 +41,21 @@ def tiny_batch() -> dict[str, torch.Tensor]:
 
 
 def tiny_out() -> dict[str, torch.Tensor]:
-    # y_treat / y_control: [B=3, K=2, R=2]; control_gates: [B, K, R, M=2]; shares_hat: [B, R]
+    # y_treat / y_control: [B=3, K=2, R=2]; control_repr: [B, K, R, D=2]; shares_hat: [B, R]
     y_treat = torch.tensor([[[9.0, 9.0], [9.0, 9.0]],
                             [[2.0, 1.0], [9.0, 9.0]],
                             [[9.0, 9.0], [2.5, 3.0]]])
     y_control = torch.tensor([[[1.5, 1.0], [0.5, 2.5]],
                               [[9.0, 9.0], [9.0, 9.0]],
                               [[9.0, 9.0], [9.0, 9.0]]])
-    gates = torch.full((3, 2, 2, 2), 0.5)
-    gates[0, 0, 0] = torch.tensor([0.8, 0.2])
-    gates[0, 1, 0] = torch.tensor([0.4, 0.6])
-    gates[0, 0, 1] = torch.tensor([0.5, 0.5])
-    gates[0, 1, 1] = torch.tensor([0.5, 0.5])
-    gates[1] = torch.tensor([0.9, 0.1])  # treated rows: no KL contribution whatever the gates
-    return {"y_treat": y_treat, "y_control": y_control, "control_gates": gates,
+    # z^{0,k'}_r, the gate outputs (expert mixtures) of each branch on the control input
+    z = torch.zeros(3, 2, 2, 2)
+    z[0, 0, 0] = torch.tensor([1.0, -0.5])
+    z[0, 1, 0] = torch.tensor([0.0, 0.5])
+    z[0, 0, 1] = torch.tensor([0.3, 0.7])
+    z[0, 1, 1] = torch.tensor([0.3, 0.7])
+    z[1] = torch.tensor([2.0, -2.0])  # treated rows: no KL contribution whatever the representation
+    return {"y_treat": y_treat, "y_control": y_control, "control_repr": z,
             "shares_hat": torch.tensor([[0.4, 0.5], [0.5, 0.5], [0.6, 0.2]])}
 
 
@@ -68,8 +69,10 @@ def hand_parts():
     # control row 0 against every branch's control output
     mse_control = (((1.0 - 1.5) / u1) ** 2 + ((2.0 - 1.0) / u2) ** 2
                    + ((1.0 - 0.5) / u1) ** 2 + ((2.0 - 2.5) / u2) ** 2) / 3
-    # KL of each branch's control gate to the branch mean, control row 0 only; response 2 gates agree
-    z1, z2 = np.array([0.8, 0.2]), np.array([0.4, 0.6])
+    # KL of each branch's control representation (a softmax over its units) to the branches' mean,
+    # control row 0 only; the response-2 representations agree
+    z1, z2 = np.exp([1.0, -0.5]), np.exp([0.0, 0.5])
+    z1, z2 = z1 / z1.sum(), z2 / z2.sum()          # [0.8176, 0.1824], [0.3775, 0.6225]
     mean = (z1 + z2) / 2
     kl = (np.sum(z1 * np.log(z1 / mean)) + np.sum(z2 * np.log(z2 / mean))) / 3
     # DDM: squared error against o_r, summed over r, averaged over rows
