@@ -176,6 +176,17 @@ def _fit_boundaries(rows: DataFrame, fields: Sequence[tuple[str, str]],
     return {name: sorted(set(float(q) for q in col_qs)) for (name, _), col_qs in zip(fields, qs)}
 
 
+def sql_string(text: str) -> str:
+    """``text`` as a Spark SQL string literal (backslashes and quotes escaped; nothing else is)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def vocabulary_map(vocab: dict[str, int]) -> Column:
+    """The vocabulary as one literal map expression, parsed by Spark from one SQL string: building it
+    from a ``lit`` per key and value cost two Py4J round trips an entry (most of a day's planning time)."""
+    return F.expr("map(" + ", ".join(f"{sql_string(k)}, {int(v)}" for k, v in sorted(vocab.items())) + ")")
+
+
 def encode_column(spec: FieldSpec, source: Column) -> Column:
     """One field's index in [0, size): 0 for missing, unseen or out-of-vocabulary values."""
     if spec.kind == "hash":
@@ -184,8 +195,7 @@ def encode_column(spec: FieldSpec, source: Column) -> Column:
     if spec.kind == "vocab":
         if not spec.vocab:
             return F.lit(0).cast("int")
-        mapping = F.create_map(*[x for k, v in sorted(spec.vocab.items()) for x in (F.lit(k), F.lit(v))])
-        return F.coalesce(mapping[source.cast("string")], F.lit(0)).cast("int")
+        return F.coalesce(vocabulary_map(spec.vocab)[source.cast("string")], F.lit(0)).cast("int")
     value = source.cast("double")
     bucket = F.lit(1)
     for boundary in spec.boundaries:  # index = 1 + number of boundaries <= value

@@ -153,3 +153,16 @@ def test_the_old_encoding_was_over_the_limit(built):
     samples, _, _ = frozen().feature_day(ctx.store, cfg.features, DAYS[0], spec, cfg.data.num_treatments,
                                          cfg.data.num_responses)
     assert max(max_codegen_method_bytes(samples).values()) > JIT_LIMIT
+
+
+def test_a_vocabulary_of_awkward_strings_encodes_as_the_python_lookup(spark):
+    # the vocabulary map is parsed from one SQL string (issue 20): quotes, backslashes, newlines and
+    # escape-like text are keys like any other
+    from liftlake.lib.features.spec import FieldSpec, encode_column
+
+    values = ["a'b", "c\\d", "x\ny", "ü€", "\\'", "plain", "%_", "\\u0041", "''", "\\n"]
+    vocab = {v: i + 1 for i, v in enumerate(values)}
+    rows = spark.createDataFrame([(v,) for v in values + ["unseen", None]], "s string")
+    field = FieldSpec("s", "vocab", len(vocab) + 1, vocab=vocab)
+    got = {r.s: r.f for r in rows.select("s", encode_column(field, F.col("s")).alias("f")).collect()}
+    assert got == {**vocab, "unseen": 0, None: 0}
