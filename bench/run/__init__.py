@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run                       # 1M and 10M exposures (long: ~1 hour on 2 cores)
     .venv/bin/python -m bench.run --sizes 200000 --quick --out reports/bench-small.md
+    .venv/bin/python -m bench.run --only features --sizes 1000000
 
 Sections:
   pipeline  simulate + build-features rows/s for one day at each size, and the same feature SQL in
@@ -9,6 +10,10 @@ Sections:
             on the day (fit the labeler on its bounded sample, label every exposure), with its own peak
   training  samples/s of the training function under local, torch-distributor and horovod with 1 and 2
             processes vs. a single-process torch loop over in-memory tensors (same model, batch, cores)
+  features  build-features (spec fitted) vs. the same joins / dedupe / labels as one plain Spark SQL query
+            in the same warm session and in DuckDB, on the same files: CPU s (process tree) and wall,
+            warm and cold, ratios against the issue 20 targets (``--only features`` runs it alone and
+            rewrites only its section of the report)
   scoring   rows/s of the Spark scoring job vs. in-process torch inference on the same rows, with the
             peak resident memory of the process tree while scoring
 Every number in the report comes from this run; the machine, versions and sizes are at the top.

@@ -12,6 +12,7 @@ import time
 
 import bench.run
 from bench.run.common import job_context, machine
+from bench.run.features import bench_features, previous_section, restore_section, write_section
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
 from bench.run.scoring import bench_scoring
@@ -31,6 +32,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
+    parser.add_argument("--only", choices=["features"], default=None,
+                        help="measure one section alone and rewrite only its part of --out (features: "
+                             "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall)")
+    parser.add_argument("--repeats", type=int, default=2, help="warm runs per step of the features section (best)")
     args = parser.parse_args(argv)
     carried = None
     if args.pipeline_only:
@@ -48,13 +53,20 @@ def main(argv=None) -> int:
     info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
             "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
     ds = "2026-11-20"
+    if args.only == "features":
+        features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
+        spark.stop()
+        print(f"[bench] report: {write_section(args.out, features, info)}", file=sys.stderr)
+        return 0
     pipeline = []
     for size in sizes:
         print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
+        kept = previous_section(args.out)
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
+        restore_section(path, kept)
         print(f"[bench] report: {path}", file=sys.stderr)
         spark.stop()
         return 0
@@ -79,7 +91,13 @@ def main(argv=None) -> int:
                 train(job_context(wh, [f"model.name={model}", "train.epochs=1"], [ds], spark), ds)
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
             scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
+    features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
     path = write_report(args.out, info, pipeline, training, scoring)
+    write_section(path, features, info)
     print(f"[bench] report: {path}", file=sys.stderr)
     spark.stop()
     return 0
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
