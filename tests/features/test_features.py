@@ -66,6 +66,10 @@ def test_encoded_ids_stay_inside_the_spec(day):
     for name, dim in zip(spec.columns("exposure"), spec.field_dims("exposure")):
         assert 0 <= bounds[f"min_{name}"] and bounds[f"max_{name}"] < dim, name
     assert {r[0] for r in samples.select("split").distinct().collect()} == {"train", "valid", "test"}
+    # user-level models read the user's attributes, not its id (the split holds out whole users)
+    users = ctx.store.read("features.user_samples", partitions=[DS])
+    assert "user_id" in spec.names("exposure") and "user_id" not in spec.names("user")
+    assert set(spec.columns("user")) <= set(users.columns) and "f_user_id" not in users.columns
 
 
 EXPOSURE_DDL = "exposure_id string, user_id long, item_id long, ts timestamp, position int, hour int"
