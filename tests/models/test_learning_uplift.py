@@ -113,11 +113,11 @@ MULTI_KEYS = ("x", "treatment_id", "responses", "value_shares")
 
 
 def trained(name: str, params: dict, batch: dict[str, torch.Tensor], steps: int = STEPS, lr: float = LR,
-            seed: int = 0, batch_size: int = BATCH):
+            seed: int = 0, batch_size: int = BATCH, field_dims: list[int] = FIELD_DIMS):
     """``name`` built under ``seed`` and trained for ``steps`` Adam steps on minibatches of
-    ``batch_size`` rows drawn (with replacement, seeded) from ``batch``."""
+    ``batch_size`` rows drawn (with replacement, seeded) from ``batch`` (``field_dims``: its world's)."""
     torch.manual_seed(seed)
-    model = build_model(name, FIELD_DIMS, params)
+    model = build_model(name, field_dims, params)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     draw = torch.Generator().manual_seed(seed)
     rows = batch["x"].shape[0]
@@ -314,29 +314,12 @@ def six_field_world(seed: int, n: int = ROWS) -> dict[str, np.ndarray]:
             "value_shares": np.stack([share1, 1.0 - share1], axis=1), "y0_true": y0, "tau_true": tau}
 
 
-def trained_on(field_dims: list[int], name: str, params: dict, batch: dict[str, torch.Tensor], steps: int,
-               lr: float = LR, seed: int = 0, batch_size: int = BATCH):
-    """``trained`` for a world with its own fields."""
-    torch.manual_seed(seed)
-    model = build_model(name, field_dims, params)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    draw = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        index = torch.randint(0, batch["x"].shape[0], (batch_size,), generator=draw)
-        part = {k: v[index] for k, v in batch.items()}
-        loss = model.compute_loss(part, model(part)).total
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model
-
-
 @pytest.fixture(scope="module")
 def six_field_runs():
     torch.set_num_threads(1)
     train, test = six_field_world(seed=11), six_field_world(seed=12, n=5000)
     batch = as_batch(train, MULTI_KEYS)
-    models = {name: trained_on(SIX_FIELDS, name, HMUM, batch, SIX_STEPS) for name in ("hmum", "hum_no_kl")}
+    models = {name: trained(name, HMUM, batch, SIX_STEPS, field_dims=SIX_FIELDS) for name in ("hmum", "hum_no_kl")}
     return models, train, test
 
 
