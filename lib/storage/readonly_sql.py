@@ -62,15 +62,16 @@ def _delta_dataset(path: str, version: int | None):
     parts = table.metadata().partition_columns
     arrow = pa.schema(table.schema().to_arrow())
     files = [u[len("file://"):] if u.startswith("file://") else u for u in table.file_uris()]
-    missing = [f for f in files if "://" not in f and not os.path.isfile(f)]
-    if missing:
-        raise MissingDataFile(f"{len(missing)} data file(s) its Delta log lists are gone, e.g. "
-                              f"{os.path.relpath(missing[0], path)}")
     part_schema = pa.schema([arrow.field(p) for p in parts])
     data_schema = pa.schema([f for f in arrow if f.name not in parts] + list(part_schema))
-    return pds.dataset(files, schema=data_schema, format="parquet",
-                       partitioning=pds.partitioning(part_schema, flavor="hive") if parts else None,
-                       partition_base_dir=path)
+    try:  # the dataset looks up every file once: a missing one is named here, not as a log error
+        return pds.dataset(files, schema=data_schema, format="parquet",
+                           partitioning=pds.partitioning(part_schema, flavor="hive") if parts else None,
+                           partition_base_dir=path)
+    except FileNotFoundError as exc:
+        gone = str(exc).strip().splitlines()[0] if str(exc).strip() else "a listed file"
+        raise MissingDataFile(f"a data file its Delta log lists is gone: "
+                              f"{os.path.relpath(gone, path) if os.path.isabs(gone) else gone}") from None
 
 
 def parse_as_of(items: Sequence[str]) -> tuple[int | None, dict[str, int]]:
