@@ -540,6 +540,83 @@ def test_documented_sql_runs_on_the_platforms_tables(doc, line, query, warehouse
     assert proc.returncode == 0, f"{doc}:{line}\n{query}\nexit {proc.returncode}\n{proc.stderr[-2000:]}"
 
 
+# statements the endpoint must refuse (each a kind of write the read-only rule names), and the word of
+# the refusal a JDBC client shows
+SQL_SERVER_HOSTILE = [
+    ("insert into scores.cvr select * from scores.cvr", "InsertIntoStatement"),
+    ("drop table features.samples", "DropTable"),
+    ("vacuum features.samples retain 0 hours", "VacuumTableCommand"),
+    ("create table default.stolen as select * from features.samples", "CreateTableAsSelect"),
+    ("select * from parquet.`/etc`", "not a table of the warehouse"),
+    ("select java_method('java.lang.System', 'exit', 1)", "no JVM reflection"),
+]
+
+
+def _beeline(port: int, script: Path, force: bool = False) -> subprocess.CompletedProcess:
+    """The HiveServer2 client that ships with pyspark's jars (Hive's beeline), one connection running
+    the statements of ``script`` in order; CSV results, each with its header."""
+    import pyspark
+
+    jars = Path(pyspark.__file__).parent / "jars"
+    argv = ["java", "-cp", f"{jars}/*", "org.apache.hive.beeline.BeeLine", "-u",
+            f"jdbc:hive2://127.0.0.1:{port}/default", "--silent=true", "--outputformat=csv2",
+            "--showHeader=true", f"--force={str(force).lower()}", "-f", str(script)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_sql_server_answers_the_documented_sql_over_jdbc_and_refuses_writes(warehouse_with_score_tables, tmp_path):
+    """`liftlake sql-server` on a loopback port: a real HiveServer2 client runs every ```sql block of
+    the docs, a time-travel query and the catalog's SHOW / DESCRIBE; writes, DDL, file sources and
+    reflection are refused with the rule, and the tables are as they were; SIGTERM stops the server."""
+    import socket
+
+    from deltalake import DeltaTable
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    samples = DeltaTable(str(warehouse_with_score_tables / "features" / "samples"))
+    before = (samples.version(), sorted(samples.file_uris()))
+    log = (tmp_path / "server.log").open("w+")
+    server = subprocess.Popen([str(ENV_BIN / "liftlake"), "sql-server", "--set", f"sql_server.port={port}"],
+                              stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(REPO),
+                              env=_run_env(warehouse_with_score_tables))
+    try:
+        assert server.stdout is not None
+        banner = server.stdout.readline()  # printed once the server listens (or empty: it exited)
+        log.seek(0)
+        assert f"listening on jdbc:hive2://127.0.0.1:{port}/default" in banner, log.read()[-3000:]
+        queries = [q.strip().rstrip(";") for _, _, q in SQL_BLOCKS]
+        queries += ["select count(*) as n_v0 from features.samples VERSION AS OF 0",
+                    "show tables in scores", "describe table extended scores.cvr"]
+        script = tmp_path / "queries.sql"
+        script.write_text("".join(f"{q};\n" for q in queries), encoding="utf-8")
+        proc = _beeline(port, script)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        adds = DeltaTable(str(warehouse_with_score_tables / "features" / "samples"), version=0).get_add_actions()
+        n_rows = sum(adds.column("num_records").to_pylist())  # the Delta log's count of version 0
+        out = proc.stdout
+        assert f"n_v0\n{n_rows}\n" in out and "scores,cvr,false" in out and "scores,uplift_user,false" in out, out
+        assert "user_id,unit_uplift,p0,coupon_value,expected_gain" in out, out  # the first block's header
+
+        hostile = tmp_path / "hostile.sql"
+        hostile.write_text("".join(f"{q};\n" for q, _ in SQL_SERVER_HOSTILE), encoding="utf-8")
+        proc = _beeline(port, hostile, force=True)
+        refusals = [line for line in (proc.stdout + proc.stderr).splitlines()  # beeline's one line per error
+                    if line.startswith("Error:") and "SecurityException: sql:" in line]
+        assert len(refusals) == len(SQL_SERVER_HOSTILE), proc.stderr[-3000:]
+        for (query, rule), line in zip(SQL_SERVER_HOSTILE, refusals):
+            assert rule in line, (query, line)
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
+    assert server.returncode == 0 and "sql-server: stopped" in (server.stdout.read() if server.stdout else "")
+    samples = DeltaTable(str(warehouse_with_score_tables / "features" / "samples"))
+    assert (samples.version(), sorted(samples.file_uris())) == before
+    assert not (warehouse_with_score_tables / "default").exists()
+
+
 MODEL_JOBS, JSON_JOBS = {"train", "evaluate", "score"}, {"train", "evaluate", "tables", "models", "sql"}
 
 

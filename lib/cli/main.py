@@ -15,6 +15,7 @@ JOBS = {
     "score": ("score", "batch-score a day -> scores.cvr / scores.uplift_user"),
     "report": ("report", "the evidence report (Markdown + PNG) under reports/"),
     "sql": ("sql", "run Spark SQL over the warehouse tables"),
+    "sql-server": ("sql_server", "Spark's Thrift JDBC/ODBC server over the warehouse tables (loopback, read-only)"),
     "tables": ("tables", "list tables, versions and rows per partition"),
     "models": ("models", "list the registered models"),
     "repair": ("repair", "finish table batches of jobs killed between their commits (_commits/ manifests)"),

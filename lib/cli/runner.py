@@ -35,6 +35,9 @@ class JobContext:
     # warehouse.backend does not ask for them (``liftlake sql --engine spark`` reads Spark's catalog
     # of Delta tables); the store keeps the backend's choice (auto: delta-rs, spark.py DELTA_ON_REQUEST)
     delta_jars_on_request: bool = False
+    # set by a job body before it touches ``spark``: settings the JVM must start with (the sql-server's
+    # class path and parser extension); they win over spark.conf of the config
+    session_conf: dict[str, str] = field(default_factory=dict)
     _spark: object = None
     _store: object = None
 
@@ -54,7 +57,7 @@ class JobContext:
                 # decides is left as it is
                 delta_jars = True
             self._spark = build_session(f"{cfg.app_name}-{self.name}", master=_master(cfg.master),
-                                        conf=cfg.conf, delta_jars=delta_jars)
+                                        conf={**cfg.conf, **self.session_conf}, delta_jars=delta_jars)
             self._spark.sparkContext.setLogLevel("WARN")
         return self._spark
 

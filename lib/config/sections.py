@@ -136,6 +136,14 @@ class SqlConf:
 
 
 @dataclass
+class SqlServerConf:
+    """``liftlake sql-server``: Spark's Thrift JDBC/ODBC server on a loopback port (the endpoint has no
+    authentication: it never listens beyond this machine; reach it from elsewhere through an SSH tunnel)."""
+    host: Literal["127.0.0.1", "localhost", "::1"] = "127.0.0.1"
+    port: int = check(lambda v: 1024 <= v <= 65535, "must be an integer in [1024, 65535]", default=10000)
+
+
+@dataclass
 class HousekeepingConf:
     """``liftlake housekeeping``: what a killed or finished job leaves behind goes after this long.
     Delta data files no table version references (vacuum), train caches unused, training
@@ -219,6 +227,7 @@ class Config:
     score: ScoreConf = field(default_factory=ScoreConf)
     escim_labels: EscimLabelsConf = field(default_factory=EscimLabelsConf)
     sql: SqlConf = field(default_factory=SqlConf)
+    sql_server: SqlServerConf = field(default_factory=SqlServerConf)
     housekeeping: HousekeepingConf = field(default_factory=HousekeepingConf)
     report: ReportConf = field(default_factory=ReportConf)
     quickstart: QuickstartConf = field(default_factory=QuickstartConf)

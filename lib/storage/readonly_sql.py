@@ -166,13 +166,17 @@ class SparkStatement:
     tables: frozenset[str]
 
 
-def check_spark_query(spark, query: str, known_tables: set[str]) -> SparkStatement:
+def check_spark_query(spark, query: str, known_tables: set[str], parser=None) -> SparkStatement:
     """Refuse anything but a read-only query over the platform's tables, judged on Spark's parsed plan:
     a query (its relations platform tables, ``VERSION AS OF`` allowed), ``EXPLAIN`` of one, ``SHOW TABLES
-    IN`` a platform namespace, or a ``SHOW`` / ``DESCRIBE`` of a platform table."""
-    jvm_session = spark._jsparkSession  # noqa: SLF001 - the parser is not exposed to Python
+    IN`` a platform namespace, a ``SHOW`` / ``DESCRIBE`` of a platform table, or ``USE`` of a platform
+    namespace or ``default`` (what a JDBC client sends when it opens a session). ``parser``: the JVM
+    parser to parse with (default: the session's; the sql-server's guard passes the one its own
+    guarded parser wraps)."""
+    if parser is None:
+        parser = spark._jsparkSession.sessionState().sqlParser()  # noqa: SLF001 - not exposed to Python
     try:
-        plan = jvm_session.sessionState().sqlParser().parsePlan(query)
+        plan = parser.parsePlan(query)
     except Exception as exc:  # noqa: BLE001 - py4j wraps Spark's ParseException
         message = str(exc).split("\n")[0].split(": ", 1)[-1] or "syntax error"
         raise SqlRefused(f"sql: cannot parse the statement ({message[:200]})") from None
@@ -188,6 +192,15 @@ def check_spark_query(spark, query: str, known_tables: set[str]) -> SparkStateme
             raise SqlRefused(f"sql: SHOW TABLES needs IN one of the warehouse's namespaces {sorted(spaces)} "
                              f"(rule: SHOW / DESCRIBE of the platform's tables only)")
         return SparkStatement(kind, frozenset(n for n in known_tables if n.split(".")[0] == parts[0].lower()))
+    if kind == "SetCatalogAndNamespace":
+        namespace = plan.child()
+        parts = (_identifier(namespace.multipartIdentifier())
+                 if namespace.getClass().getSimpleName() == "UnresolvedNamespace" else [])
+        spaces = {name.split(".")[0] for name in known_tables} | {"default"}
+        if len(parts) != 1 or parts[0].lower() not in spaces:
+            raise SqlRefused(f"sql: USE {'.'.join(parts)} is not allowed (rule: USE one of the warehouse's "
+                             f"namespaces {sorted(spaces)})")
+        return SparkStatement(kind, frozenset())
     if kind in SPARK_TABLE_METADATA:
         target = plan.children().apply(0)
         parts = (_identifier(target.multipartIdentifier())

@@ -360,3 +360,20 @@ def test_a_warehouse_path_that_is_a_file_exits_2_naming_it(capsys, tmp_path, arg
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"warehouse {not_a_folder}: is a file" in err
     assert not_a_folder.read_text() == "a file where the warehouse should be\n"
+
+
+def test_sql_server_refuses_a_busy_port_and_a_non_loopback_host(capsys, wh):
+    """Before any JVM starts: a port another process holds, or a host beyond loopback (the endpoint has
+    no authentication), exits 2 naming the setting."""
+    import socket
+
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen(1)
+        port = holder.getsockname()[1]
+        code = main(["sql-server", "--set", f"warehouse.path={wh}", "--set", f"sql_server.port={port}"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"sql_server.port {port}: cannot listen on 127.0.0.1" in err, err
+    code = main(["sql-server", "--set", f"warehouse.path={wh}", "--set", "sql_server.host=0.0.0.0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sql_server.host" in err and err.count("\n") == 1, err
