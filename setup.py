@@ -32,10 +32,11 @@ setup(
         "pyyaml>=6",
         "scikit-learn>=1.3",
         "matplotlib>=3.7",
+        "duckdb>=2.0,<2.1",  # `liftlake sql`'s default engine
     ],
     extras_require={
         "airflow": ["apache-airflow>=3.3,<3.4", "apache-airflow-providers-apache-spark>=6"],
-        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-uplift==0.5.1", "duckdb>=2.0,<2.1", "mypy>=2.4", "types-PyYAML"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "scikit-uplift==0.5.1", "polars>=2.1,<2.2", "mypy>=2.4", "types-PyYAML"],
     },
     entry_points={"console_scripts": ["liftlake=liftlake.lib.cli.main:main"]},
 )

@@ -1,9 +1,10 @@
-"""Tables written by one backend are read by the other and by an independent Delta reader (delta-rs'
-own pyarrow reader), with the same rows."""
+"""Tables written by one backend are read by the other and by independent Delta readers (delta-rs'
+log with pyarrow's Parquet reader, and polars' own Delta scan), with the same rows."""
 from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
@@ -29,7 +30,15 @@ def arrow_rows(path: str, version: int | None = None) -> list[tuple]:
     """The rows as a reader without Spark sees them: delta-rs resolves the snapshot's files from the
     log, pyarrow reads the Parquet (what `liftlake sql` hands DuckDB). deltalake 1.6.6's own
     ``to_pyarrow_table()`` and QueryBuilder results do not load into the pinned pyarrow 14."""
-    rows = _delta_dataset(path, version).to_table().to_pylist()
+    return _utc_rows(_delta_dataset(path, version).to_table().to_pylist())
+
+
+def polars_rows(path: str, version: int | None = None) -> list[tuple]:
+    """The rows as polars reads them (`pl.scan_delta`, what docs/tables.md shows an analyst)."""
+    return _utc_rows(pl.scan_delta(path, version=version).collect().to_dicts())
+
+
+def _utc_rows(rows: list[dict]) -> list[tuple]:
     # Spark hands timestamps to Python as naive datetimes of the session zone (UTC here)
     return sorted((r["event_id"], r["p"], r["label"],
                    r["ts"].astimezone(dt.timezone.utc).replace(tzinfo=None) if r["ts"].tzinfo else r["ts"],
@@ -47,6 +56,7 @@ def test_a_delta_spark_table_reads_the_same_in_delta_rs(spark, tmp_path):
     path = writer.path("raw.events")
     assert arrow_rows(path) == expected  # an independent reader: delta-rs' own, no Spark
     assert arrow_rows(path, version=0) == spark_rows(writer.read("raw.events", version=0))
+    assert polars_rows(path) == expected and polars_rows(path, version=0) == arrow_rows(path, version=0)
     reader = DeltaRsStore(spark, root)
     assert spark_rows(reader.read("raw.events")) == expected
     assert reader.version("raw.events") == 2
@@ -67,3 +77,5 @@ def test_a_delta_rs_table_reads_the_same_in_delta_spark_and_takes_its_writes(spa
     assert (res.version, res.rows) == (2, 2)
     assert writer.partition_counts("raw.events") == {DS: 2, "2026-11-21": 4}
     assert arrow_rows(writer.path("raw.events")) == spark_rows(spark_store.read("raw.events"))
+    assert polars_rows(writer.path("raw.events")) == arrow_rows(writer.path("raw.events"))
+    assert polars_rows(writer.path("raw.events"), version=1) == expected
