@@ -48,7 +48,8 @@ with DAG(
 ) as dag:
     trains = [spark_job(f"train_{name}", "train.py", ["--model", name], ds=LAST_DAY_OF_INTERVAL)
               for name in MODELS]
-    # after the week's trainings, whatever they ended with: stale staging, unused train caches, old
-    # checkpoints and unreferenced Delta files go (housekeeping.* in conf/base.yaml)
+    # after the week's trainings, whatever they ended with: each table is compacted (OPTIMIZE), then
+    # stale staging, unused train caches, old checkpoints and unreferenced Delta files go
+    # (housekeeping.* in conf/base.yaml)
     housekeeping = spark_job("housekeeping", "housekeeping.py", ds=None, trigger_rule=TriggerRule.ALL_DONE)
     trains >> housekeeping

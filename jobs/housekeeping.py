@@ -1,6 +1,6 @@
-"""liftlake housekeeping [--dry-run]: remove unreferenced Delta files, stale staging folders, unused
-train caches and old checkpoints under the warehouse (retention: the housekeeping section of
-conf/base.yaml). Model versions and CURRENT pointers are never touched."""
+"""liftlake housekeeping [--dry-run]: compact each table's small files (OPTIMIZE), then remove
+unreferenced Delta files, stale staging folders, unused train caches and old checkpoints under the
+warehouse (retention and compaction: the housekeeping section of conf/base.yaml). Model versions and CURRENT pointers are never touched."""
 import sys
 
 from liftlake.lib.cli.runner import run_job

@@ -19,7 +19,7 @@ JOBS = {
     "tables": ("tables", "list tables, versions and rows per partition"),
     "models": ("models", "list the registered models"),
     "repair": ("repair", "finish table batches of jobs killed between their commits (_commits/ manifests)"),
-    "housekeeping": ("housekeeping", "remove unreferenced Delta files, stale staging, old caches and checkpoints"),
+    "housekeeping": ("housekeeping", "compact small Delta files; remove unreferenced ones, stale staging, old caches, checkpoints"),
 }
 
 

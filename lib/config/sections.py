@@ -145,12 +145,16 @@ class SqlServerConf:
 
 @dataclass
 class HousekeepingConf:
-    """``liftlake housekeeping``: what a killed or finished job leaves behind goes after this long.
+    """``liftlake housekeeping``: tables are compacted (``compact``), and what a killed or finished job
+    leaves behind goes after this long.
     Delta data files no table version references (vacuum), train caches unused, training
     checkpoints untouched for ``retention_hours``; staging folders of writes that never published
     after ``staging_grace_hours`` (longer than any job runs). Model versions are never removed."""
     retention_hours: int = check(lambda v: 1 <= v <= 24 * 365, "must be an integer in [1, 8760]", default=168)
     staging_grace_hours: int = check(lambda v: 1 <= v <= 24 * 365, "must be an integer in [1, 8760]", default=24)
+    # OPTIMIZE first: a partition's data files under compact_target_mb are rewritten as fewer larger ones
+    compact: bool = True
+    compact_target_mb: int = check(lambda v: 1 <= v <= 4096, "must be an integer in [1, 4096]", default=128)
 
 
 @dataclass

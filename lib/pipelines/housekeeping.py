@@ -1,9 +1,11 @@
 """The body of ``liftlake housekeeping``: remove what killed and finished jobs leave under the
 warehouse, past the retention of ``housekeeping.*``.
 
-* Delta tables: data files that no version within the retention references (a full vacuum: the
-  files of overwritten partitions, and files a killed writer left in the table folder), and the
-  table's ``_staging/<txn>`` folders of writes that never committed.
+* Delta tables: first compacted (OPTIMIZE: a partition's small files rewritten as fewer larger ones,
+  one commit that changes no row; ``housekeeping.compact``), then the data files that no version
+  within the retention references go (a full vacuum: the files of overwritten partitions, and files a
+  killed writer left in the table folder), and the table's ``_staging/<txn>`` folders of writes that
+  never committed.
 * ``_staging-*`` folders of artifacts that never published (model versions, feature specs, ESCIM
   labelers, train caches: lib/artifacts/publish.py).
 * ``_train_cache/<key>``: training rows unused (``_DONE.json`` is touched on each use) for the retention.
@@ -22,7 +24,7 @@ from dataclasses import dataclass, field
 
 from liftlake.lib.artifacts.publish import STAGING_PREFIX
 from liftlake.lib.config import warehouse_path
-from liftlake.lib.storage.store import DeltaRsStore, newest_mtime
+from liftlake.lib.storage.store import DeltaRsStore, TableError, newest_mtime
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +80,18 @@ def sweep_artifacts(root: str, retention_hours: float, grace_hours: float, dry_r
                 _remove(run, dry_run)
 
 
-def sweep_tables(store, retention_hours: int, grace_hours: float, dry_run: bool, sweep: Sweep) -> None:
-    """Vacuum every Delta table (lib/storage/store.py: unreferenced files, stale write staging)."""
+def sweep_tables(store, retention_hours: int, grace_hours: float, dry_run: bool, sweep: Sweep,
+                 compact_target_bytes: int | None = None) -> None:
+    """Compact (when ``compact_target_bytes``), then vacuum every Delta table (lib/storage/store.py:
+    small files; unreferenced files, stale write staging). A compaction that loses to a job's commit
+    changed nothing and waits for the next run."""
     for name in store.tables():
+        if compact_target_bytes:
+            try:
+                for partition in store.optimize(name, compact_target_bytes, dry_run=dry_run):
+                    sweep.add("compacted_partition", f"{name}/{partition}")
+            except TableError as exc:
+                logger.warning(f"housekeeping: {exc}")
         for rel in store.vacuum(name, retention_hours, staging_grace_hours=grace_hours, dry_run=dry_run):
             sweep.add("table_staging" if rel.startswith("_staging/") else "table_file", f"{name}/{rel}")
 
@@ -93,11 +104,14 @@ def run(ctx) -> Sweep:
     now = time.time()
     sweep = Sweep()
     sweep_artifacts(root, cfg.retention_hours, cfg.staging_grace_hours, dry_run, now, sweep)
-    sweep_tables(store, cfg.retention_hours, cfg.staging_grace_hours, dry_run, sweep)
-    verb = "would remove" if dry_run else "removed"
-    for kind in ("table_file", "table_staging", "staging", "train_cache", "checkpoint"):
+    sweep_tables(store, cfg.retention_hours, cfg.staging_grace_hours, dry_run, sweep,
+                 cfg.compact_target_mb * 1024 * 1024 if cfg.compact else None)
+    for kind in ("compacted_partition", "table_file", "table_staging", "staging", "train_cache", "checkpoint"):
         paths = sweep.removed.get(kind, [])
-        logger.info(f"housekeeping: {verb} {len(paths)} {kind.replace('_', ' ')}(s)")
+        verb = ("would compact" if dry_run else "compacted") if kind == "compacted_partition" else \
+            ("would remove" if dry_run else "removed")
+        what = "partition" if kind == "compacted_partition" else kind.replace("_", " ")
+        logger.info(f"housekeeping: {verb} {len(paths)} {what}(s)")
         for p in paths:
             logger.debug(f"housekeeping: {verb} {p}")
     return sweep

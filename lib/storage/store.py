@@ -63,6 +63,9 @@ COMMITS_DIR = "_commits"  # <warehouse>/_commits/<batch>.json: the batches whose
 # A manifest lives for the milliseconds of its commit loop; one this old belongs to a dead job even
 # when its pid is in use again (or it was written on another host).
 MANIFEST_STALE_S = 600
+# OPTIMIZE's target: files under it are compacted into files of about this size (Delta's and delta-rs'
+# own defaults are 1 GiB and 100 MiB; a day's partition of a score table is tens of MiB)
+COMPACT_TARGET_BYTES = 128 * 1024 * 1024
 
 
 class TableError(ValueError):
@@ -363,6 +366,37 @@ class TableStore:
 
     def vacuum(self, name: str, retention_hours: float = 168.0, staging_grace_hours: float | None = None,
                dry_run: bool = False) -> list[str]:
+        raise NotImplementedError
+
+    def optimize(self, name: str, target_file_bytes: int = COMPACT_TARGET_BYTES, dry_run: bool = False) -> list[str]:
+        """Compact the table's small files (Delta's OPTIMIZE): in every partition holding two or more data
+        files under ``target_file_bytes``, those files are rewritten as fewer, larger ones, in one commit
+        that changes no row (``dataChange: false``; readers and time travel see the same rows, the old
+        files go with a later vacuum). Returns the partitions compacted (``ds=.../model=...``), or that
+        would be with ``dry_run``; [] and no commit when there is nothing to compact."""
+        candidates = self._compaction_candidates(name, target_file_bytes)
+        if candidates and not dry_run:
+            self._compact(name, target_file_bytes)
+        return candidates
+
+    def _compaction_candidates(self, name: str, target_file_bytes: int) -> list[str]:
+        from deltalake import DeltaTable
+
+        actions = pa.table(DeltaTable(self._require(name)).get_add_actions(flatten=True))
+        part_cols = [c for c in actions.column_names if c.startswith("partition.")]
+        small: dict[str, int] = {}
+        for row in actions.select(["size_bytes", *part_cols]).to_pylist():
+            if row["size_bytes"] < target_file_bytes:
+                key = "/".join(f"{c.split('.', 1)[1]}={row[c]}" for c in part_cols)
+                small[key] = small.get(key, 0) + 1
+        return sorted(key for key, files in small.items() if files >= 2)
+
+    def _require(self, name: str) -> str:
+        if not self.exists(name):
+            raise TableError(f"table {name} does not exist under {self.root}")
+        return self.path(name)
+
+    def _compact(self, name: str, target_file_bytes: int) -> None:
         raise NotImplementedError
 
     def partition_counts(self, name: str, version: int | None = None) -> dict[str, int]:
@@ -886,6 +920,18 @@ class DeltaRsStore(TableStore):
         removed += self._vacuum_staging(name, grace, dry_run)
         return sorted(removed)
 
+    def _compact(self, name: str, target_file_bytes: int) -> None:
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import CommitProperties
+
+        try:
+            self._delta(name).optimize.compact(
+                target_size=target_file_bytes,
+                commit_properties=CommitProperties(custom_metadata={"liftlake.mode": "optimize"}))
+        except CommitFailedError as exc:  # a writer committed meanwhile: the compaction did not happen
+            raise TableError(f"table {name}: a concurrent commit conflicted with the compaction, which "
+                             f"committed nothing ({_first_line(exc)})") from None
+
 
 # Delta's optimistic-concurrency conflicts (io.delta.exceptions.*): the losing commit did not happen
 _DELTA_CONFLICT = re.compile(r"DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|"
@@ -929,11 +975,6 @@ class DeltaSparkStore(TableStore):
     Needs a session with the Delta jars and extension (``build_session(delta_jars=True)``)."""
 
     backend = "delta-spark"
-
-    def _require(self, name: str) -> str:
-        if not self.exists(name):
-            raise TableError(f"table {name} does not exist under {self.root}")
-        return self.path(name)
 
     def _delta_table(self, name: str):
         from delta.tables import DeltaTable
@@ -1220,6 +1261,27 @@ class DeltaSparkStore(TableStore):
         grace = retention_hours if staging_grace_hours is None else staging_grace_hours
         removed += self._vacuum_staging(name, grace, dry_run)
         return sorted(removed)
+
+    def _compact(self, name: str, target_file_bytes: int) -> None:
+        # OPTIMIZE bins the files under minFileSize into files of up to maxFileSize, per partition
+        key_max, key_min = "spark.databricks.delta.optimize.maxFileSize", "spark.databricks.delta.optimize.minFileSize"
+        before = {key: self.spark.conf.get(key, None) for key in (key_max, key_min)}
+        self.spark.conf.set(key_max, str(target_file_bytes))
+        self.spark.conf.set(key_min, str(target_file_bytes))
+        try:
+            quoted = self._require(name).replace("`", "``")
+            self.spark.sql(f"OPTIMIZE delta.`{quoted}`").collect()
+        except Exception as exc:  # noqa: BLE001 - py4j wraps Delta's conflict exceptions
+            if _DELTA_CONFLICT.search(str(exc)):
+                raise TableError(f"table {name}: a concurrent commit conflicted with the compaction, which "
+                                 f"committed nothing ({_first_line(exc)})") from None
+            raise
+        finally:
+            for key, old in before.items():
+                if old is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, old)
 
 
 def _staged_summary(staging: str, parts: tuple[str, ...]) -> tuple[int, int, tuple[str, ...]]:

@@ -98,3 +98,24 @@ def test_a_train_cache_in_use_is_kept(wh, capsys):
     os.utime(paths["cache_old"])  # what training does each time it reads the cache
     assert main(["housekeeping", "--set", f"warehouse.path={root}"]) == 0
     assert os.path.exists(paths["cache_old"])
+
+
+def test_housekeeping_compacts_a_day_of_small_files_once(tmp_path, capsys):
+    """A day written in five small appends (an hourly loader's pattern) becomes one file in a commit
+    that changes no row; with --dry-run, or with housekeeping.compact false, nothing is committed."""
+    root = tmp_path / "wh"
+    table = root / "raw" / "events"
+    for i in range(5):
+        write_deltalake(str(table), pa.table({"event_id": [i], "ds": [DS]}), partition_by=["ds"], mode="append")
+    args = ["housekeeping", "--set", f"warehouse.path={root}"]
+    assert main([*args, "--dry-run"]) == 0
+    assert "would compact 1 partition(s)" in capsys.readouterr().err
+    assert main([*args, "--set", "housekeeping.compact=false"]) == 0
+    assert DeltaTable(str(table)).version() == 4
+    assert main(args) == 0
+    assert "compacted 1 partition(s)" in capsys.readouterr().err
+    compacted = DeltaTable(str(table))
+    assert compacted.version() == 5 and len(compacted.file_uris()) == 1
+    assert duckdb_query(str(root), "select sum(event_id), count(*) from raw.events", limit=1)[1] == [(10, 5)]
+    assert main(args) == 0
+    assert "compacted 0 partition(s)" in capsys.readouterr().err and DeltaTable(str(table)).version() == 5

@@ -396,6 +396,29 @@ def test_vacuum_removes_the_files_of_replaced_versions_only(spark, store):
     assert store.vacuum("raw.events", retention_hours=0) == []
 
 
+def test_optimize_compacts_small_files_without_changing_a_row(spark, store):
+    """Three appends to one day and one to the next: the day of three small files is compacted into
+    one in a commit that changes no row (time travel included); the day of one file is left alone, a
+    dry run commits nothing, and a second run has nothing to do."""
+    for i in range(3):
+        store.write(day_frame(spark, "2026-11-20", 4, offset=10 * i).coalesce(1), "raw.events", "append")
+    store.write(day_frame(spark, "2026-11-21", 4, offset=100).coalesce(1), "raw.events", "append")
+    rows = sorted(r.event_id for r in store.read("raw.events").collect())
+    version, files = store.version("raw.events"), store.referenced_files("raw.events")
+    assert len(files) == 4
+    assert store.optimize("raw.events", dry_run=True) == ["ds=2026-11-20"]
+    assert store.version("raw.events") == version
+    assert store.optimize("raw.events") == ["ds=2026-11-20"]
+    assert store.version("raw.events") == version + 1
+    compacted = store.referenced_files("raw.events")
+    assert len(compacted) == 2 and len([f for f in compacted if "ds=2026-11-20" in f]) == 1
+    assert sorted(r.event_id for r in store.read("raw.events").collect()) == rows
+    assert sorted(r.event_id for r in store.read("raw.events", version=version).collect()) == rows
+    assert delta_rows(store.path("raw.events")) == len(rows)  # an independent reader agrees
+    assert store.partition_counts("raw.events") == {"2026-11-20": 12, "2026-11-21": 4}
+    assert store.optimize("raw.events") == [] and store.version("raw.events") == version + 1
+
+
 @pytest.mark.reliability
 def test_two_first_writes_of_a_table_at_once_both_land(spark, store):
     errors = []
