@@ -27,6 +27,7 @@ from liftlake.lib.config import warehouse_path
 from liftlake.lib.features.spec import require_day_spec
 from liftlake.lib.log import log_commits
 from liftlake.lib.training.trainset import top_share_label
+from liftlake.lib.storage.store import probability_checks
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def label_day(store, config, ds: str, version: str, labeler, spec_version: str) 
     labels = labelled.select("exposure_id", "pcvr_cf", "label_max", "label_ratio",
                              F.lit(version).alias("labeler_version"), F.lit(ds).alias("ds"))
     res = store.write(labels, "labels.escim_counterfactual", mode="overwrite_partitions", partition_values=[ds],
-                      comment="ESCIM counterfactual conversion labels per exposure", column_comments=LABEL_COMMENTS)
+                      comment="ESCIM counterfactual conversion labels per exposure", column_comments=LABEL_COMMENTS,
+                      checks=probability_checks("pcvr_cf"))
     logger.info(f"escim-labels {ds}: labels.escim_counterfactual rows={res.rows} staged "
         f"(ratio: top {k} of {n} non-clicked; max cut-off "
         f"{float(labeler.factual_pcvr_max):.4g})")

@@ -16,6 +16,7 @@ from pyspark.sql import types as T
 
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.features.spec import FeatureSpec, require_day_spec
+from liftlake.lib.storage.store import probability_checks
 
 CVR_SCHEMA = T.StructType([
     T.StructField("exposure_id", T.StringType(), False),
@@ -205,4 +206,5 @@ def write_scores(store, table: str, scored: DataFrame, model: str, ds: str):
                        partition_by=SCORE_PARTITIONS, sub_partition_values={"model": [model]},
                        comment="per-exposure CTR / CVR / CTCVR scores" if table == "scores.cvr"
                        else "per-user uplift scores and coupon / treatment decisions",
-                       column_comments=comments)
+                       column_comments=comments,
+                       checks=probability_checks(*[c for c in PROBABILITY_COLUMNS if c in scored.columns]))

@@ -39,7 +39,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -355,7 +355,8 @@ class TableStore:
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
               partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
               column_comments: dict[str, str] | None = None,
-              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
+              sub_partition_values: dict[str, Sequence[str]] | None = None,
+              checks: Mapping[str, str] | None = None) -> WriteResult:
         raise NotImplementedError
 
     def version(self, name: str) -> int:
@@ -433,10 +434,11 @@ class TableStore:
             writer = writer.partitionBy(*parts)
         try:
             writer.parquet(staging)
-        except BaseException:
+        except BaseException as exc:
             # a failed Spark write (a lost executor past its retries, a bad row) leaves its folder
             shutil.rmtree(staging, ignore_errors=True)
             self._release_failed_task_files()
+            _raise_if_check_failed(exc)
             raise
 
     @staticmethod
@@ -759,7 +761,8 @@ class DeltaRsStore(TableStore):
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
               partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
               column_comments: dict[str, str] | None = None,
-              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
+              sub_partition_values: dict[str, Sequence[str]] | None = None,
+              checks: Mapping[str, str] | None = None) -> WriteResult:
         from deltalake import DeltaTable, Field, Schema
         from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
 
@@ -775,7 +778,7 @@ class DeltaRsStore(TableStore):
             self._check_fits(name, parts, df.schema)
         # Column order: data columns then the partition columns, as Spark reads them back.
         data_cols = [c for c in df.columns if c not in parts]
-        df = df.select(*data_cols, *parts)
+        df = _guard_checks(df.select(*data_cols, *parts), name, checks)
         txn = new_txn()
         staging = self._staging_dir(name, txn)
         self._stage_parquet(df, staging, parts)
@@ -959,6 +962,43 @@ def _guard_scope(df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> Data
     return df.withColumn(first, F.when(inside, F.col(first)).otherwise(F.raise_error(F.lit(_STRAY_MARK))))
 
 
+# a row breaking a column's rule (``checks`` of write): the message of the Spark error that stops the write
+_CHECK_MARK = "liftlake-check-failed:"
+_CHECK_MESSAGE = re.compile(re.escape(_CHECK_MARK) + r"([^\n]*?)(?:\s+at |\n|$)")
+# Every table partitioned by ds: the day's format (a Delta CHECK constraint on tables delta-spark creates)
+DS_CHECK = "ds RLIKE '^[0-9]{4}-[0-9]{2}-[0-9]{2}$'"
+
+
+def probability_checks(*columns: str) -> dict[str, str]:
+    """The rule of probability columns: in [0, 1] (NULL and NaN break it)."""
+    return {c: f"`{c}` >= 0 AND `{c}` <= 1" for c in columns}
+
+
+def _guard_checks(df: DataFrame, name: str, checks: Mapping[str, str] | None) -> DataFrame:
+    """``df`` whose columns of ``checks`` fail the write at the first row breaking their rule (a SQL
+    boolean over the row; NULL breaks it), in the same pass over the rows as the write, on either
+    backend (delta-rs commits files Spark wrote, so Delta's own constraints never see those rows)."""
+    if not checks:
+        return df
+    from pyspark.sql import functions as F
+
+    for col, rule in checks.items():
+        if col not in df.columns:
+            raise TableError(f"table {name}: check on column {col}, which the write does not have")
+        message = F.concat(F.lit(f"{_CHECK_MARK} table {name}: column {col} breaks its rule ({rule}), value "),
+                           F.coalesce(F.col(col).cast("string"), F.lit("NULL")),
+                           F.lit("; the write committed nothing"))
+        df = df.withColumn(col, F.when(F.coalesce(F.expr(rule), F.lit(False)), F.col(col))
+                           .otherwise(F.raise_error(message)))
+    return df
+
+
+def _raise_if_check_failed(exc: BaseException) -> None:
+    match = _CHECK_MESSAGE.search(str(exc))
+    if match:
+        raise TableError(match.group(1).strip()) from None
+
+
 def _scope_predicate(scope: list[tuple[str, str, list[str]]]) -> str:
     """``replaceWhere`` for an overwrite scope; the values passed PARTITION_VALUE's rule, so quoting
     them cannot break the predicate."""
@@ -1078,7 +1118,8 @@ class DeltaSparkStore(TableStore):
     def write(self, df: DataFrame, name: str, mode: str = "append", partition_values: Sequence[str] | None = None,
               partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
               column_comments: dict[str, str] | None = None,
-              sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
+              sub_partition_values: dict[str, Sequence[str]] | None = None,
+              checks: Mapping[str, str] | None = None) -> WriteResult:
         validate_table_name(name)
         parts = partition_columns_of(partition_by)
         _check_write_args(mode, parts, partition_values, sub_partition_values)
@@ -1089,14 +1130,18 @@ class DeltaSparkStore(TableStore):
             self._check_fits(name, parts, df.schema)
         # Column order: data columns then the partition columns, as the delta-rs store writes them.
         df = df.select(*[c for c in df.columns if c not in parts], *parts)
+        df = _guard_checks(df, name, checks)  # before the comments: withColumn drops a column's metadata
         for col, text in (column_comments or {}).items():
             if col in df.columns:
                 df = df.withMetadata(col, {**df.schema[col].metadata, "comment": text})
+        # a table this write creates carries the rules as Delta CHECK constraints: Delta enforces them
+        # on every later writer of the table, liftlake's or not
+        constraints = {**({"ds": DS_CHECK} if "ds" in parts else {}), **dict(checks or {})}
         scope = overwrite_scope(parts, partition_values, sub_partition_values) if mode == "overwrite_partitions" else []
         txn = new_txn()
         if self._pending is None:
             self._maybe_inject_fault(name)
-            self._delta_write(name, df, mode, parts, scope, txn, guard=True)
+            self._delta_write(name, df, mode, parts, scope, txn, guard=True, constraints=constraints)
             return self._committed_write(name, txn, parts)
 
         # Inside commit_together(): compute now (staged Parquet), commit at the block's end.
@@ -1116,7 +1161,8 @@ class DeltaSparkStore(TableStore):
         def commit() -> None:
             staged = self.spark.read.schema(schema).option("basePath", staging).parquet(staging)
             version_before.append(self.version(name) if self.exists(name) else None)
-            self._delta_write(name, staged.select(*schema.fieldNames()), mode, parts, scope, txn)
+            self._delta_write(name, staged.select(*schema.fieldNames()), mode, parts, scope, txn,
+                              constraints=constraints)
             shutil.rmtree(staging, ignore_errors=True)
 
         def discard() -> None:
@@ -1133,7 +1179,7 @@ class DeltaSparkStore(TableStore):
 
     def _delta_write(self, name: str, df: DataFrame, mode: str, parts: tuple[str, ...],
                      scope: list[tuple[str, str, list[str]]], txn: str, label: str | None = None,
-                     guard: bool = False) -> None:
+                     guard: bool = False, constraints: Mapping[str, str] | None = None) -> None:
         """One Delta commit of ``df``: append, overwrite, or overwrite of ``scope`` by replaceWhere
         (``guard``: a row outside the scope fails the write, also on a new table). A commit that loses
         Delta's optimistic-concurrency check to another writer changed nothing and is tried again, up
@@ -1146,6 +1192,9 @@ class DeltaSparkStore(TableStore):
             if attempt > 1 and self.exists(name):
                 self._check_fits(name, parts, df.schema)  # the winner may have created or changed the table
             writer = (_guard_scope(df, scope) if guard else df).write.format("delta").option("userMetadata", meta)
+            if not self.exists(name):  # table properties given on the write that creates the table
+                for col, rule in (constraints or {}).items():
+                    writer = writer.option(f"delta.constraints.liftlake_{col}", rule)
             if parts:
                 writer = writer.partitionBy(*parts)
             if mode == "append":
@@ -1168,6 +1217,7 @@ class DeltaSparkStore(TableStore):
                         continue
                     raise TableError(f"table {name}: {DELTA_COMMIT_ATTEMPTS} attempts lost to concurrent commits; "
                                      f"this write committed nothing ({_first_line(exc)})") from None
+                _raise_if_check_failed(exc)
                 if _REPLACE_WHERE_MISMATCH.search(text) or _STRAY_MARK in text:
                     raise TableError(self._stray_message(name, df, scope)) from None
                 if self.exists(name):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import polars as pl
+import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
 from liftlake.lib.storage.readonly_sql import _delta_dataset
-from liftlake.lib.storage.store import DeltaRsStore, open_store
+from liftlake.lib.storage.store import DeltaRsStore, TableError, open_store, probability_checks
 
 DS = "2026-11-20"
 
@@ -62,6 +63,23 @@ def test_a_delta_spark_table_reads_the_same_in_delta_rs(spark, tmp_path):
     assert reader.version("raw.events") == 2
     assert reader.partition_counts("raw.events") == writer.partition_counts("raw.events") == {DS: 3, "2026-11-21": 5}
     assert DeltaTable(path).metadata().partition_columns == ["ds"]
+
+
+def test_a_delta_spark_table_with_check_constraints_takes_delta_rs_writes(spark, tmp_path):
+    """The CHECK constraints delta-spark puts on a table it creates (writer protocol 3) do not lock
+    the embedded store out: delta-rs commits the next day, and a bad row still fails its write."""
+    root = str(tmp_path / "wh")
+    checks = probability_checks("p")
+    open_store(spark, root, "delta-spark").write(frame(spark, 8), "raw.events", "overwrite_partitions", [DS],
+                                                 checks=checks)
+    assert DeltaTable(open_store(spark, root, "delta-spark").path("raw.events")).protocol().min_writer_version >= 3
+    rs = DeltaRsStore(spark, root)
+    rs.write(frame(spark, 5, 50, "2026-11-21"), "raw.events", "overwrite_partitions", ["2026-11-21"], checks=checks)
+    assert rs.partition_counts("raw.events") == {DS: 8, "2026-11-21": 5}
+    with pytest.raises(TableError, match="column p breaks its rule"):
+        rs.write(frame(spark, 5, 500, "2026-11-21"), "raw.events", "overwrite_partitions", ["2026-11-21"],
+                 checks=checks)
+    assert polars_rows(rs.path("raw.events")) == spark_rows(open_store(spark, root, "delta-spark").read("raw.events"))
 
 
 def test_a_delta_rs_table_reads_the_same_in_delta_spark_and_takes_its_writes(spark, tmp_path):

@@ -13,7 +13,8 @@ import pytest
 from deltalake import DeltaTable, QueryBuilder
 from pyspark.sql import functions as F
 
-from liftlake.lib.storage.store import DeltaRsStore, InjectedFault, TableError, open_store, validate_table_name
+from liftlake.lib.storage.store import (DS_CHECK, DeltaRsStore, InjectedFault, TableError, open_store, probability_checks,
+                                        validate_table_name)
 
 
 def day_frame(spark, ds: str, n: int, offset: int = 0):
@@ -417,6 +418,37 @@ def test_optimize_compacts_small_files_without_changing_a_row(spark, store):
     assert delta_rows(store.path("raw.events")) == len(rows)  # an independent reader agrees
     assert store.partition_counts("raw.events") == {"2026-11-20": 12, "2026-11-21": 4}
     assert store.optimize("raw.events") == [] and store.version("raw.events") == version + 1
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), None])
+def test_a_row_breaking_a_column_rule_fails_the_write_and_changes_nothing(spark, store, backend, bad):
+    """probability_checks: a value outside [0, 1], NaN or NULL stops the write with one line naming
+    the table, the column and the rule; the table is as it was, on both backends and inside a block."""
+    from pyspark.sql import functions as F
+
+    checks = probability_checks("value")
+    good = day_frame(spark, "2026-11-20", 5).withColumn("value", F.col("event_id") / 10.0)
+    store.write(good, "raw.scored", "overwrite_partitions", ["2026-11-20"], checks=checks)
+    before = (store.version("raw.scored"), store.referenced_files("raw.scored"))
+    broken = good.withColumn("value", F.when(F.col("event_id") == 3, F.lit(bad).cast("double"))
+                             .otherwise(F.col("value")))
+    rule = r"table raw\.scored: column value breaks its rule \(`value` >= 0 AND `value` <= 1\)"
+    with pytest.raises(TableError, match=rule):
+        store.write(broken, "raw.scored", "overwrite_partitions", ["2026-11-20"], checks=checks)
+    with pytest.raises(TableError, match=rule):
+        with store.commit_together():
+            store.write(good, "raw.other", "overwrite_partitions", ["2026-11-20"])
+            store.write(broken, "raw.scored", "overwrite_partitions", ["2026-11-20"], checks=checks)
+    assert (store.version("raw.scored"), store.referenced_files("raw.scored")) == before
+    assert not store.exists("raw.other")
+    if backend == "delta-spark":  # the rules are the table's: Delta refuses another writer's bad day
+        configuration = DeltaTable(store.path("raw.scored")).metadata().configuration
+        assert configuration == {"delta.constraints.liftlake_ds": DS_CHECK,
+                                 "delta.constraints.liftlake_value": checks["value"]}
+        with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):
+            good.withColumn("ds", F.lit("20 Nov")).write.format("delta").mode("append").save(store.path("raw.scored"))
+        assert store.version("raw.scored") == before[0]
 
 
 @pytest.mark.reliability
