@@ -63,6 +63,8 @@ COMMITS_DIR = "_commits"  # <warehouse>/_commits/<batch>.json: the batches whose
 # A manifest lives for the milliseconds of its commit loop; one this old belongs to a dead job even
 # when its pid is in use again (or it was written on another host).
 MANIFEST_STALE_S = 600
+# the job in its commit loop touches its manifest this often (the liveness a job on another host sees)
+MANIFEST_HEARTBEAT_S = 30.0
 # OPTIMIZE's target: files under it are compacted into files of about this size (Delta's and delta-rs'
 # own defaults are 1 GiB and 100 MiB; a day's partition of a score table is tens of MiB)
 COMPACT_TARGET_BYTES = 128 * 1024 * 1024
@@ -181,19 +183,23 @@ class TableStore:
         pending: list[_PendingCommit] = []
         self._pending = pending
         manifest = None
+        heartbeat = None
         try:
             yield batch
             if pending:
                 manifest = self._write_manifest(pending)
+                heartbeat = _Heartbeat(manifest)  # a commit loop of any length is never taken for dead
             for i, p in enumerate(pending):
                 _maybe_exit_in_commit_loop(i)
                 p.commit()
                 p.committed = True
                 batch.results.append(replace(p.result, version=self.version(p.result.table)))
             _maybe_exit_in_commit_loop(len(pending))
+            if heartbeat:
+                heartbeat.stop()
             if manifest:
                 os.remove(manifest)
-        except BaseException:
+        except BaseException:  # the heartbeat goes on through the undo: the manifest stays alive until done
             txns = {p.txn for p in pending}
             undone = True
             for p in reversed(pending):
@@ -203,6 +209,8 @@ class TableStore:
                     undone = False
                     logger.error(f"table {p.result.table}: could not undo the job's commit "
                                  f"({undo_error}); `liftlake repair` or the next job retries it")
+            if heartbeat:
+                heartbeat.stop()
             if manifest and undone:
                 os.remove(manifest)
             raise
@@ -220,8 +228,8 @@ class TableStore:
                    "version_before": self.version(p.result.table) if self.exists(p.result.table) else None}
                   for p in pending]
         batch = min(p.txn for p in pending)
-        body = {"batch": batch, "host": socket.gethostname(), "pid": os.getpid(), "created": time.time(),
-                "writes": writes}
+        body = {"batch": batch, "host": socket.gethostname(), "pid": os.getpid(),
+                "pid_started": _process_start(os.getpid()), "created": time.time(), "writes": writes}
         os.makedirs(self._manifest_dir(), exist_ok=True)
         path = os.path.join(self._manifest_dir(), f"{batch}.json")
         tmp = f"{path}.tmp-{os.getpid()}"
@@ -255,7 +263,7 @@ class TableStore:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise TableError(f"commit manifest {path}: unreadable ({exc}); move it away once the tables "
                                  f"it names are checked") from None
-            if _manifest_alive(body):
+            if _manifest_alive(body, path):
                 continue
             committed = {w["table"]: self._committed_txns(w["table"]) for w in writes}
             landed = [w for w in writes if w["txn"] in committed[w["table"]]]
@@ -1353,19 +1361,56 @@ def _maybe_exit_in_commit_loop(done: int) -> None:
         os._exit(137)  # killed: no undo, no cleanup
 
 
-def _manifest_alive(body: dict) -> bool:
-    """Whether the job that wrote a manifest may still be in its commit loop."""
-    if time.time() - float(body.get("created", 0)) > MANIFEST_STALE_S:
-        return False
+def _manifest_alive(body: dict, path: str) -> bool:
+    """Whether the job that wrote a manifest may still be in its commit loop. On this host its process
+    decides (alive, and the same process: its start time, against a reused pid), however long its
+    commits take; a job on another host touches the manifest every MANIFEST_HEARTBEAT_S, so it is dead
+    when the manifest has not changed for MANIFEST_STALE_S."""
     if body.get("host") != socket.gethostname():
-        return True
+        try:
+            return time.time() - os.stat(path).st_mtime <= MANIFEST_STALE_S
+        except OSError:  # removed meanwhile: its job finished
+            return True
     try:
-        os.kill(int(body["pid"]), 0)
+        pid = int(body["pid"])
+        os.kill(pid, 0)
     except (ProcessLookupError, ValueError, KeyError, TypeError):
         return False
     except PermissionError:  # another user's live process
         return True
-    return True
+    started = body.get("pid_started")
+    return started is None or _process_start(pid) in (None, started)
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux /proc; None elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, counted after the command name
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Heartbeat:
+    """Touches a manifest every MANIFEST_HEARTBEAT_S (a daemon thread) until stopped."""
+
+    def __init__(self, path: str) -> None:
+        import threading
+
+        self.path, self._stop = path, threading.Event()
+        self._thread = threading.Thread(target=self._run, name="liftlake-manifest-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(MANIFEST_HEARTBEAT_S):
+            try:
+                os.utime(self.path)
+            except OSError:
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def newest_mtime(path: str) -> float:

@@ -86,3 +86,36 @@ def test_the_next_job_repairs_before_it_commits(warehouse, tmp_path):
     assert b"rolled back ['scores.first']" in proc.stderr
     assert day_rows(warehouse) == {"scores.first": 7, "scores.second": 7}
     assert os.listdir(os.path.join(warehouse.root, COMMITS_DIR)) == []
+
+
+@pytest.mark.reliability
+def test_a_live_job_s_manifest_is_kept_however_old_and_a_dead_one_is_not(tmp_path, monkeypatch):
+    """Liveness of a manifest: on this host the writer's process decides (a commit loop longer than
+    MANIFEST_STALE_S is not rolled back under a running job; a reused pid is not taken for the job);
+    a writer on another host is alive while it touches the manifest (its heartbeat)."""
+    import json
+    import socket
+    import time
+
+    from liftlake.lib.storage import store as store_module
+
+    path = tmp_path / "batch.json"
+    hour_ago = time.time() - 3600
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "created": hour_ago,
+          "pid_started": store_module._process_start(os.getpid())}
+    path.write_text(json.dumps(me))
+    os.utime(path, (hour_ago, hour_ago))
+    assert store_module._manifest_alive(me, str(path))
+    assert not store_module._manifest_alive({**me, "pid_started": me["pid_started"] - 1}, str(path))  # pid reused
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not store_module._manifest_alive({**me, "pid": int(gone.stdout)}, str(path))
+    remote = {"host": "another-host", "pid": 1, "created": hour_ago}
+    assert not store_module._manifest_alive(remote, str(path))  # untouched for an hour
+    monkeypatch.setattr(store_module, "MANIFEST_HEARTBEAT_S", 0.05)
+    beat = store_module._Heartbeat(str(path))
+    try:
+        time.sleep(0.3)
+        assert store_module._manifest_alive(remote, str(path))  # its writer touches it
+    finally:
+        beat.stop()
+    assert time.time() - os.stat(path).st_mtime < 5
