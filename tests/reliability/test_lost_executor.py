@@ -21,8 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +28,12 @@ import time
 from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # bench/ is a folder of the checkout, not an installed package
+    sys.path.insert(0, str(REPO))
+from bench.standalone import ClusterError, kill_group, tail  # noqa: E402
+from bench.standalone import standalone_cluster as standalone_cluster_of  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -149,88 +153,16 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, n: int = 3000) -> str:
-    try:
-        return f"--- {path.name}\n" + path.read_text(errors="replace")[-n:]
-    except OSError:
-        return f"--- {path.name}: unreadable"
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group ``proc`` leads (a daemon, its executors, their workers)."""
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.time() + grace
-        while time.time() < deadline:
-            proc.poll()  # reap the leader, or the group never looks empty
-            try:
-                os.killpg(proc.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
-    proc.poll()
-
-
 @pytest.fixture(scope="module")
 def standalone_cluster(tmp_path_factory):
     """``spark://127.0.0.1:<port>`` of a Master with two 1-core Workers; every JVM is killed at the end."""
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         pytest.skip("no Java: a Spark standalone master cannot start here")
-    import pyspark
-
-    spark_home = os.path.dirname(pyspark.__file__)
-    spark_class = os.path.join(spark_home, "bin", "spark-class")
-    root = tmp_path_factory.mktemp("standalone")
-    env = {**os.environ, "SPARK_HOME": spark_home, "SPARK_LOCAL_IP": "127.0.0.1",
-           "SPARK_DAEMON_MEMORY": "256m",
-           "SPARK_DAEMON_JAVA_OPTS": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC", "PYSPARK_PYTHON": sys.executable}
-    env.pop("PYSPARK_GATEWAY_PORT", None)
-    procs: list[subprocess.Popen] = []
-    logs: list[Path] = []
-
-    def start(name: str, *args: str) -> None:
-        log = root / f"{name}.log"
-        logs.append(log)
-        with open(log, "wb") as fh:
-            procs.append(subprocess.Popen([spark_class, *args], env=env, stdout=fh, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True))
-
-    def wait_for(what: str, ok, timeout: float = 90.0) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if ok():
-                return
-            dead = [p.args[1] for p in procs if p.poll() is not None]
-            if dead:
-                break
-            time.sleep(0.5)
-        pytest.fail(f"standalone cluster: {what} did not happen (exited: {dead})\n"
-                    + "\n".join(_tail(log) for log in logs))
-
     try:
-        port = _free_port()
-        url = f"spark://127.0.0.1:{port}"
-        start("master", "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port),
-              "--webui-port", "0")
-        wait_for("master elected", lambda: "I have been elected leader" in logs[0].read_text(errors="replace"))
-        for i in (1, 2):
-            start(f"worker{i}", "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1",
-                  "--cores", "1", "--memory", "1g", "--webui-port", "0", "--work-dir", str(root / f"work{i}"))
-        wait_for("two workers registered",
-                 lambda: logs[0].read_text(errors="replace").count("Registering worker") >= 2)
-        yield {"url": url, "env": env, "logs": logs}
-    finally:
-        for proc in reversed(procs):
-            _kill_group(proc)
+        with standalone_cluster_of(tmp_path_factory.mktemp("standalone"), workers=2, cores=1) as cluster:
+            yield cluster
+    except ClusterError as exc:
+        pytest.fail(str(exc))
 
 
 def run_driver(cluster: dict, tmp_path: Path, max_failures: str) -> tuple[dict, Path]:
@@ -243,11 +175,11 @@ def run_driver(cluster: dict, tmp_path: Path, max_failures: str) -> tuple[dict, 
         stdout, stderr = proc.communicate(timeout=240)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc)
+        kill_group(proc)
         stdout, stderr = proc.communicate()
     finally:
-        _kill_group(proc)  # the driver's JVM too, whatever happened
-    context = stderr[-4000:] + "\n" + "\n".join(_tail(log, 1500) for log in cluster["logs"])
+        kill_group(proc)  # the driver's JVM too, whatever happened
+    context = stderr[-4000:] + "\n" + "\n".join(tail(log, 1500) for log in cluster["logs"])
     assert not timed_out, "the driver ran past 240 s\n" + context
     assert proc.returncode == 0, context
     assert marker.exists() and marker.read_text(), "no executor was killed\n" + context
