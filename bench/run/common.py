@@ -3,6 +3,7 @@ a timer into a results dict, the machine the report is about, and a JobContext o
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -66,7 +67,7 @@ def machine() -> dict:
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"}
 
 
-def job_context(warehouse: str, overrides: list[str], days: list[str], spark):
+def job_context(warehouse: str, overrides: list[str], days: list[str], spark, backend: str = "delta-rs"):
     from liftlake.lib.cli.runner import JobContext
     from liftlake.lib.config import load_config
     from liftlake.lib.storage.store import open_store
@@ -75,4 +76,43 @@ def job_context(warehouse: str, overrides: list[str], days: list[str], spark):
     args = argparse.Namespace(conf=[], overrides=[f"warehouse.path={warehouse}", *overrides], json=False,
                               model=None, quiet_config=True)
     return JobContext(name="bench", config=config, args=args, days=days, _spark=spark,
-                      _store=open_store(spark, warehouse, "delta-rs"))
+                      _store=open_store(spark, warehouse, backend))
+
+
+def replace_section(path: str, block: str, begin: str, end: str) -> None:
+    """Put ``block`` (a section between the markers ``begin`` and ``end``) into the report at ``path``:
+    in place of the one between the markers, or before "## Targets" (or at the end); every other line
+    stays."""
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# liftlake benchmark report\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+    elif "\n## Targets" in text:
+        head, tail = text.split("\n## Targets", 1)
+        text = head.rstrip("\n") + "\n\n" + block + "\n## Targets" + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + block
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def read_section(path: str, begin: str, end: str) -> str | None:
+    """The section between the markers of the report at ``path`` (markers included), if it has one."""
+    if not os.path.exists(path):
+        return None
+    text = open(path, encoding="utf-8").read()
+    if begin not in text or end not in text:
+        return None
+    return begin + text.split(begin, 1)[1].split(end, 1)[0] + end
+
+
+def restore_section(path: str, block: str | None) -> None:
+    """Put back a section kept by ``read_section`` (a run that rewrote the report without measuring it)."""
+    if not block:
+        return
+    text = open(path, encoding="utf-8").read()
+    head, sep, tail = text.partition("\n## Targets")
+    text = head.rstrip("\n") + "\n\n" + block + "\n" + sep + tail if sep else text.rstrip("\n") + "\n\n" + block + "\n"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -307,22 +307,11 @@ def section(results: list[dict], info: dict) -> list[str]:
 
 
 def write_section(path: str, results: list[dict], info: dict) -> str:
-    """Put this section into the report at ``path``: replace the one between the markers, or add it
-    before "## Targets" (or at the end); every other line stays. Its JSON goes to <report>-features.json."""
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# liftlake benchmark report\n"
-    block = "\n".join(section(results, info))
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
-        text = head + block + tail
-    elif "\n## Targets" in text:
-        head, tail = text.split("\n## Targets", 1)
-        text = head.rstrip("\n") + "\n\n" + block + "\n## Targets" + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    """Put this section into the report at ``path`` (every other line stays); its JSON goes to
+    <report>-features.json."""
+    from bench.run.common import replace_section
+
+    replace_section(path, "\n".join(section(results, info)), BEGIN, END)
     with open(os.path.splitext(path)[0] + "-features.json", "w", encoding="utf-8") as fh:
         json.dump({"info": info, "features": results}, fh, indent=1, default=float)
     return path
@@ -330,23 +319,9 @@ def write_section(path: str, results: list[dict], info: dict) -> str:
 
 def previous_section(path: str) -> str | None:
     """The features section of the report at ``path`` (markers included), if it has one."""
-    if not os.path.exists(path):
-        return None
-    text = open(path, encoding="utf-8").read()
-    if BEGIN not in text or END not in text:
-        return None
-    return BEGIN + text.split(BEGIN, 1)[1].split(END, 1)[0] + END
+    from bench.run.common import read_section
 
-
-def restore_section(path: str, block: str | None) -> None:
-    """Put back a section kept by ``previous_section`` (a run that rewrote the report without measuring it)."""
-    if not block:
-        return
-    text = open(path, encoding="utf-8").read()
-    head, sep, tail = text.partition("\n## Targets")
-    text = head.rstrip("\n") + "\n\n" + block + "\n" + sep + tail if sep else text.rstrip("\n") + "\n\n" + block + "\n"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    return read_section(path, BEGIN, END)
 
 
 if __name__ == "__main__":
