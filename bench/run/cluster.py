@@ -115,12 +115,10 @@ def section(result: dict, info: dict) -> list[str]:
 
 
 def write_section(path: str, result: dict, info: dict) -> str:
-    from bench.run.common import replace_section
+    """This section into the report at ``path``; its JSON goes to <report>-cluster.json."""
+    from bench.run import common
 
-    replace_section(path, "\n".join(section(result, info)), BEGIN, END)
-    with open(os.path.splitext(path)[0] + "-cluster.json", "w", encoding="utf-8") as fh:
-        json.dump({"info": info, "cluster": result}, fh, indent=1, default=float)
-    return path
+    return common.write_section(path, section(result, info), BEGIN, END, "cluster", {"info": info, "cluster": result})
 
 
 def previous_section(path: str) -> str | None:

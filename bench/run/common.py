@@ -116,3 +116,14 @@ def restore_section(path: str, block: str | None) -> None:
     text = head.rstrip("\n") + "\n\n" + block + "\n" + sep + tail if sep else text.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+def write_section(path: str, lines: list[str], begin: str, end: str, name: str, payload: dict) -> str:
+    """A section's Markdown into the report at ``path`` (``replace_section``) and its data as JSON
+    beside it (<report>-<name>.json)."""
+    import json
+
+    replace_section(path, "\n".join(lines), begin, end)
+    with open(os.path.splitext(path)[0] + f"-{name}.json", "w", encoding="utf-8") as fh:
+        json.dump(payload, fh, indent=1, default=float)
+    return path

@@ -309,12 +309,10 @@ def section(results: list[dict], info: dict) -> list[str]:
 def write_section(path: str, results: list[dict], info: dict) -> str:
     """Put this section into the report at ``path`` (every other line stays); its JSON goes to
     <report>-features.json."""
-    from bench.run.common import replace_section
+    from bench.run import common
 
-    replace_section(path, "\n".join(section(results, info)), BEGIN, END)
-    with open(os.path.splitext(path)[0] + "-features.json", "w", encoding="utf-8") as fh:
-        json.dump({"info": info, "features": results}, fh, indent=1, default=float)
-    return path
+    return common.write_section(path, section(results, info), BEGIN, END, "features",
+                                {"info": info, "features": results})
 
 
 def previous_section(path: str) -> str | None:

@@ -1301,39 +1301,37 @@ class DeltaSparkStore(TableStore):
         settings = {"spark.databricks.delta.retentionDurationCheck.enabled": "false",
                     "spark.sql.sources.parallelPartitionDiscovery.parallelism":
                         self.spark.conf.get("spark.sql.shuffle.partitions", "8") or "8"}
-        before = {key: self.spark.conf.get(key, None) for key in settings}
-        for key, value in settings.items():
-            self.spark.conf.set(key, value)
-        try:
+        with self._session_settings(settings):
             quoted = root.replace("`", "``")
             listed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {float(retention_hours)} HOURS DRY RUN").collect()
             removed = [os.path.relpath(unquote(urlparse(r[0]).path), root).replace(os.sep, "/") for r in listed]
             if removed and not dry_run:
                 self._delta_table(name).vacuum(float(retention_hours))
-        finally:
-            for key, old in before.items():
-                if old is None:
-                    self.spark.conf.unset(key)
-                else:
-                    self.spark.conf.set(key, old)
         grace = retention_hours if staging_grace_hours is None else staging_grace_hours
         removed += self._vacuum_staging(name, grace, dry_run)
         return sorted(removed)
 
     def _compact(self, name: str, target_file_bytes: int) -> None:
         # OPTIMIZE bins the files under minFileSize into files of up to maxFileSize, per partition
-        key_max, key_min = "spark.databricks.delta.optimize.maxFileSize", "spark.databricks.delta.optimize.minFileSize"
-        before = {key: self.spark.conf.get(key, None) for key in (key_max, key_min)}
-        self.spark.conf.set(key_max, str(target_file_bytes))
-        self.spark.conf.set(key_min, str(target_file_bytes))
+        sizes = {f"spark.databricks.delta.optimize.{key}": str(target_file_bytes) for key in ("maxFileSize", "minFileSize")}
         try:
-            quoted = self._require(name).replace("`", "``")
-            self.spark.sql(f"OPTIMIZE delta.`{quoted}`").collect()
+            with self._session_settings(sizes):
+                quoted = self._require(name).replace("`", "``")
+                self.spark.sql(f"OPTIMIZE delta.`{quoted}`").collect()
         except Exception as exc:  # noqa: BLE001 - py4j wraps Delta's conflict exceptions
             if _DELTA_CONFLICT.search(str(exc)):
                 raise TableError(f"table {name}: a concurrent commit conflicted with the compaction, which "
                                  f"committed nothing ({_first_line(exc)})") from None
             raise
+
+    @contextmanager
+    def _session_settings(self, settings: dict[str, str]) -> Iterator[None]:
+        """The session's SQL settings for the block, put back as they were after it."""
+        before = {key: self.spark.conf.get(key, None) for key in settings}
+        for key, value in settings.items():
+            self.spark.conf.set(key, value)
+        try:
+            yield
         finally:
             for key, old in before.items():
                 if old is None:
