@@ -579,8 +579,10 @@ def test_sql_server_answers_the_documented_sql_over_jdbc_and_refuses_writes(ware
     samples = DeltaTable(str(warehouse_with_score_tables / "features" / "samples"))
     before = (samples.version(), sorted(samples.file_uris()))
     log = (tmp_path / "server.log").open("w+")
+    started_in = tmp_path / "cwd"
+    started_in.mkdir()
     server = subprocess.Popen([str(ENV_BIN / "liftlake"), "sql-server", "--set", f"sql_server.port={port}"],
-                              stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(REPO),
+                              stdout=subprocess.PIPE, stderr=log, text=True, cwd=str(started_in),
                               env=_run_env(warehouse_with_score_tables))
     try:
         assert server.stdout is not None
@@ -615,6 +617,7 @@ def test_sql_server_answers_the_documented_sql_over_jdbc_and_refuses_writes(ware
     samples = DeltaTable(str(warehouse_with_score_tables / "features" / "samples"))
     assert (samples.version(), sorted(samples.file_uris())) == before
     assert not (warehouse_with_score_tables / "default").exists()
+    assert list(started_in.iterdir()) == []  # no spark-warehouse/ or derby.log where it was started
 
 
 MODEL_JOBS, JSON_JOBS = {"train", "evaluate", "score"}, {"train", "evaluate", "tables", "models", "sql"}

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 
 from liftlake.lib.config import ConfigError, warehouse_path
@@ -32,12 +34,16 @@ def guard_jar_path() -> str:
     return os.path.join(sys.prefix, "jvm", GUARD_JAR)
 
 
-def server_session_conf(guard_jar: str, delta_jars: list[str], host: str, port: int) -> dict[str, str]:
+def server_session_conf(guard_jar: str, delta_jars: list[str], host: str, port: int, scratch: str) -> dict[str, str]:
     """What the JVM must start with. The Thrift server's sessions load classes through the JVM's own
     class path, not through spark.jars, so the Delta jars and the guard go on the driver's class path.
     The guard's extension comes after Delta's: extensions wrap parsers in order, and the last one sees
-    every statement first (Delta's parser answers VACUUM / OPTIMIZE / RESTORE without passing them on)."""
+    every statement first (Delta's parser answers VACUUM / OPTIMIZE / RESTORE without passing them on).
+    What Spark's catalog and Hive's session keep of their own (a default warehouse folder, derby.log)
+    goes to ``scratch``, not to the folder the server was started in."""
     return {
+        "spark.sql.warehouse.dir": os.path.join(scratch, "spark-warehouse"),
+        "spark.driver.extraJavaOptions": f"-Dderby.system.home={scratch}",
         "spark.driver.extraClassPath": os.pathsep.join([*delta_jars, guard_jar]),
         "spark.sql.extensions": f"{DELTA_EXTENSION},{GUARD_EXTENSION}",
         "spark.hadoop.hive.server2.thrift.bind.host": host,
@@ -86,8 +92,16 @@ def run(ctx) -> None:
     if not delta_jars:
         raise ConfigError(f"sql-server: no Delta jars in {delta_jar_folder()} (run `make setup` to fetch them)")
     _check_port_free(cfg.host, cfg.port)  # before the JVM: the server's own bind failure exits the JVM
+    scratch = tempfile.mkdtemp(prefix="liftlake-sql-server-")
+    try:
+        serve(ctx, cfg, guard_jar, delta_jars, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def serve(ctx, cfg, guard_jar: str, delta_jars: list[str], scratch: str) -> None:
     ctx.delta_jars_on_request = True
-    ctx.session_conf.update(server_session_conf(guard_jar, delta_jars, cfg.host, cfg.port))
+    ctx.session_conf.update(server_session_conf(guard_jar, delta_jars, cfg.host, cfg.port, scratch))
     spark = ctx.spark
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
     if not extensions.endswith(GUARD_EXTENSION):  # a session started before this job (spark-submit)
