@@ -42,7 +42,7 @@ SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh"}
 ENV_BIN = REPO / ".venv" / "bin" if (REPO / ".venv" / "bin").is_dir() else Path(sys.executable).parent
 # top-level folders and files of the repository: a token starting with one of them is a repo path
 REPO_TOP = ("airflow_dags", "bench", "conf", "docs", "jobs", "lib", "models", "reports", "tests", "tools",
-            "Makefile", "constraints.txt", "delta-jars.txt", "setup.py")
+            "Makefile", "constraints.txt", "delta-jars.txt", "pyproject.toml")
 OUTPUT_FLAGS = {"--out", "-o", ">", ">>"}  # what follows is written: only its folder must exist
 DAY = "2026-11-20"  # the day every documented example processes
 TINY_EXPOSURES = 5000  # a documented simulate up to this size is run
