@@ -107,6 +107,13 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
         return super().execute(context)
 
 
+# A task's log is the platform's own lines: the driver's JVM logs warnings and errors only from its
+# first line on (conf/log4j2.properties), and no console progress bars (carriage-return noise in a file).
+LOG4J2_CONF = REPO_ROOT / "conf" / "log4j2.properties"
+QUIET_LOGS = {"spark.ui.showConsoleProgress": "false",
+              "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J2_CONF}"}
+
+
 def job_application(job_file: str) -> str:
     path = JOBS_DIR / job_file
     if path.suffix != ".py":
@@ -147,7 +154,7 @@ def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds
         application_args=args,
         conn_id=spark_conn_id(),
         spark_binary=spark_submit_binary(),
-        conf={"spark.pyspark.python": executor_python(), "spark.pyspark.driver.python": driver_python()},
+        conf={"spark.pyspark.python": executor_python(), "spark.pyspark.driver.python": driver_python(), **QUIET_LOGS},
         py_files=os.environ.get("LIFTLAKE_PY_FILES") or None,
         name=f"liftlake-{task_id}",
         **operator_kwargs,

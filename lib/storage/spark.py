@@ -65,6 +65,8 @@ def build_session(
         # delta-rs and every Delta reader expect microsecond timestamps, not INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
+    if launched_by_submit:  # spark-submit's --conf (and spark-defaults.conf) win over these defaults
+        defaults = {k: v for k, v in defaults.items() if k not in _submitted_conf()}
     settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
     if delta_jars is None:
         delta_jars = bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
@@ -89,6 +91,14 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
+
+
+def _submitted_conf() -> set[str]:
+    """The keys spark-submit started the JVM with (its --conf, --driver-memory, spark-defaults.conf)."""
+    from pyspark import SparkConf, SparkContext
+
+    SparkContext._ensure_initialized()  # noqa: SLF001 - attaches to spark-submit's gateway
+    return {key for key, _ in SparkConf().getAll()}
 
 
 def owner_decides_delta() -> bool:

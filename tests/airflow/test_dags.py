@@ -109,6 +109,24 @@ def test_spark_submit_command_uses_the_connection_and_the_venv(dagbag):
             assert cmd[app + 1:] == list(task.application_args)
 
 
+@pytest.mark.slow
+def test_a_tasks_log_is_the_platforms_own_lines(dagbag, tmp_path):
+    """The daily DAG's simulate task, run as its operator would run it (the hook's spark-submit
+    command) on a tiny day: no JVM INFO lines and no progress bars, only the platform's lines and
+    warnings. Spark's default profile alone writes ~40 INFO lines of start-up into every task log."""
+    task = dagbag.get_dag("liftlake_daily").get_task("simulate")
+    cmd = task._get_hook()._build_spark_submit_command(task.application)
+    cmd = cmd[:cmd.index(task.application) + 1] + ["--ds", "2026-11-20", "--set", "simulator.exposures=500"]
+    env = {**os.environ, "LIFTLAKE_WAREHOUSE": str(tmp_path / "wh"), "PYSPARK_PYTHON": sys.executable,
+           "PYSPARK_DRIVER_PYTHON": sys.executable}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    noise = [line for line in lines if " INFO " in line or "[Stage " in line or "log4j" in line]
+    assert noise == [], noise[:5]
+    assert sum("[liftlake] simulate" in line for line in lines) >= 9  # one line per table, and the commits
+
+
 def test_train_dag_has_one_independent_task_per_model(dagbag):
     dag = dagbag.get_dag("liftlake_train")
     assert dag.max_active_runs == 1
