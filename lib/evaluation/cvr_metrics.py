@@ -290,7 +290,8 @@ def cvr_report(
     ``true_cvr`` = P(conversion | do(click=1)) for every exposure, and ``potential_conversion`` =
     the conversion label under do(click=1) for every exposure.
 
-    Keys: ``cvr_*`` (click space: auc, ks, logloss, threshold/precision/recall/f1, n, positive_rate),
+    Keys: ``cvr_*`` (click space: auc, ks, logloss, threshold/precision/recall/f1, n, positive_rate,
+    clicked_calibration = mean prediction / conversion rate of the clicked rows, 1 when calibrated),
     ``ctr_*`` and ``ctcvr_*`` (exposure space), ``cvr_entire_*`` (entire exposure space vs. the
     potential labels), ``ieb_*`` (mean_pred, mean_true, bias, abs_bias, relative_bias; against
     ``true_cvr`` when given, else Table V's click-space label mean r-bar), ``crr`` / ``crr_strength`` /
@@ -310,6 +311,9 @@ def cvr_report(
 
     report: dict[str, float] = {}
     report.update(_binary_block("cvr", conversions[clicked], cvr[clicked]))
+    clicked_rate = float(conversions[clicked].mean())
+    # calibration in the click space: mean predicted CVR of the clicked rows over their conversion rate
+    report["cvr_clicked_calibration"] = float(cvr[clicked].mean()) / clicked_rate if clicked_rate > 0 else math.nan
 
     ctr = None
     if pred_ctr is not None:

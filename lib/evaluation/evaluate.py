@@ -79,7 +79,7 @@ def _split_with_truth(store, info: dict, data: dict, split: str):
         truth = store.read(truth_table, partitions=data["days"])
         keys = [key] if task == "cvr" else [key, "ds"]
         df = df.join(truth, keys, "left")
-        truth_cols = ["cvr_do_click_true", "conversion_potential"] if task == "cvr" else \
+        truth_cols = ["cvr_do_click_true", "conversion_potential", "ctr_true"] if task == "cvr" else \
             [c for c in df.columns if c.endswith("_true")]
     return df, has_truth, truth_cols
 

@@ -373,6 +373,28 @@ def label_quality(label: Any, true_conversion: Any, clicked: Any) -> dict[str, f
             "lift": lift, "recall": recall, "n_unclicked": float(n_unclicked), "n_labelled": float(n_labelled)}
 
 
+# --------------------------------------------------------------------------- selection correction's reach
+def snips_mean(outcome: Any, clicked: Any, propensity: Any) -> float:
+    """Self-normalised IPS estimate of the mean outcome over every exposure from the clicked ones:
+    sum_{O} r_i / q_i / sum_{O} 1 / q_i (DCMT eq. 13's weights), with q_i the click propensity.
+
+    With the true propensity it recovers the mean of the potential outcome; with a propensity that
+    sees only the features it recovers E_x[E[r | click, x]], which differs from the truth by the
+    part of the selection that runs through what the features do not show. That gap is the least
+    bias any CVR model correcting by a propensity on the features is left with."""
+    r = as_1d_float("outcome", outcome)
+    clicks = as_binary("clicked", clicked)
+    q = as_1d_float("propensity", propensity)
+    check_same_length(outcome=r, clicked=clicks, propensity=q)
+    on = clicks == 1
+    if not on.any():
+        raise ValueError("snips_mean: no clicked row")
+    if not np.all((q[on] > 0.0) & (q[on] <= 1.0)):
+        raise ValueError("snips_mean: propensity of a clicked row must be in (0, 1]")
+    weights = 1.0 / q[on]
+    return float(np.sum(weights * r[on]) / np.sum(weights))
+
+
 # --------------------------------------------------------------------------- reference rows
 def reference_predictions(
     truth: Any, train_mean: float, rng: np.random.Generator | int

@@ -260,11 +260,30 @@ def external_gbdt_cvr(ctx, reference_model: str, seed: int) -> dict | None:
         return model.fit(x, y)
 
     clicked = train["click"] == 1
-    ctr = fit(x_train, train["click"]).predict_proba(x_test)[:, 1]
+    ctr_model = fit(x_train, train["click"])
+    ctr = ctr_model.predict_proba(x_test)[:, 1]
     cvr = fit(x_train[clicked], train["conversion"][clicked]).predict_proba(x_test)[:, 1]
     pred = {"ctr": ctr, "cvr": cvr, "ctcvr": ctr * cvr}
-    return compute_metrics("cvr", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
-                           reference_seed=seed)
+    metrics = compute_metrics("cvr", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
+                              reference_seed=seed)
+    if has_truth:
+        metrics.update(selection_reach(train, ctr_model.predict_proba(x_train)[:, 1]))
+    return metrics
+
+
+def selection_reach(train: dict, ctr_on_features: np.ndarray) -> dict[str, float]:
+    """How far propensity weighting can take the mean CVR in this world, on the train split: the
+    true mean CVR under do(click = 1), the clicked rows' conversion rate (what a model of clicks
+    alone learns), and the SNIPS means with a CTR fitted on the features and with the simulator's
+    true CTR (which also sees the unobserved shock). The features' SNIPS mean less the truth is the
+    bias left to any CVR model whose correction runs through a CTR on the features."""
+    from liftlake.lib.evaluation.truth_metrics import snips_mean
+
+    click, conversion = train["click"], train["conversion"]
+    return {"reach_true_mean": float(np.mean(train["cvr_do_click_true"])),
+            "reach_clicked_rate": float(np.mean(conversion[click == 1])),
+            "reach_snips_features": snips_mean(conversion, click, np.clip(ctr_on_features, 1e-6, 1.0)),
+            "reach_snips_true_ctr": snips_mean(conversion, click, train["ctr_true"])}
 
 
 LABEL_TRANSFORMS = {"max": "label_max", "ratio": "label_ratio"}

@@ -162,6 +162,10 @@ def test_cvr_report_values_by_hand():
     assert report["ieb_mean_true"] == pytest.approx(0.5)
     assert report["ieb_bias"] == pytest.approx(-0.1)
     assert report["ieb_abs_bias"] == pytest.approx(0.1)
+    # click space calibration: mean pred of the clicked (0.9 + 0.2 + 0.4 + 0.5) / 4 = 0.5 over their rate 0.5
+    assert report["cvr_clicked_calibration"] == pytest.approx(1.0)
+    no_conversion = cvr_report(click, [0] * 8, pred_cvr)
+    assert math.isnan(no_conversion["cvr_clicked_calibration"])
     assert {"ctr_auc", "ctr_logloss", "cvr_ks", "cvr_f1", "crr", "crr_strength"} <= set(report)
     # With the default 0.2-SD caliper no pair of these 8 rows is close enough: no ratio, a count of 0.
     strict = cvr_report(click, conversion, pred_cvr, pred_ctr=pred_ctr)

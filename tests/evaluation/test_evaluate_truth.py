@@ -11,7 +11,14 @@ import pytest
 from liftlake.lib.evaluation import truth_metrics as TM
 from liftlake.lib.evaluation.claims import CONSTANT, ORACLE, RANDOM, with_references
 from liftlake.lib.evaluation.evaluate import compute_metrics, reference_key
-from liftlake.lib.evaluation.report import coupon_section, cvr_section, multi_section, sweep_section, table
+from liftlake.lib.evaluation.report import (
+    EXTERNAL_GBDT_CVR,
+    coupon_section,
+    cvr_section,
+    multi_section,
+    sweep_section,
+    table,
+)
 from liftlake.lib.training.plan import BatchLayout
 
 SEED = 7
@@ -196,6 +203,20 @@ def test_cvr_section_reference_rows_and_verdicts_with_intervals():
     assert "-> inconclusive:" in ips and "detectable at this scale" in ips
     resolution = next(line for line in lines if line.startswith("| CVR AUC vs. true CVR |"))
     assert "| yes |" in resolution and "constant 0.5000" in resolution
+
+
+def test_cvr_section_states_what_propensity_weighting_can_reach():
+    seeds = [cvr_seed(i) for i in range(2)]
+    assert "What propensity weighting can reach" not in "\n".join(cvr_section(seeds, ["esmm"]))
+    for i, seed in enumerate(seeds):  # the external reference's row carries report.selection_reach
+        seed[EXTERNAL_GBDT_CVR] = {"cvr_true_bias": 0.05, "reach_true_mean": 0.07 + 0.002 * i,
+                                   "reach_clicked_rate": 0.14, "reach_snips_features": 0.12 + 0.002 * i,
+                                   "reach_snips_true_ctr": 0.072}
+    text = "\n".join(cvr_section(seeds, ["esmm", EXTERNAL_GBDT_CVR]))
+    line = next(line for line in text.splitlines() if line.startswith("What propensity weighting can reach"))
+    assert "true mean CVR is 0.0710" in line and "convert at 0.1400" in line
+    assert "true CTR recovers 0.0720" in line and "on the features it recovers 0.1210" in line
+    assert "left with a bias of about +0.0500" in line
 
 
 def test_one_seed_gives_no_verdict():

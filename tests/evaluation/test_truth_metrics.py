@@ -23,6 +23,7 @@ from liftlake.lib.evaluation.truth_metrics import (
     pearson,
     policy_truth_report,
     reference_predictions,
+    snips_mean,
     soft_log_loss,
     spearman,
     true_uplift_areas,
@@ -271,6 +272,33 @@ def test_label_quality_edge_cases():
         label_quality([1, 0], [1, 0], [1, 1])
     with pytest.raises(ValueError, match="label: labels must be 0 or 1"):
         label_quality([0.5, 0], [1, 0], [0, 0])
+
+
+# --------------------------------------------------------------------------- selection correction's reach
+def test_snips_mean_by_hand():
+    # clicked rows 0, 1, 2 with weights 1/q = 2, 4, 1: (2 * 1 + 4 * 0 + 1 * 1) / 7; row 3 is not clicked
+    assert snips_mean([1, 0, 1, 0], [1, 1, 1, 0], [0.5, 0.25, 1.0, 0.3]) == pytest.approx(3 / 7)
+    with pytest.raises(ValueError, match="no clicked row"):
+        snips_mean([0, 0], [0, 0], [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"propensity of a clicked row must be in \(0, 1\]"):
+        snips_mean([1, 0], [1, 0], [0.0, 0.5])
+
+
+def test_snips_mean_recovers_the_truth_only_with_the_propensity_that_sees_the_shared_cause():
+    rng = np.random.default_rng(3)
+    n = 400_000
+    x = rng.integers(0, 2, n)  # what a model sees
+    u = rng.normal(size=n)  # the unobserved cause of both the click and the conversion
+    ctr = 1 / (1 + np.exp(-(-2.0 + 0.8 * x + 1.0 * u)))
+    cvr = 1 / (1 + np.exp(-(-2.5 + 1.0 * u)))
+    click = (rng.random(n) < ctr).astype(int)
+    conversion = click * (rng.random(n) < cvr)
+    truth = cvr.mean()
+    assert snips_mean(conversion, click, ctr) == pytest.approx(truth, abs=0.004)
+    ctr_on_x = np.where(x == 1, click[x == 1].mean(), click[x == 0].mean())
+    clicked_rate = conversion[click == 1].mean()
+    on_features = snips_mean(conversion, click, ctr_on_x)
+    assert truth + 0.03 < on_features < clicked_rate + 0.004  # corrects for x, not for u
 
 
 # --------------------------------------------------------------------------- reference rows

@@ -29,6 +29,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "## CVR over the entire exposure space" in text and "| escm2_dr |" in text
     assert "| escim_max |" in text  # trained on the counterfactual labels the report's world wrote
     assert "| sklearn gradient boosting, naive (external) |" in text  # an outside CVR model on the same rows
+    assert "What propensity weighting can reach here" in text  # the SNIPS means of the world, on its rows
     assert "This run took " in text and "minutes." in text
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
     assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
