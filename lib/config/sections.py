@@ -125,6 +125,10 @@ class ScoreConf:
     coupon_cost_per_unit: float = check(lambda v: v >= 0, "must be >= 0", default=0.01)
     # a coupon is offered only where its expected extra outcomes pay for it (ratio 1 = break-even)
     coupon_min_ratio: float = check(lambda v: v >= 0, "must be >= 0", default=1.0)
+    # A day scored before is scored again with the version that scored it (recorded in the scores'
+    # version column), so a re-run reproduces it after a promotion; current: with CURRENT. --version
+    # names one version for every day.
+    rescore: Literal["recorded", "current"] = "recorded"
 
 
 @dataclass

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 def models_to_score(warehouse: str, configured: list[str], only_model: str | None, version: str | None):
+    """[(name, version)]: the named version, else each model's CURRENT (models without one are left
+    out, unless named)."""
     from liftlake.models.catalog import sorted_names
 
     if version and not only_model:
@@ -30,6 +32,39 @@ def models_to_score(warehouse: str, configured: list[str], only_model: str | Non
     return chosen
 
 
+SCORE_TABLES = ("scores.cvr", "scores.uplift_user")
+
+
+def recorded_versions(store, days: list[str]) -> dict[tuple[str, str], set[str]]:
+    """{(ds, model): the versions whose rows the scores tables hold for that day}: one distinct row per
+    (day, model, version) reaches the driver."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for table in SCORE_TABLES:
+        if not store.exists(table):
+            continue
+        rows = store.read(table, partitions=days).select("ds", "model", "version").distinct().collect()
+        for ds, model, version in rows:
+            found.setdefault((ds, model), set()).add(version)
+    return found
+
+
+def version_for_day(name: str, current: str, ds: str, recorded: dict[tuple[str, str], set[str]],
+                    explicit: bool, rescore: str) -> str:
+    """The version that scores ``name`` on ``ds``: the one named (--version), else the one that scored
+    the day before (score.rescore = recorded), else CURRENT."""
+    before = recorded.get((ds, name), set())
+    if explicit or rescore == "current" or not before:
+        return current
+    if len(before) > 1:  # a write replaces (ds, model) whole, so only a hand-made table gets here
+        raise InputError(f"scores of {name} on ds={ds} hold versions {sorted(before)} (rule: one version scores "
+                         f"a day); re-score it with --model {name} --version or score.rescore=current")
+    (old,) = before
+    if old != current:
+        logger.info(f"score {ds}: {name} re-scored with {old}, the version that scored the day before "
+                    f"(CURRENT is {current}; score.rescore=current or --version to change it)")
+    return old
+
+
 def score_days(ctx, only_model: str | None = None, version: str | None = None) -> dict:
     config = ctx.config
     warehouse = warehouse_path(config)
@@ -37,10 +72,12 @@ def score_days(ctx, only_model: str | None = None, version: str | None = None) -
     if not chosen:
         logger.info("score: no model has a CURRENT version yet; nothing to score")
         return {}
+    recorded = recorded_versions(ctx.store, ctx.days) if not version and config.score.rescore == "recorded" else {}
     summary = {}
     with ctx.store.commit_together() as batch:  # scores.cvr and scores.uplift_user: both or neither
         for ds in ctx.days:
-            for name, v in chosen:
+            for name, current in chosen:
+                v = version_for_day(name, current, ds, recorded, bool(version), config.score.rescore)
                 table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
                                                config.data.num_responses, config.data.num_treatments)
                 try:

@@ -171,6 +171,34 @@ def test_old_model_version_scores_after_newer_tables_and_models(world):
     assert {r.version for r in rows.select("version").distinct().collect()} == {versions["dcmt"]}
 
 
+def test_a_rerun_of_a_day_after_a_promotion_reproduces_its_scores(world):
+    from liftlake.lib.artifacts.model_store import current_version, set_current
+    from liftlake.lib.pipelines.train import train
+
+    ctx, versions = world
+    first = versions["dcmt"]
+    set_current(ctx.store.root, "dcmt", first)
+
+    def dcmt_scores():
+        rows = ctx.store.read("scores.cvr").where(F.col("model") == "dcmt")
+        return sorted(tuple(r) for r in rows.select("exposure_id", "ctr", "cvr", "ctcvr", "version").collect())
+
+    try:
+        score(ctx)
+        before = dcmt_scores()
+        promoted = train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
+                                  "train.seed=5", "train.gate_min_cvr=0"), DS)["version"]
+        assert current_version(ctx.store.root, "dcmt") == promoted != first
+        score(ctx)  # the day was scored by the first version: a re-run scores it with that one again
+        assert dcmt_scores() == before and {r[-1] for r in before} == {first}
+        score(make_ctx(ctx.spark, ctx.store.root, [DS], "score.rescore=current"))
+        assert {r[-1] for r in dcmt_scores()} == {promoted}
+        score(ctx)  # now the promoted version is what scored the day
+        assert {r[-1] for r in dcmt_scores()} == {promoted}
+    finally:
+        set_current(ctx.store.root, "dcmt", first)
+
+
 def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
     # a finished run's checkpoint must only resume the same training: with another learning rate
     # the earlier weights coming back would be a silent no-op retrain
