@@ -3,8 +3,8 @@
 D is the last day of the week the run covers (the run for [Sun 2026-11-15, Sun 2026-11-22) starts
 after that week and trains on the window of days ending 2026-11-21). Models: env
 ``LIFTLAKE_TRAIN_MODELS`` (comma-separated, default ``escm2_dr,unimvt,hmum``). The train job
-evaluates the new version on the test split and moves the model's CURRENT pointer only when its gate
-passes; the daily DAG's score step then picks it up. The training tasks are independent (one failing
+evaluates the new version on the test split and makes it the champion (CURRENT) only when its gate
+passes (the task's floor, and the champion's metric on the same test rows); the daily DAG's score step then picks it up. The training tasks are independent (one failing
 model does not hold back the others) and share the ``liftlake_spark`` pool with the daily DAG; a
 ``housekeeping`` task (jobs/housekeeping.py) runs after all of them, whatever their outcome.
 """

@@ -620,7 +620,8 @@ def test_sql_server_answers_the_documented_sql_over_jdbc_and_refuses_writes(ware
     assert list(started_in.iterdir()) == []  # no spark-warehouse/ or derby.log where it was started
 
 
-MODEL_JOBS, JSON_JOBS = {"train", "evaluate", "score"}, {"train", "evaluate", "tables", "models", "sql"}
+MODEL_JOBS = {"train", "evaluate", "score", "models", "promote", "rollback"}
+JSON_JOBS = {"train", "evaluate", "tables", "models", "sql"}
 
 
 @pytest.mark.parametrize("job", _job_names())

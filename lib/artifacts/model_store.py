@@ -1,8 +1,13 @@
-"""The model store: ``<warehouse>/_models/<name>/<version>/`` and a ``CURRENT`` pointer per name.
+"""The model store: ``<warehouse>/_models/<name>/<version>/`` and the registry's aliases per name.
 
 An artifact holds the weights (a plain state_dict, loaded with ``weights_only=True``: loading never
 runs code from the artifact), the resolved config, the feature spec, the table versions it read and
-its metrics. ``CURRENT`` moves only when the evaluation gate passes.
+its metrics.
+
+Aliases: ``champion`` (the file ``CURRENT``: the version scoring uses) and ``challenger`` (the file
+``CHALLENGER``: the newest version that went through the gate). The champion moves by the training
+gate (a challenger at least as good as the champion on the same test split, and above the floor),
+by ``liftlake promote`` and by ``liftlake rollback``; every move is a line of ``promotions.jsonl``.
 """
 from __future__ import annotations
 
@@ -14,7 +19,14 @@ from dataclasses import dataclass
 import torch
 import yaml
 
-from liftlake.lib.artifacts.publish import VERSION, new_staging, publish_next_version, versions_in, write_text_atomic
+from liftlake.lib.artifacts.publish import (
+    VERSION,
+    exclusive_lock,
+    new_staging,
+    publish_next_version,
+    versions_in,
+    write_text_atomic,
+)
 
 ARTIFACT_FILES = ("model.json", "weights.pt", "config.yaml", "feature_spec.json", "data.json", "metrics.json")
 
@@ -78,10 +90,14 @@ def version_with_run_key(warehouse: str, name: str, run_key: str) -> str | None:
     return None
 
 
-def current_version(warehouse: str, name: str) -> str | None:
-    """The version CURRENT names, or None when there is none yet. CURRENT is read as hostile input: it
-    must hold one version name (``vNNNN``), nothing else (no path)."""
-    pointer = os.path.join(models_root(warehouse), name, "CURRENT")
+ALIAS_FILES = {"champion": "CURRENT", "challenger": "CHALLENGER"}
+HISTORY_FILE = "promotions.jsonl"
+
+
+def alias_version(warehouse: str, name: str, alias: str) -> str | None:
+    """The version an alias names, or None when it names none yet. The alias file is read as hostile
+    input: it must hold one version name (``vNNNN``), nothing else (no path)."""
+    pointer = os.path.join(models_root(warehouse), name, ALIAS_FILES[alias])
     if not os.path.exists(pointer):
         return None
     try:
@@ -93,6 +109,11 @@ def current_version(warehouse: str, name: str) -> str | None:
         return None
     check_version_name(text, pointer)
     return text
+
+
+def current_version(warehouse: str, name: str) -> str | None:
+    """The champion: the version scoring uses (``CURRENT``)."""
+    return alias_version(warehouse, name, "champion")
 
 
 def check_version_name(version: str, source: str) -> None:
@@ -113,10 +134,63 @@ def version_folder(warehouse: str, name: str, version: str, source: str = "--ver
     return path
 
 
-def set_current(warehouse: str, name: str, version: str) -> None:
+def set_alias(warehouse: str, name: str, alias: str, version: str, by: str, **detail) -> None:
+    """Point ``alias`` at ``version`` and append the move to the promotion history (``by``: gate,
+    promote, rollback; ``detail``: the gate's values), both under the model's registry lock."""
     if version not in versions(warehouse, name):
-        raise ArtifactError(f"model {name} has no version {version}")
-    write_text_atomic(os.path.join(models_root(warehouse), name, "CURRENT"), version)
+        raise ArtifactError(f"model {name} has no version {version} (versions: {versions(warehouse, name)})")
+    folder = os.path.join(models_root(warehouse), name)
+    with exclusive_lock(os.path.join(folder, ".registry.lock")):
+        before = alias_version(warehouse, name, alias)
+        write_text_atomic(os.path.join(folder, ALIAS_FILES[alias]), version)
+        entry = {"unix": round(time.time(), 3), "alias": alias, "from": before, "to": version, "by": by, **detail}
+        with open(os.path.join(folder, HISTORY_FILE), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry, default=float) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def set_current(warehouse: str, name: str, version: str, by: str = "promote", **detail) -> None:
+    """Make ``version`` the champion."""
+    set_alias(warehouse, name, "champion", version, by, **detail)
+
+
+def promotion_history(warehouse: str, name: str) -> list[dict]:
+    """Every alias move of the model, oldest first (``promotions.jsonl``, read as hostile input)."""
+    path = os.path.join(models_root(warehouse), name, HISTORY_FILE)
+    if not os.path.exists(path):
+        return []
+    entries = []
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                entry = None
+            if not (isinstance(entry, dict) and entry.get("alias") in ALIAS_FILES
+                    and isinstance(entry.get("to"), str) and VERSION.match(entry["to"])
+                    and (entry.get("from") is None or (isinstance(entry["from"], str) and VERSION.match(entry["from"])))):
+                raise ArtifactError(f"file {path}: line {number} is not a promotion record (rule: JSON with "
+                                    f"alias champion / challenger, from and to vNNNN)")
+            entries.append(entry)
+    return entries
+
+
+def rollback_target(warehouse: str, name: str) -> str:
+    """The version that was champion before the current champion was promoted (by the gate or by
+    hand; a rollback is not a promotion, so rolling back twice steps back twice)."""
+    champion = current_version(warehouse, name)
+    if champion is None:
+        raise ArtifactError(f"model {name} has no champion to roll back")
+    for entry in reversed(promotion_history(warehouse, name)):
+        if entry["alias"] == "champion" and entry["to"] == champion and entry["by"] != "rollback":
+            if entry["from"] is None:
+                break
+            return entry["from"]
+    raise ArtifactError(f"model {name}: champion {champion} has no earlier champion in "
+                        f"{os.path.join(models_root(warehouse), name, HISTORY_FILE)} to roll back to")
 
 
 def load_artifact(warehouse: str, name: str, version: str | None = None) -> Artifact:
@@ -131,7 +205,7 @@ def load_artifact(warehouse: str, name: str, version: str | None = None) -> Arti
     missing = [f for f in ARTIFACT_FILES if not os.path.exists(os.path.join(path, f))]
     if missing:
         raise ArtifactError(f"artifact {path} is missing {missing}")
-    info = _read(path, "model.json", json.loads)
+    info = read_file(path, "model.json", json.loads)
     if not isinstance(info, dict) or not {"name", "class", "field_dims", "params"} <= set(info):
         raise ArtifactError(f"artifact {path}: model.json lacks name / class / field_dims / params")
     entry = get_entry(info["name"])
@@ -155,15 +229,15 @@ def load_artifact(warehouse: str, name: str, version: str | None = None) -> Arti
         raise ArtifactError(f"artifact {path}: weights.pt holds non-finite values in {bad[:5]} "
                             f"(rule: every weight finite)")
     model.eval()
-    config = _read(path, "config.yaml", yaml.safe_load)
-    spec_json = _read(path, "feature_spec.json", lambda text: text)
-    data = _read(path, "data.json", json.loads)
-    metrics = _read(path, "metrics.json", json.loads)
+    config = read_file(path, "config.yaml", yaml.safe_load)
+    spec_json = read_file(path, "feature_spec.json", lambda text: text)
+    data = read_file(path, "data.json", json.loads)
+    metrics = read_file(path, "metrics.json", json.loads)
     info["version"] = version  # the folder names the version (it is claimed at publish time)
     return Artifact(name, version, path, model, info, config, spec_json, data, metrics)
 
 
-def _read(folder: str, file_name: str, parse):
+def read_file(folder: str, file_name: str, parse):
     """A file of an artifact, parsed; anything unreadable or malformed is an ArtifactError naming it."""
     try:
         with open(os.path.join(folder, file_name), encoding="utf-8") as fh:

@@ -17,7 +17,9 @@ JOBS = {
     "sql": ("sql", "run Spark SQL over the warehouse tables"),
     "sql-server": ("sql_server", "Spark's Thrift JDBC/ODBC server over the warehouse tables (loopback, read-only)"),
     "tables": ("tables", "list tables, versions and rows per partition"),
-    "models": ("models", "list the registered models"),
+    "models": ("models", "list the registered models; --versions: trained versions and aliases, --history: promotions"),
+    "promote": ("promote", "make a model version the champion (CURRENT), the one scoring uses"),
+    "rollback": ("rollback", "the champion goes back to the one before it"),
     "repair": ("repair", "finish table batches of jobs killed between their commits (_commits/ manifests)"),
     "housekeeping": ("housekeeping", "compact small Delta files; remove unreferenced ones, stale staging, old caches, checkpoints"),
 }

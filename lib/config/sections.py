@@ -104,11 +104,14 @@ class TrainConf:
     checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)
     # Days of features.samples (ending at --ds) the model trains on.
     window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
-    # Evaluation gate: a new version becomes ``current`` only if its primary test metric reaches
-    # the bound of its task (cvr: ctcvr_auc, coupon: auc_outcome, multi_treatment: fit_r2).
+    # Evaluation gate: a new version (the challenger) becomes the champion (CURRENT) only if its
+    # primary test metric (cvr: ctcvr_auc, coupon: auc_outcome, multi_treatment: fit_r2) reaches
+    # the floor of its task and, with a champion, the champion's on the same test rows less
+    # gate_tolerance.
     gate_min_cvr: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
     gate_min_coupon: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
     gate_min_multi_treatment: float = check(lambda v: v <= 1, "must be <= 1", default=0.0)
+    gate_tolerance: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
     # Rows of the test split the evaluation reads into the driver (a sample bound, not the logs).
     eval_max_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=300_000)
     log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)

@@ -298,6 +298,24 @@ def evaluate_version(ctx, name: str, version: str, ds: str) -> dict[str, float]:
     return metrics
 
 
+def metrics_on_rows_of(ctx, name: str, version: str, rows_of: str) -> dict[str, float] | None:
+    """``version``'s metrics on the test split version ``rows_of`` is evaluated on: the gate compares
+    a challenger with the champion on the same rows. None when the two read different feature specs
+    (the champion cannot read rows encoded for the challenger). Not written to ops.model_metrics."""
+    from liftlake.lib.artifacts import model_store
+
+    warehouse = warehouse_path(ctx.config)
+    art = model_store.load_artifact(warehouse, name, version)
+    owner = model_store.load_artifact(warehouse, name, rows_of)
+    spec = FeatureSpec.from_json(art.feature_spec_json)
+    if spec.version != FeatureSpec.from_json(owner.feature_spec_json).version:
+        return None
+    layout = layout_for(art.info, spec, art.config)
+    columns, has_truth = test_rows(ctx.store, art.info, owner.data, layout, ctx.config.train.eval_max_rows)
+    pred = predict_frame(art.model, layout, columns)
+    return compute_metrics(art.info["task"], columns, pred, has_truth, layout, ctx.config.score)
+
+
 # The day's metrics nest (model, version, split) inside the day: an evaluation replaces exactly its
 # own rows, without reading the day, so concurrent evaluations of other models or versions stay.
 METRICS_PARTITIONS = ("ds", "model", "version", "split")

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 def train(ctx, ds: str) -> dict:
-    """Train, save the artifact, evaluate, move CURRENT through the gate. Returns a summary."""
+    """Train, save the artifact, evaluate, move the champion (CURRENT) through the gate. Returns a summary."""
     from liftlake.lib.artifacts import model_store
     from liftlake.lib.evaluation.evaluate import evaluate_version
     from liftlake.models.registry import get_entry
@@ -48,16 +48,43 @@ def train(ctx, ds: str) -> dict:
                 "metrics": metrics, "result": {}}
     logger.info(f"saved {plan.model_name} {version}")
     metrics = evaluate_version(ctx, plan.model_name, version, ds)
-    gate_metric = PRIMARY_METRIC[plan.task]
-    gate_min = getattr(config.train, f"gate_min_{plan.task}")
-    gate_value = metrics.get(gate_metric)
-    passed = gate_value is not None and gate_value >= gate_min
-    if passed:
-        model_store.set_current(warehouse, plan.model_name, version)
-    logger.info(f"gate {gate_metric} >= {gate_min}: "
-        f"{gate_value if gate_value is None else round(gate_value, 4)} -> "
-        f"{'CURRENT moved to ' + version if passed else 'CURRENT unchanged'}")
+    passed = gate(ctx, plan.model_name, version, plan.task, metrics)
     return {"model": plan.model_name, "version": version, "reused": False, "gate_passed": passed, "metrics": metrics,
             "result": {k: v for k, v in result.items() if k != "weights"}}
 
 
+def gate(ctx, name: str, version: str, task: str, metrics: dict[str, float]) -> bool:
+    """The new version becomes the challenger; it replaces the champion when its primary test metric
+    reaches the task's floor and, with a champion, the champion's on the same test rows less
+    train.gate_tolerance. Both values go into the promotion history."""
+    from liftlake.lib.artifacts import model_store
+    from liftlake.lib.evaluation.evaluate import metrics_on_rows_of
+
+    config = ctx.config
+    warehouse = warehouse_path(config)
+    metric = PRIMARY_METRIC[task]
+    floor = getattr(config.train, f"gate_min_{task}")
+    value = metrics.get(metric)
+    champion = model_store.current_version(warehouse, name)
+    champion_value = None
+    if champion is not None and champion != version:
+        on_same_rows = metrics_on_rows_of(ctx, name, champion, rows_of=version)
+        if on_same_rows is None:
+            logger.info(f"gate: champion {champion} reads another feature spec than {version}; "
+                        "the challenger is judged by the floor alone")
+        else:
+            champion_value = on_same_rows.get(metric)
+    passed = value is not None and value >= floor
+    if passed and champion_value is not None:
+        passed = value >= champion_value - config.train.gate_tolerance
+    detail = {"metric": metric, "value": value, "floor": floor, "champion": champion,
+              "champion_value": champion_value, "tolerance": config.train.gate_tolerance}
+    model_store.set_alias(warehouse, name, "challenger", version, "train", **detail)
+    if passed:
+        model_store.set_current(warehouse, name, version, by="gate", **detail)
+    shown = "n/a" if value is None else f"{value:.4f}"
+    against = f"floor {floor}" + ("" if champion_value is None else
+                                  f", champion {champion} {champion_value:.4f} on the same rows")
+    logger.info(f"gate {metric}: challenger {version} {shown} vs. {against} -> "
+                f"{'champion (CURRENT) is now ' + version if passed else 'champion unchanged'}")
+    return passed

@@ -187,7 +187,7 @@ def test_a_rerun_of_a_day_after_a_promotion_reproduces_its_scores(world):
         score(ctx)
         before = dcmt_scores()
         promoted = train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
-                                  "train.seed=5", "train.gate_min_cvr=0"), DS)["version"]
+                                  "train.seed=5", "train.gate_tolerance=1"), DS)["version"]
         assert current_version(ctx.store.root, "dcmt") == promoted != first
         score(ctx)  # the day was scored by the first version: a re-run scores it with that one again
         assert dcmt_scores() == before and {r[-1] for r in before} == {first}
@@ -197,6 +197,40 @@ def test_a_rerun_of_a_day_after_a_promotion_reproduces_its_scores(world):
         assert {r[-1] for r in dcmt_scores()} == {promoted}
     finally:
         set_current(ctx.store.root, "dcmt", first)
+
+
+def test_the_gate_judges_a_challenger_against_the_champion_on_the_same_rows(world):
+    from liftlake.lib.artifacts.model_store import current_version, promotion_history, set_current
+    from liftlake.lib.evaluation.evaluate import metrics_on_rows_of
+    from liftlake.lib.pipelines.train import train
+
+    ctx, versions = world
+    champion = versions["dcmt"]
+    set_current(ctx.store.root, "dcmt", champion)
+
+    def train_dcmt(seed, *sets):
+        return train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
+                              f"train.seed={seed}", *sets), DS)
+
+    try:
+        summary = train_dcmt(11, "train.gate_min_cvr=0")
+        challenger = summary["version"]
+        entry = promotion_history(ctx.store.root, "dcmt")[-1 - summary["gate_passed"]]
+        assert (entry["alias"], entry["to"], entry["champion"]) == ("challenger", challenger, champion)
+        assert entry["value"] == pytest.approx(summary["metrics"]["ctcvr_auc"])
+        same_rows = metrics_on_rows_of(ctx, "dcmt", champion, rows_of=challenger)
+        assert entry["champion_value"] == pytest.approx(same_rows["ctcvr_auc"])
+        assert summary["gate_passed"] == (entry["value"] >= entry["champion_value"])
+        assert current_version(ctx.store.root, "dcmt") == (challenger if summary["gate_passed"] else champion)
+        set_current(ctx.store.root, "dcmt", champion)
+        # a floor no version reaches keeps the champion; a tolerance of 1 lets any challenger past it
+        assert not train_dcmt(12, "train.gate_min_cvr=0.99", "train.gate_tolerance=1")["gate_passed"]
+        assert current_version(ctx.store.root, "dcmt") == champion
+        lenient = train_dcmt(13, "train.gate_min_cvr=0", "train.gate_tolerance=1")
+        assert lenient["gate_passed"] and current_version(ctx.store.root, "dcmt") == lenient["version"]
+        assert promotion_history(ctx.store.root, "dcmt")[-1]["by"] == "gate"
+    finally:
+        set_current(ctx.store.root, "dcmt", champion)
 
 
 def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
