@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 
 import torch
@@ -67,7 +68,8 @@ def save_artifact(warehouse: str, name: str, family: str, task: str, field_dims:
     staging = new_staging(folder)
     entry = get_entry(name)
     info = {"name": name, "family": family, "task": task, "class": entry.cls.__name__,
-            "field_dims": field_dims, "params": params, "created_unix": time.time()}
+            "field_dims": field_dims, "params": params, "created_unix": time.time(),
+            "run_id": uuid.uuid4().hex, "code": code_version()}
     files = {"model.json": json.dumps(info, indent=1, default=str),
              "config.yaml": yaml.safe_dump(config, sort_keys=False), "feature_spec.json": feature_spec_json,
              "data.json": json.dumps(data, indent=1), "metrics.json": json.dumps(metrics, indent=1, default=float)}
@@ -76,6 +78,26 @@ def save_artifact(warehouse: str, name: str, family: str, task: str, field_dims:
         with open(os.path.join(staging, file_name), "w", encoding="utf-8") as fh:
             fh.write(text)
     return publish_next_version(folder, staging)
+
+
+def code_version() -> dict:
+    """What code made an artifact: the package version and, from a git checkout, the commit (with
+    ``dirty``: uncommitted changes to tracked files); git None elsewhere (an installed wheel)."""
+    import subprocess
+
+    import liftlake
+
+    here = os.path.dirname(os.path.abspath(liftlake.__file__))
+    out: dict = {"liftlake": liftlake.__version__, "git": None, "dirty": None}
+    try:
+        sha = subprocess.run(["git", "-C", here, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if sha.returncode == 0:
+            changed = subprocess.run(["git", "-C", here, "status", "--porcelain", "--untracked-files=no"],
+                                     capture_output=True, text=True, timeout=10)
+            out.update(git=sha.stdout.strip(), dirty=bool(changed.stdout.strip()) if changed.returncode == 0 else None)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return out
 
 
 def version_with_run_key(warehouse: str, name: str, run_key: str) -> str | None:

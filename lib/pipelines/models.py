@@ -48,7 +48,9 @@ def version_rows(warehouse: str, name: str) -> list[dict]:
                      "aliases": [alias for alias, v in aliases.items() if v == version],
                      "created": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(info.get("created_unix", 0)))),
                      "days": f"{days[0]}..{days[-1]}" if days else "", "rows": data.get("rows"),
-                     "run_key": data.get("run_key"), "gate_metric": gate.get("metric"), "gate_value": gate.get("value")})
+                     "run_key": data.get("run_key"), "run_id": info.get("run_id"),
+                     "code": (info.get("code") or {}).get("git"), "table_versions": data.get("table_versions"),
+                     "gate_metric": gate.get("metric"), "gate_value": gate.get("value")})
     return rows
 
 
@@ -76,7 +78,7 @@ def trained(ctx) -> None:
             else:
                 value = "" if row["gate_value"] is None else f"{row['gate_metric']} {row['gate_value']:.4f}"
                 print(f"{name:<12} {row['version']:<6} {','.join(row['aliases']) or '-':<20} {row['created']} "
-                      f"days {row['days']} rows {row['rows']} {value}")
+                      f"days {row['days']} rows {row['rows']} code {(row['code'] or '-')[:10]} {value}")
 
 
 def _one_model(ctx, job: str) -> str:

@@ -89,6 +89,10 @@ def test_cli_lists_versions_promotes_and_rolls_back(three, capsys):
     rows = [json.loads(line) for line in out.splitlines()]
     assert [(r["version"], r["aliases"]) for r in rows] == [(v1, []), (v2, ["challenger"]), (v3, ["champion"])]
     assert rows[1]["gate_value"] == 0.61 and rows[0]["days"] == "2026-11-19..2026-11-20" and rows[0]["rows"] == 1234
+    assert len({r["run_id"] for r in rows}) == 3  # each saved version is its own run
+    with open(os.path.join(warehouse, "_models", "esmm", v1, "model.json"), encoding="utf-8") as fh:
+        info = json.load(fh)
+    assert info["code"]["liftlake"] and (info["code"]["git"] is None or len(info["code"]["git"]) == 40)
     code, out, _ = run_cli("rollback", "--model", "esmm", warehouse=warehouse, capsys=capsys)
     assert code == 0 and out.strip() == f"esmm: champion {v3} -> {v1} (rolled back)"
     assert model_store.current_version(warehouse, "esmm") == v1
