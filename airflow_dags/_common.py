@@ -114,6 +114,46 @@ QUIET_LOGS = {"spark.ui.showConsoleProgress": "false",
               "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J2_CONF}"}
 
 
+# Airflow Assets: one per table a daily task writes (its outlets), and the week's mark. The daily run
+# for the last day of a training week (Saturday: the week [Sun, Sat] liftlake_train trains on)
+# emits WEEK_BUILT once that day's features and ESCIM labels are written; liftlake_train is
+# scheduled on it, so it runs when the week's data is there, not at a clock time that may come first.
+def table_asset(table: str):
+    from airflow.sdk import Asset
+
+    return Asset(name=f"liftlake.{table}", group="liftlake-tables")
+
+
+WEEK_BUILT_NAME = "liftlake.week_built"
+LAST_WEEKDAY = 5  # Saturday (date.weekday()): the last day of the week [Sun, Sat]
+
+
+def week_built_asset():
+    from airflow.sdk import Asset
+
+    return Asset(name=WEEK_BUILT_NAME)
+
+
+def week_built_task(day_template: str):
+    """Emits WEEK_BUILT (its event's extra names the day) when the run's day ends a training week;
+    skipped on every other day, so no event and no training."""
+    import datetime as dt
+
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    asset = week_built_asset()
+
+    def mark(day: str, outlet_events) -> str:
+        if dt.date.fromisoformat(day).weekday() != LAST_WEEKDAY:
+            raise AirflowSkipException(f"{day} does not end a training week (the week ends on a Saturday)")
+        outlet_events[asset].extra = {"ds": day}
+        return day
+
+    return PythonOperator(task_id="week_built", python_callable=mark, op_kwargs={"day": day_template},
+                          outlets=[asset],
+                          doc_md="Marks the training week's data as built (Asset liftlake.week_built) on its last day.")
+
+
 def job_application(job_file: str) -> str:
     path = JOBS_DIR / job_file
     if path.suffix != ".py":

@@ -1,6 +1,7 @@
 """liftlake_daily: one day of the pipeline, each step a ``spark-submit jobs/<job>.py --ds {{ ds }}``.
 
     simulate -> build_features -> escim_labels -> score -> publish
+                                              \-> week_built (Saturdays: Asset liftlake.week_built)
 
 * simulate        jobs/simulate.py        simulated raw logs for the day (embedded default only: the
                                           ``simulate`` param, default from env LIFTLAKE_SIMULATE=1;
@@ -10,6 +11,11 @@
 * score           jobs/score.py           scores.* for every model that has a CURRENT version
                                           (models without one are skipped by the job)
 * publish         jobs/tables.py --json   logs every table's new version and rows per partition
+* week_built      (no job)                on the last day of a training week (Saturday) emits the
+                                          Asset liftlake.week_built that schedules liftlake_train;
+                                          skipped on the other days
+
+Each Spark task's outlets are the Assets of the tables it writes (``liftlake.<table>``).
 
 ``ds`` is the day a run processes: the DAG uses a data-interval timetable, so the run for
 2026-11-20 starts after that day is over (at 2026-11-21 00:00 UTC). A manual run names its day with
@@ -29,7 +35,15 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, TriggerRule
 _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain import may not
     sys.path.insert(0, _HERE)
-from _common import DEFAULT_ARGS, day_param, simulate_default, spark_job  # noqa: E402
+from _common import (  # noqa: E402
+    DEFAULT_ARGS,
+    RUN_DAY,
+    day_param,
+    simulate_default,
+    spark_job,
+    table_asset,
+    week_built_task,
+)
 
 with DAG(
     dag_id="liftlake_daily",
@@ -47,11 +61,18 @@ with DAG(
     tags=["liftlake"],
     doc_md=__doc__,
 ) as dag:
-    simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate")
+    def outlets(*tables):
+        return {"outlets": [table_asset(t) for t in tables]}
+
+    simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate",
+                         **outlets("raw.exposures", "raw.clicks", "raw.conversions", "sim.truth"))
     # Runs after simulate succeeded or was skipped (real logs); not after it failed.
-    build_features = spark_job("build_features", "build_features.py", trigger_rule=TriggerRule.NONE_FAILED)
-    escim_labels = spark_job("escim_labels", "escim_labels.py")
-    score = spark_job("score", "score.py")
+    build_features = spark_job("build_features", "build_features.py", trigger_rule=TriggerRule.NONE_FAILED,
+                               **outlets("features.samples", "features.user_samples", "ops.quarantine"))
+    escim_labels = spark_job("escim_labels", "escim_labels.py", **outlets("labels.escim_counterfactual"))
+    score = spark_job("score", "score.py", **outlets("scores.cvr", "scores.uplift_user"))
     publish = spark_job("publish", "tables.py", ["--json"], ds=None)
+    week_built = week_built_task(RUN_DAY)
 
     simulate >> build_features >> escim_labels >> score >> publish
+    escim_labels >> week_built

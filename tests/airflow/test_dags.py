@@ -52,10 +52,10 @@ def test_every_dag_file_loads_without_import_errors(dagbag):
 
 def test_daily_dag_runs_the_jobs_in_order(dagbag):
     dag = dagbag.get_dag("liftlake_daily")
-    assert sorted(t.task_id for t in dag.tasks) == sorted(DAILY_ORDER)
+    assert sorted(t.task_id for t in dag.tasks) == sorted(DAILY_ORDER + ["week_built"])
     for before, after in zip(DAILY_ORDER, DAILY_ORDER[1:]):
         assert dag.get_task(after).upstream_task_ids == {before}
-        assert dag.get_task(before).downstream_task_ids == {after}
+        assert dag.get_task(before).downstream_task_ids == {after} | ({"week_built"} if before == "escim_labels" else set())
     assert dag.get_task("simulate").upstream_task_ids == set()
     assert dag.get_task("publish").downstream_task_ids == set()
     for task_id, job_file in DAILY_JOB_FILES.items():
@@ -98,6 +98,8 @@ def test_spark_submit_command_uses_the_connection_and_the_venv(dagbag):
     assert Path(spark_submit).exists()
     for dag in dagbag.dags.values():
         for task in dag.tasks:
+            if task.task_id == "week_built":  # the one task that is no job: it only emits an Asset event
+                continue
             assert isinstance(task, SparkSubmitOperator)
             cmd = task._get_hook()._build_spark_submit_command(task.application)
             assert cmd[0] == spark_submit
@@ -130,7 +132,8 @@ def test_a_tasks_log_is_the_platforms_own_lines(dagbag, tmp_path):
 def test_train_dag_has_one_independent_task_per_model(dagbag):
     dag = dagbag.get_dag("liftlake_train")
     assert dag.max_active_runs == 1
-    assert dag.timetable.expression == "0 0 * * 0"  # @weekly
+    # scheduled on the week's data, not by clock (the Asset the daily run emits on Saturdays)
+    assert [a.name for a in dag.timetable.asset_condition.objects] == ["liftlake.week_built"]
     assert sorted(t.task_id for t in dag.tasks) == ["housekeeping", "train_escm2_dr", "train_hmum", "train_unimvt"]
     conf = str(os.environ["LIFTLAKE_CONF"])
     for name in ("escm2_dr", "unimvt", "hmum"):
@@ -139,20 +142,73 @@ def test_train_dag_has_one_independent_task_per_model(dagbag):
         assert task.upstream_task_ids == set() and task.downstream_task_ids == {"housekeeping"}
         assert task.application_args[0] == "--ds"
         assert task.application_args[2:] == ["--conf", conf, "--model", name]
-    # The week [Sun 2026-11-15, Sun 2026-11-22) trains on the window ending at its last day.
-    import pendulum
-    from airflow.sdk.execution_time import macros
+    # A run trains on the window ending at the day its newest week_built event names ...
+    from types import SimpleNamespace
 
     template = dag.get_task("train_unimvt").application_args[1]
     env = dag.get_template_env()
-    rendered = env.from_string(template).render(
-        data_interval_end=pendulum.datetime(2026, 11, 22, tz="UTC"), macros=macros, params={})
-    assert rendered == "2026-11-21"
-    # a manual run (no data interval) names its day
-    assert env.from_string(template).render(macros=macros, params={"ds": "2026-11-14"}) == "2026-11-14"
+    events = {"liftlake.week_built": [SimpleNamespace(extra={"ds": "2026-11-14"}),
+                                      SimpleNamespace(extra={"ds": "2026-11-21"})]}
+    assert env.from_string(template).render(triggering_asset_events=events, params={}) == "2026-11-21"
+    # ... and a manual run (no event) names its day
+    assert env.from_string(template).render(triggering_asset_events={}, params={"ds": "2026-11-14"}) == "2026-11-14"
     cleanup = dag.get_task("housekeeping")
     assert cleanup.application == str(REPO / "jobs" / "housekeeping.py") and cleanup.trigger_rule == "all_done"
     assert cleanup.application_args == ["--conf", conf]
+
+
+def test_daily_tasks_publish_their_tables_as_assets(dagbag):
+    dag = dagbag.get_dag("liftlake_daily")
+    outlets = {t.task_id: sorted(a.name for a in t.outlets) for t in dag.tasks}
+    assert outlets["build_features"] == ["liftlake.features.samples", "liftlake.features.user_samples",
+                                         "liftlake.ops.quarantine"]
+    assert outlets["score"] == ["liftlake.scores.cvr", "liftlake.scores.uplift_user"]
+    assert outlets["escim_labels"] == ["liftlake.labels.escim_counterfactual"]
+    assert outlets["week_built"] == ["liftlake.week_built"]
+    assert dag.get_task("week_built").upstream_task_ids == {"escim_labels"}
+
+
+def test_the_training_dag_waits_for_the_week_built_by_the_daily_run(dagbag, tmp_path, monkeypatch):
+    """Only the daily run of a week's last day (Saturday) emits liftlake.week_built, and that event
+    queues liftlake_train; a Wednesday's run emits none (its Spark tasks are marked success here:
+    the Asset logic is what runs)."""
+    from airflow.dag_processing.dagbag import sync_bag_to_db
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from sqlalchemy import select
+    from sqlalchemy import update as sa_update
+
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", str(tmp_path / "wh"))
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+
+    DagBundlesManager().sync_bundles_to_db()  # the configured bundle (the dags folder) the DAGs live in
+    sync_bag_to_db(dagbag, "dags-folder", None)  # what the DAG processor does: liftlake_train's schedule
+    from airflow.models.dag import DagModel
+
+    with create_session() as session:  # `airflow dags unpause liftlake_train`: a paused DAG gets no runs
+        session.execute(sa_update(DagModel).where(DagModel.dag_id == "liftlake_train").values(is_paused=False))
+    dag = dagbag.get_dag("liftlake_daily")
+
+    def run(day):
+        dr = dag.test(logical_date=None, run_conf={"ds": day, "simulate": False},
+                      mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+        assert dr.state == DagRunState.SUCCESS
+        return {ti.task_id: ti.state for ti in dr.get_task_instances()}["week_built"]
+
+    def week_built_events_and_queue():
+        with create_session() as session:
+            asset_id = session.scalar(select(AssetModel.id).where(AssetModel.name == "liftlake.week_built"))
+            events = [e.extra for e in session.scalars(select(AssetEvent).where(AssetEvent.asset_id == asset_id))]
+            queued = session.scalars(select(AssetDagRunQueue.target_dag_id)
+                                     .where(AssetDagRunQueue.asset_id == asset_id)).all()
+            return events, list(queued)
+
+    assert run("2026-11-18") == TaskInstanceState.SKIPPED  # a Wednesday
+    assert week_built_events_and_queue() == ([], [])
+    assert run("2026-11-21") == TaskInstanceState.SUCCESS  # the Saturday ending the week
+    events, queued = week_built_events_and_queue()
+    assert [e.get("ds") for e in events] == ["2026-11-21"] and queued == ["liftlake_train"]
 
 
 def test_train_models_come_from_the_environment(airflow_home, monkeypatch):
@@ -238,6 +294,7 @@ def first_daily_run(airflow_home, tmp_path_factory):
 @pytest.mark.slow
 def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
     warehouse, states, tables = first_daily_run
+    assert states.pop("week_built")[0] == "skipped"  # DAY is a Friday: no training week ends
     assert states == {task_id: ("success", 1) for task_id in DAILY_ORDER}
     for name in ("raw.exposures", "raw.clicks", "raw.conversions", "raw.users", "raw.items",
                  "raw.treatments", "raw.responses", "features.samples", "features.user_samples"):
@@ -272,6 +329,7 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
     task.env_vars = {"LIFTLAKE_FAULT_BEFORE_COMMIT": "{{ 'features.samples' if ti.try_number == 1 else '' }}",
                      "LIFTLAKE_FAULT_MODE": "exit"}
     dr, states = _run_daily(dag)
+    assert states.pop("week_built")[0] == "skipped"
     assert states == {**{task_id: ("success", 1) for task_id in DAILY_ORDER}, "build_features": ("success", 2)}
     with create_session() as session:
         earlier = session.query(TaskInstanceHistory).filter_by(
