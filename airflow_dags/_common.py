@@ -20,6 +20,9 @@ Environment read here (all optional):
 ``LIFTLAKE_SIMULATE``     default of the daily DAG's ``simulate`` param (``1``: write simulated raw logs
                           first, the embedded default; ``0``: real raw logs are already there)
 ``LIFTLAKE_START_DATE``   first day the DAGs schedule (default 2026-11-01; read by the DAG files)
+``LIFTLAKE_ALERT_COMMAND`` the alert hook: a command (split like a shell would, run without one) that
+                          gets one JSON argument when a task has failed for good (its last retry):
+                          dag, task, run, day, try, the error's first line and the log URL
 """
 from __future__ import annotations
 
@@ -40,6 +43,38 @@ JOBS_DIR = REPO_ROOT / "jobs"
 POOL = "liftlake_spark"
 DEFAULT_SPARK_CONN_ID = "spark_default"
 
+def notify_failure(context) -> None:
+    """on_failure_callback of every task (after its last retry): one ERROR line in the task log and,
+    when LIFTLAKE_ALERT_COMMAND is set, that command with the failure as one JSON argument. A
+    failing hook is logged, never raised: it must not hide the task's own failure."""
+    import json
+    import logging
+    import shlex
+    import subprocess
+
+    log = logging.getLogger("liftlake.alert")
+    ti = context.get("ti") or context.get("task_instance")
+    params = context.get("params") or {}
+    error = context.get("exception")
+    alert = {"dag": getattr(ti, "dag_id", None), "task": getattr(ti, "task_id", None),
+             "run": getattr(ti, "run_id", None), "day": params.get("ds") or context.get("ds"),
+             "try": getattr(ti, "try_number", None),
+             "error": (str(error).strip().splitlines() or [type(error).__name__])[0][:300] if error else None,
+             "log_url": getattr(ti, "log_url", None)}
+    log.error(f"liftlake alert: {alert['dag']}.{alert['task']} failed for good on {alert['day']} "
+              f"(try {alert['try']}): {alert['error']}")
+    command = os.environ.get("LIFTLAKE_ALERT_COMMAND", "").strip()
+    if not command:
+        return
+    try:
+        done = subprocess.run([*shlex.split(command), json.dumps(alert, default=str)], capture_output=True,
+                              text=True, timeout=60)
+        if done.returncode != 0:
+            log.error(f"liftlake alert: LIFTLAKE_ALERT_COMMAND exited {done.returncode}: {done.stderr.strip()[:300]}")
+    except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+        log.error(f"liftlake alert: LIFTLAKE_ALERT_COMMAND could not run: {type(exc).__name__}: {exc}")
+
+
 DEFAULT_ARGS: dict[str, Any] = {
     "owner": "liftlake",
     "depends_on_past": False,
@@ -50,6 +85,7 @@ DEFAULT_ARGS: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=30),
     "execution_timeout": timedelta(hours=2),
     "pool": POOL,
+    "on_failure_callback": notify_failure,
 }
 
 
@@ -154,6 +190,15 @@ def week_built_task(day_template: str):
                           doc_md="Marks the training week's data as built (Asset liftlake.week_built) on its last day.")
 
 
+def job_doc(job_file: str) -> str:
+    """The job's own docstring (its command line and what it writes), read without importing it: the
+    task's doc in the UI."""
+    import ast
+
+    tree = ast.parse(Path(job_application(job_file)).read_text(encoding="utf-8"))
+    return ast.get_docstring(tree) or f"jobs/{job_file}"
+
+
 def job_application(job_file: str) -> str:
     path = JOBS_DIR / job_file
     if path.suffix != ".py":
@@ -188,6 +233,7 @@ def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds
     for path in conf_files():
         args += ["--conf", path]
     args += list(extra_args)
+    operator_kwargs.setdefault("doc_md", job_doc(job_file))
     return LiftlakeSparkSubmitOperator(
         task_id=task_id,
         application=job_application(job_file),

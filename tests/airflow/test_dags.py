@@ -211,6 +211,36 @@ def test_the_training_dag_waits_for_the_week_built_by_the_daily_run(dagbag, tmp_
     assert [e.get("ds") for e in events] == ["2026-11-21"] and queued == ["liftlake_train"]
 
 
+def test_a_task_that_fails_for_good_calls_the_alert_hook(dagbag, tmp_path, monkeypatch):
+    """LIFTLAKE_ALERT_COMMAND gets the failure as one JSON argument after the last try (week_built on
+    a day that is no date fails in Python; the Spark tasks are marked success)."""
+    import json
+
+    from airflow.utils.state import DagRunState
+
+    received = tmp_path / "alert.json"
+    hook = tmp_path / "hook.py"
+    hook.write_text(f"import sys\nopen({str(received)!r}, 'w').write(sys.argv[1])\n", encoding="utf-8")
+    monkeypatch.setenv("LIFTLAKE_ALERT_COMMAND", f"{sys.executable} {hook}")
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", str(tmp_path / "wh"))
+    dag = dagbag.get_dag("liftlake_daily")
+    dag.get_task("week_built").retries = 0
+    dr = dag.test(logical_date=None, run_conf={"ds": "2026-02-30", "simulate": False},
+                  mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+    assert dr.state == DagRunState.FAILED
+    alert = json.loads(received.read_text(encoding="utf-8"))
+    assert (alert["dag"], alert["task"], alert["day"]) == ("liftlake_daily", "week_built", "2026-02-30")
+    assert "day is out of range for month" in alert["error"] and alert["try"] == 1
+
+
+def test_every_task_has_its_jobs_doc(dagbag):
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            assert task.doc_md, task.task_id
+            if hasattr(task, "application"):
+                assert f"jobs/{Path(task.application).name}" in task.doc_md or "liftlake " in task.doc_md, task.task_id
+
+
 def test_train_models_come_from_the_environment(airflow_home, monkeypatch):
     from airflow.dag_processing.dagbag import DagBag
 
