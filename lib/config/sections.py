@@ -3,6 +3,7 @@ default and, in ``metadata["check"]``, its range rule (stated once, next to the 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -112,6 +113,12 @@ class TrainConf:
     gate_min_coupon: float = check(lambda v: 0 <= v <= 1, "must be in [0, 1]", default=0.5)
     gate_min_multi_treatment: float = check(lambda v: v <= 1, "must be <= 1", default=0.0)
     gate_tolerance: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
+    # MLflow tracking of every trained version (a run with its params, metrics and lineage, and a
+    # version of the registered model liftlake.<name>): "" is a SQLite store under the warehouse
+    # (<warehouse>/_mlflow/mlflow.db), "off" records nothing, else an MLflow server's http(s) URL or
+    # a sqlite:/// database.
+    mlflow_uri: str = check(lambda v: v in ("", "off") or bool(re.fullmatch(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/[^\s]*)?|sqlite:///[^\s;]+)", v)),
+                            "must be '', 'off', an http(s):// URL or a sqlite:/// path", default="")
     # Rows of the test split the evaluation reads into the driver (a sample bound, not the logs).
     eval_max_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=300_000)
     log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)

@@ -49,8 +49,27 @@ def train(ctx, ds: str) -> dict:
     logger.info(f"saved {plan.model_name} {version}")
     metrics = evaluate_version(ctx, plan.model_name, version, ds)
     passed = gate(ctx, plan.model_name, version, plan.task, metrics)
+    tracked = track(ctx, plan.model_name, version, metrics, passed)
     return {"model": plan.model_name, "version": version, "reused": False, "gate_passed": passed, "metrics": metrics,
-            "result": {k: v for k, v in result.items() if k != "weights"}}
+            "mlflow": tracked, "result": {k: v for k, v in result.items() if k != "weights"}}
+
+
+TRACKED_TRAIN_SETTINGS = ("launcher", "num_processes", "optimizer", "learning_rate", "weight_decay", "batch_size",
+                          "epochs", "min_steps", "seed", "early_stopping_patience", "window_days")
+
+
+def track(ctx, name: str, version: str, metrics: dict[str, float], passed: bool) -> dict | None:
+    """The version's record in MLflow (lib/artifacts/tracking.py); None when train.mlflow_uri is off."""
+    from liftlake.lib.artifacts import model_store, tracking
+
+    config = ctx.config
+    warehouse = warehouse_path(config)
+    art = model_store.load_artifact(warehouse, name, version)
+    settings = {key: getattr(config.train, key) for key in TRACKED_TRAIN_SETTINGS}
+    last = [e for e in model_store.promotion_history(warehouse, name) if e["alias"] == "challenger"][-1:]
+    gate = {**({k: v for k, v in last[0].items() if k not in ("alias", "from", "to", "by", "unix")} if last else {}),
+            "passed": passed}
+    return tracking.record_version(warehouse, config.train.mlflow_uri, art, metrics, settings, gate)
 
 
 def gate(ctx, name: str, version: str, task: str, metrics: dict[str, float]) -> bool:

@@ -215,6 +215,12 @@ def test_the_gate_judges_a_challenger_against_the_champion_on_the_same_rows(worl
     try:
         summary = train_dcmt(11, "train.gate_min_cvr=0")
         challenger = summary["version"]
+        # the version's MLflow record (the default store under the warehouse) names it and its gate
+        from mlflow import MlflowClient
+
+        tracked = MlflowClient(tracking_uri=summary["mlflow"]["uri"]).get_run(summary["mlflow"]["run_id"])
+        assert tracked.data.tags["liftlake.version"] == challenger
+        assert f'"champion": "{champion}"' in tracked.data.tags["liftlake.gate"]
         entry = promotion_history(ctx.store.root, "dcmt")[-1 - summary["gate_passed"]]
         assert (entry["alias"], entry["to"], entry["champion"]) == ("challenger", challenger, champion)
         assert entry["value"] == pytest.approx(summary["metrics"]["ctcvr_auc"])
