@@ -6,7 +6,7 @@ Curves come in as ``{name: (x, y)}``, e.g. from ``liftlake.lib.uplift_metrics.up
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -77,6 +77,41 @@ def plot_uplift_curves(curves: Curves, path: str | os.PathLike[str], title: str 
 def plot_qini_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Qini curve") -> str:
     """Qini curves (with each one's random baseline, dashed) into one PNG."""
     return _gain_plot(curves, path, title, "incremental responders")
+
+
+SHARES = np.linspace(0.0, 1.0, 101)
+
+
+def gain_on_shares(x: Any, y: Any) -> np.ndarray:
+    """A gain curve (k users targeted, total gain) as gain per user of the population at the shares
+    0, 0.01, ..., 1 targeted (linear between its points), so curves of different worlds average."""
+    xs, ys = as_1d_float("x", x), as_1d_float("y", y)
+    check_same_length(x=xs, y=ys)
+    if len(xs) < 2 or xs[-1] <= 0:
+        raise ValueError("gain curve: needs points up to a positive number of users")
+    return np.interp(SHARES * xs[-1], xs, ys) / xs[-1]
+
+
+def plot_gain_band(per_seed: Mapping[str, Sequence[np.ndarray]], path: str | os.PathLike[str], title: str,
+                   ylabel: str) -> str:
+    """Mean gain curve over the seeds with the band of their min..max, per row of ``per_seed`` (name ->
+    one ``gain_on_shares`` array per seed; an "oracle" and a "random" row are drawn as references)."""
+    if not per_seed:
+        raise ValueError("curves: nothing to plot")
+    figure = _new_figure()
+    axes = figure.add_subplot(1, 1, 1)
+    styles = {"oracle": ("black", ":"), "random": ("grey", "--")}
+    for name, curves in per_seed.items():
+        stack = np.vstack([as_1d_float(f"{name} curve", c) for c in curves])
+        if stack.shape[1] != SHARES.size:
+            raise ValueError(f"{name}: a curve has {stack.shape[1]} points, not {SHARES.size} (gain_on_shares)")
+        label = f"{name} ({len(curves)} seed{'s' if len(curves) > 1 else ''})"
+        color, dash = styles.get(name, (None, "-"))
+        line, = axes.plot(SHARES, stack.mean(axis=0), label=label, linewidth=1.6, color=color, linestyle=dash)
+        if len(curves) > 1:
+            axes.fill_between(SHARES, stack.min(axis=0), stack.max(axis=0), color=line.get_color(), alpha=0.15,
+                              linewidth=0)
+    return _finish(axes, path, "share of users targeted, highest predicted effect first", ylabel, title)
 
 
 def plot_calibration_bins(

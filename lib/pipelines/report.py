@@ -439,8 +439,9 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
     """PNG figures from the first seed's worlds, of the artifacts trained with the papers' settings
     (``first_seed``: preset -> model -> metrics with its version): calibration of the CVR models
     against the true CVR (equal-width bins with their counts, as the tables' ECE),
-    cumulative-slope curves of the coupon models, Qini curves of the multi-treatment models, and
-    the ESCIM label-rate sweep (mean over its seeds)."""
+    cumulative-slope curves of the coupon models, Qini curves of the multi-treatment models, the true
+    gain of targeting by each uplift model on all test rows (mean and min..max band over every seed,
+    with the oracle and random targeting), and the ESCIM label-rate sweep (mean over its seeds)."""
     from liftlake.lib.evaluation import plots
     from liftlake.lib.evaluation import uplift_metrics as U
     from liftlake.lib.evaluation.evaluate import predict_frame, test_rows
@@ -450,15 +451,37 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
     out_dir = os.path.join(cfg.out, "figures")
     lines = ["## Figures (seed %d)" % seed, ""]
 
-    def predictions(preset, model):
-        warehouse = os.path.join(workdir, f"{preset}-seed{seed}")
-        latest = latest_artifact(warehouse, model, first_seed.get(preset, {}).get(model, {}).get("version"))
+    def predictions(preset, model, world_seed=seed):
+        warehouse = os.path.join(workdir, f"{preset}-seed{world_seed}")
+        pinned = first_seed.get(preset, {}).get(model, {}).get("version") if world_seed == seed else None
+        latest = latest_artifact(warehouse, model, pinned)
         if latest is None:
             return None
         art, layout = latest
         store = DeltaRsStore(ctx.spark, warehouse)
         cols, _ = test_rows(store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
         return cols, predict_frame(art.model, layout, cols)
+
+    def true_gain_bands(preset, models, predicted, truth):
+        """Per model, the true gain curve of targeting by its prediction on every seed's test rows,
+        with the oracle's (the truth's own ranking) and random targeting's (a constant score)."""
+        from liftlake.lib.evaluation.truth_metrics import true_uplift_curve
+
+        bands: dict[str, list[np.ndarray]] = {}
+        for world_seed in cfg.seeds:
+            truth_cols = None
+            for model in models:
+                got = predictions(preset, model, world_seed)
+                if got is None:
+                    continue
+                cols, pred = got
+                truth_cols = cols
+                bands.setdefault(model, []).append(plots.gain_on_shares(*true_uplift_curve(pred[predicted], cols[truth])))
+            if truth_cols is not None:
+                tau = truth_cols[truth]
+                bands.setdefault("oracle", []).append(plots.gain_on_shares(*true_uplift_curve(tau, tau)))
+                bands.setdefault("random", []).append(plots.gain_on_shares(*true_uplift_curve(np.zeros_like(tau), tau)))
+        return bands
 
     shown = cfg.cvr_models[:4] + [m for m in cfg.cvr_models if m.startswith(("dcmt", "escim"))][:2]
     for model in dict.fromkeys(shown):  # a model in both lists gets one figure
@@ -482,6 +505,12 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
             path = plots.plot_cumulative_slope(curves, os.path.join(out_dir, f"cumulative_slope_{preset}.png"),
                                                title=f"Cumulative slope on the randomized slice, {preset}")
             lines.append(f"![cumulative slope](figures/{os.path.basename(path)})")
+        bands = true_gain_bands(preset, cfg.coupon_models, "unit_uplift", "eta_true")
+        if bands:
+            path = plots.plot_gain_band(bands, os.path.join(out_dir, f"true_gain_{preset}.png"),
+                                        title=f"{preset}: true gain of targeting by each model, all test users",
+                                        ylabel="true extra outcomes per user, per unit of coupon value")
+            lines.append(f"![true gain {preset}](figures/{os.path.basename(path)})")
     curves = {}
     for model in cfg.multi_models:
         got = predictions("multi_treatment", model)
@@ -494,6 +523,12 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
         path = plots.plot_qini_curves(curves, os.path.join(out_dir, "qini_r1_k1.png"),
                                       title="Qini, response 1 under treatment 1 (RCT slice)")
         lines.append(f"![qini](figures/{os.path.basename(path)})")
+    bands = true_gain_bands("multi_treatment", cfg.multi_models, "tau_r1_k1", "tau_r1_k1_true")
+    if bands:
+        path = plots.plot_gain_band(bands, os.path.join(out_dir, "true_gain_r1_k1.png"),
+                                    title="Strategy 1 on response 1: true gain of targeting, all test users",
+                                    ylabel="true extra response 1 per user")
+        lines.append(f"![true gain r1 k1](figures/{os.path.basename(path)})")
     if sweep:
         path = plots.plot_label_rate_sweep(sweep["curves"], os.path.join(out_dir, "escim_label_rate.png"),
                                            markers=sweep["markers"],

@@ -7,11 +7,15 @@ import numpy as np
 import pytest
 
 from liftlake.lib.evaluation.plots import (
+    SHARES,
+    gain_on_shares,
     plot_cumulative_slope,
+    plot_gain_band,
     plot_label_rate_sweep,
     plot_qini_curves,
     plot_uplift_curves,
 )
+from liftlake.lib.evaluation.truth_metrics import true_uplift_curve
 from liftlake.lib.evaluation.uplift_metrics import cumulative_slope_curve, global_slope, qini_curve, uplift_curve
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -45,6 +49,30 @@ def test_uplift_and_qini_curves(tmp_path, rct):
     assert written == str(target)
     _assert_png(written)
     _assert_png(plot_qini_curves(qini, str(tmp_path / "qini.png"), title="Qini"))
+
+
+def test_gain_on_shares_by_hand():
+    # 4 users, true effects 3, 1, 0, 0 in score order: G = 0, 3, 4, 4, 4 at k = 0..4; per user / 4
+    curve = gain_on_shares(*true_uplift_curve([4, 3, 2, 1], [3, 1, 0, 0]))
+    assert curve[0] == 0.0 and curve[25] == pytest.approx(0.75) and curve[50] == pytest.approx(1.0)
+    assert curve[-1] == pytest.approx(1.0) and curve[10] == pytest.approx(0.3)  # 0.4 users in: 0.4 * 3 / 4
+    # a constant score ranks nobody: the straight line of random targeting
+    np.testing.assert_allclose(gain_on_shares(*true_uplift_curve([0, 0, 0, 0], [3, 1, 0, 0])), SHARES * 1.0)
+    with pytest.raises(ValueError, match="positive number of users"):
+        gain_on_shares([0.0], [0.0])
+
+
+def test_gain_band_over_seeds(tmp_path):
+    rng = np.random.default_rng(1)
+    per_seed = {"model": [], "oracle": [], "random": []}
+    for _ in range(3):
+        tau = rng.normal(0.02, 0.01, 500)
+        per_seed["model"].append(gain_on_shares(*true_uplift_curve(tau + rng.normal(0, 0.01, 500), tau)))
+        per_seed["oracle"].append(gain_on_shares(*true_uplift_curve(tau, tau)))
+        per_seed["random"].append(gain_on_shares(*true_uplift_curve(np.zeros(500), tau)))
+    _assert_png(plot_gain_band(per_seed, tmp_path / "gain.png", title="true gain", ylabel="extra outcomes per user"))
+    with pytest.raises(ValueError, match="not 101"):
+        plot_gain_band({"model": [np.zeros(5)]}, tmp_path / "bad.png", title="t", ylabel="y")
 
 
 def test_cumulative_slope(tmp_path, rct):

@@ -73,7 +73,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert results["escim_label_quality"] == [quality]  # the CVR section's table: the same world's labels
     assert text.count("Counterfactual label quality") == 1
     pngs = [f for f in os.listdir(out / "figures") if f.endswith(".png")]
-    assert pngs
+    assert pngs and {"true_gain_syn1.png", "true_gain_r1_k1.png"} <= set(pngs)  # the truth-based curves
     for name in pngs:
         with open(out / "figures" / name, "rb") as fh:
             assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
