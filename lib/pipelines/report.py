@@ -449,7 +449,7 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
 
     seed = cfg.seeds[0]
     out_dir = os.path.join(cfg.out, "figures")
-    lines = ["## Figures (seed %d)" % seed, ""]
+    lines = [f"## Figures (seed {seed}; the true-gain curves: every seed)", ""]
 
     def predictions(preset, model, world_seed=seed):
         warehouse = os.path.join(workdir, f"{preset}-seed{world_seed}")
