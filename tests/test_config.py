@@ -91,6 +91,9 @@ def test_cli_models_json_lists_the_registry(tmp_path):
     ("score.coupon_grid=[1.0, .inf]", "score.coupon_grid", "must be list"),
     ("score.coupon_cost_per_unit=.inf", "score.coupon_cost_per_unit", "must be float"),
     ("simulator.exposures=10000000000000", "simulator.exposures", "past limits.max_exposures_per_day"),
+    ("train.mlflow_uri=file:///etc/passwd", "train.mlflow_uri", "must be '', 'none', an http(s):// URL"),
+    ("train.mlflow_uri='sqlite:///x.db; DROP'", "train.mlflow_uri", "must be '', 'none', an http(s):// URL"),
+    ("train.mlflow_uri=off", "train.mlflow_uri", "must be str"),  # YAML reads off as false: 'none' turns it off
 ])
 def test_non_finite_and_unbounded_settings_are_refused(override, key, rule):
     with pytest.raises(ConfigError, match=rf"--set: {re.escape(key)}: .*{re.escape(rule)}"):

@@ -23,7 +23,7 @@ MAX_TAG = 5000  # MLflow's tag values hold at most 8000 characters; params 6000
 
 def tracking_uri(warehouse: str, configured: str) -> str | None:
     """The MLflow store to record in: None when tracking is off."""
-    if configured == "off":
+    if configured == "none":
         return None
     if configured:
         return configured

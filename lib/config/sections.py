@@ -115,10 +115,10 @@ class TrainConf:
     gate_tolerance: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)
     # MLflow tracking of every trained version (a run with its params, metrics and lineage, and a
     # version of the registered model liftlake.<name>): "" is a SQLite store under the warehouse
-    # (<warehouse>/_mlflow/mlflow.db), "off" records nothing, else an MLflow server's http(s) URL or
+    # (<warehouse>/_mlflow/mlflow.db), "none" records nothing, else an MLflow server's http(s) URL or
     # a sqlite:/// database.
-    mlflow_uri: str = check(lambda v: v in ("", "off") or bool(re.fullmatch(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/[^\s]*)?|sqlite:///[^\s;]+)", v)),
-                            "must be '', 'off', an http(s):// URL or a sqlite:/// path", default="")
+    mlflow_uri: str = check(lambda v: v in ("", "none") or bool(re.fullmatch(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?(/[^\s]*)?|sqlite:///[^\s;]+)", v)),
+                            "must be '', 'none', an http(s):// URL or a sqlite:/// path", default="")
     # Rows of the test split the evaluation reads into the driver (a sample bound, not the logs).
     eval_max_rows: int = check(lambda v: v >= 100, "must be an integer >= 100", default=300_000)
     log_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=50)

@@ -59,7 +59,7 @@ TRACKED_TRAIN_SETTINGS = ("launcher", "num_processes", "optimizer", "learning_ra
 
 
 def track(ctx, name: str, version: str, metrics: dict[str, float], passed: bool) -> dict | None:
-    """The version's record in MLflow (lib/artifacts/tracking.py); None when train.mlflow_uri is off."""
+    """The version's record in MLflow (lib/artifacts/tracking.py); None when train.mlflow_uri is none."""
     from liftlake.lib.artifacts import model_store, tracking
 
     config = ctx.config

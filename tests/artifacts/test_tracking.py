@@ -1,5 +1,5 @@
 """MLflow tracking of saved versions: a run with the version's params, metrics, curve and lineage,
-and a version of the registered model whose source is the artifact; off records nothing; a store
+and a version of the registered model whose source is the artifact; none records nothing; a store
 that cannot be written is a warning, not a failed training."""
 from __future__ import annotations
 
@@ -51,10 +51,10 @@ def test_a_version_is_a_run_and_a_registered_model_version(tmp_path):
     assert again["model_version"] == "2" and client.get_run(again["run_id"]).info.experiment_id == run.info.experiment_id
 
 
-def test_off_records_nothing_and_an_unwritable_store_is_a_warning(tmp_path, caplog):
+def test_none_records_nothing_and_an_unwritable_store_is_a_warning(tmp_path, caplog):
     warehouse = str(tmp_path)
     art = saved(warehouse)
-    assert tracking.record_version(warehouse, "off", art, {"ctcvr_auc": 0.7}, {}, {}) is None
+    assert tracking.record_version(warehouse, "none", art, {"ctcvr_auc": 0.7}, {}, {}) is None
     assert not os.path.exists(os.path.join(warehouse, "_mlflow"))
     blocked = tmp_path / "not_a_folder"
     blocked.write_text("", encoding="utf-8")
