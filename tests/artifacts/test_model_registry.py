@@ -57,6 +57,7 @@ def test_an_alias_names_only_a_saved_version(three):
         model_store.rollback_target(warehouse, "esmm")
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize("line", ['{"alias": "champion", "from": null, "to": "../../etc"}', "not json",
                                   '{"alias": "owner", "from": null, "to": "v0001"}', '["v0001"]'])
 def test_a_hostile_history_line_is_refused_naming_file_and_line(three, line):
