@@ -48,8 +48,8 @@ def train(ctx, ds: str) -> dict:
                 "metrics": metrics, "result": {}}
     logger.info(f"saved {plan.model_name} {version}")
     metrics = evaluate_version(ctx, plan.model_name, version, ds)
-    passed = gate(ctx, plan.model_name, version, plan.task, metrics)
-    tracked = track(ctx, plan.model_name, version, metrics, passed)
+    passed, gate_detail = gate(ctx, plan.model_name, version, plan.task, metrics)
+    tracked = track(ctx, plan.model_name, version, metrics, {**gate_detail, "passed": passed})
     return {"model": plan.model_name, "version": version, "reused": False, "gate_passed": passed, "metrics": metrics,
             "mlflow": tracked, "result": {k: v for k, v in result.items() if k != "weights"}}
 
@@ -58,7 +58,7 @@ TRACKED_TRAIN_SETTINGS = ("launcher", "num_processes", "optimizer", "learning_ra
                           "epochs", "min_steps", "seed", "early_stopping_patience", "window_days")
 
 
-def track(ctx, name: str, version: str, metrics: dict[str, float], passed: bool) -> dict | None:
+def track(ctx, name: str, version: str, metrics: dict[str, float], gate: dict) -> dict | None:
     """The version's record in MLflow (lib/artifacts/tracking.py); None when train.mlflow_uri is none."""
     from liftlake.lib.artifacts import model_store, tracking
 
@@ -66,16 +66,13 @@ def track(ctx, name: str, version: str, metrics: dict[str, float], passed: bool)
     warehouse = warehouse_path(config)
     art = model_store.load_artifact(warehouse, name, version)
     settings = {key: getattr(config.train, key) for key in TRACKED_TRAIN_SETTINGS}
-    last = [e for e in model_store.promotion_history(warehouse, name) if e["alias"] == "challenger"][-1:]
-    gate = {**({k: v for k, v in last[0].items() if k not in ("alias", "from", "to", "by", "unix")} if last else {}),
-            "passed": passed}
     return tracking.record_version(warehouse, config.train.mlflow_uri, art, metrics, settings, gate)
 
 
-def gate(ctx, name: str, version: str, task: str, metrics: dict[str, float]) -> bool:
+def gate(ctx, name: str, version: str, task: str, metrics: dict[str, float]) -> tuple[bool, dict]:
     """The new version becomes the challenger; it replaces the champion when its primary test metric
     reaches the task's floor and, with a champion, the champion's on the same test rows less
-    train.gate_tolerance. Both values go into the promotion history."""
+    train.gate_tolerance. Both values go into the promotion history. Returns (passed, those values)."""
     from liftlake.lib.artifacts import model_store
     from liftlake.lib.evaluation.evaluate import metrics_on_rows_of
 
@@ -106,4 +103,4 @@ def gate(ctx, name: str, version: str, task: str, metrics: dict[str, float]) -> 
                                   f", champion {champion} {champion_value:.4f} on the same rows")
     logger.info(f"gate {metric}: challenger {version} {shown} vs. {against} -> "
                 f"{'champion (CURRENT) is now ' + version if passed else 'champion unchanged'}")
-    return passed
+    return passed, detail
