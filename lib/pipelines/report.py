@@ -13,6 +13,7 @@ import os
 import platform
 import time
 from dataclasses import asdict
+from typing import Any
 
 import numpy as np
 
@@ -451,7 +452,15 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
     out_dir = os.path.join(cfg.out, "figures")
     lines = [f"## Figures (seed {seed}; the true-gain curves: every seed)", ""]
 
+    made: dict[tuple[str, str, int], Any] = {}  # the seed-1 curves and the bands read the same rows once
+
     def predictions(preset, model, world_seed=seed):
+        key = (preset, model, world_seed)
+        if key not in made:
+            made[key] = predict_world(preset, model, world_seed)
+        return made[key]
+
+    def predict_world(preset, model, world_seed):
         warehouse = os.path.join(workdir, f"{preset}-seed{world_seed}")
         pinned = first_seed.get(preset, {}).get(model, {}).get("version") if world_seed == seed else None
         latest = latest_artifact(warehouse, model, pinned)
