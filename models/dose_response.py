@@ -77,24 +77,40 @@ class VaryingCoefficientLinear(nn.Module):
         return torch.einsum("bi,kio,bk->bo", h, self.weight, basis) + basis @ self.bias
 
 
+OUTCOME_LINKS = ("identity", "logit")
+PROBABILITY_FLOOR = 1e-6
+
+
 @dataclass
 class VCNetParams(BaselineParams):
     spline_degree: int = 2
     spline_knots: list[float] = field(default_factory=lambda: [1 / 3, 2 / 3])
     density_grid: int = 10        # the conditional density of s = t / t_max on a grid of [0, 1]
     density_weight: float = 0.5   # alpha of VCNet's density-estimation loss
+    # "identity": the head's output is the outcome itself, fit by squared error (VCNet's own loss), so
+    # for a binary outcome the spline in s is the probability's; "logit": a sigmoid over it, fit by BCE
+    outcome_link: str = "identity"
 
     def __post_init__(self):
         super().__post_init__()
         if self.spline_degree < 1 or self.density_grid < 1:
             raise ValueError("spline_degree and density_grid must be >= 1")
+        if self.outcome_link not in OUTCOME_LINKS:
+            raise ValueError(f"outcome_link must be one of {OUTCOME_LINKS}, got {self.outcome_link!r}")
 
 
 @register("vcnet")
 class VCNet(UpliftBaseline):
     """Varying-coefficient network: a density head g(s | Phi) keeps the treatment information in
     Phi, and the prediction head's weights are splines in the normalized dose s = t / t_max
-    (s = 0 is the untreated row)."""
+    (s = 0 is the untreated row).
+
+    VCNet fits the outcome by squared error with a linear output (``outcome_link: identity``); on a
+    binary outcome that makes the varying-coefficient head a probability spline in the dose, the
+    quantity the unit uplift is a slope of. Through a sigmoid (``logit``) the same spline is the
+    logit's: a dose effect that is one logit shift for everybody reads as a probability slope
+    proportional to p0 (1 - p0), so the written uplift ranked users by their base rate (Spearman with
+    the true eta -0.35 on Syn-1, where the true effect falls as p0 rises)."""
 
     registry_name = "vcnet"
     tasks = ("coupon",)
@@ -124,6 +140,17 @@ class VCNet(UpliftBaseline):
             if i < len(self.vc_layers) - 1:
                 h = torch.relu(h)
         return h
+
+    def coupon_probability(self, outcome):
+        if self.params.outcome_link == "logit":
+            return super().coupon_probability(outcome)
+        # kept off 0 and 1 so that a log-loss over the scores stays finite
+        return outcome.squeeze(-1).clamp(PROBABILITY_FLOOR, 1.0 - PROBABILITY_FLOOR)
+
+    def coupon_outcome_loss(self, outcome, y):
+        if self.params.outcome_link == "logit":
+            return super().coupon_outcome_loss(outcome, y)
+        return {"outcome_mse": (((outcome.squeeze(-1) - y) ** 2).mean(), 1.0)}
 
     def auxiliary_outputs(self, batch, rep):
         return {"density_logits": self.density_head(rep["phi"])}

@@ -149,7 +149,9 @@ class UpliftBaseline(LiftlakeModel):
 
     An *arm* is what the outcome is conditioned on: the coupon face value (float, 0 = no coupon)
     in the coupon task, the treatment id (long, 0 = control) in the multi-treatment task.
-    Outcomes are logits [B, 1] (coupon) or response predictions [B, R] (multi-treatment).
+    Outcomes are logits [B, 1] (coupon) or response predictions [B, R] (multi-treatment); a coupon
+    learner whose outcome is the probability itself overrides ``coupon_probability`` and
+    ``coupon_outcome_loss`` (VCNet's identity link).
     """
 
     family = "uplift"
@@ -271,10 +273,16 @@ class UpliftBaseline(LiftlakeModel):
         out.update(self.auxiliary_outputs(batch, rep))
         return out
 
+    def coupon_probability(self, outcome: torch.Tensor) -> torch.Tensor:
+        """The outcome probability of a coupon arm's outcome [B, 1] -> [B]."""
+        return torch.sigmoid(outcome).squeeze(-1)
+
+    def coupon_outcome_loss(self, outcome: torch.Tensor, y: torch.Tensor) -> dict[str, tuple[torch.Tensor, float]]:
+        return {"outcome_bce": (F.binary_cross_entropy_with_logits(outcome.squeeze(-1), y), 1.0)}
+
     def factual_losses(self, batch, out) -> dict[str, tuple[torch.Tensor, float]]:
         if self.is_coupon:
-            bce = F.binary_cross_entropy_with_logits(out["outcome"].squeeze(-1), batch["outcome"].float())
-            return {"outcome_bce": (bce, 1.0)}
+            return self.coupon_outcome_loss(out["outcome"], batch["outcome"].float())
         mse = ((out["outcome"] - batch["responses"].float()) ** 2).sum(dim=1).mean()
         return {"response_mse": (mse, 1.0)}
 
@@ -292,8 +300,8 @@ class UpliftBaseline(LiftlakeModel):
         rep = self.encode(x)
         if self.is_coupon:
             unit = self.read_intensity()
-            p0 = torch.sigmoid(self.outcome(rep, self.full_arm(x, 0.0))).squeeze(-1)
-            p_unit = torch.sigmoid(self.outcome(rep, self.full_arm(x, unit))).squeeze(-1)
+            p0 = self.coupon_probability(self.outcome(rep, self.full_arm(x, 0.0)))
+            p_unit = self.coupon_probability(self.outcome(rep, self.full_arm(x, unit)))
             # Signed: a predicted harm keeps its size, so those users still rank among themselves
             # (and the score job's decision needs a positive gain to issue anything).
             return {"p0": p0, "unit_uplift": (p_unit - p0) / unit}
@@ -312,6 +320,6 @@ class UpliftBaseline(LiftlakeModel):
             raise ModelConfigError("prob_at is defined for the coupon task only")
         x = batch["x"]
         rep = self.encode(x)
-        cols = [torch.sigmoid(self.outcome(rep, self.full_arm(x, float(q)))).squeeze(-1)
+        cols = [self.coupon_probability(self.outcome(rep, self.full_arm(x, float(q))))
                 for q in torch.as_tensor(values).flatten().tolist()]
         return torch.stack(cols, dim=1)

@@ -188,6 +188,32 @@ def test_descn_entire_space_and_cross_terms_by_hand():
     assert parts["cross_control"].item() == pytest.approx(-math.log(0.25) / 2, rel=1e-5)
 
 
+def test_vcnet_identity_link_by_hand():
+    """VCNet's default link: the head's output is the probability (clamped), fit by squared error,
+    so the unit uplift is the head's own slope; 'logit' keeps the sigmoid and BCE."""
+    model = build_model("vcnet", FIELD_DIMS, {**SMALL, "t_min": 1.0, "t_max": 4.0})
+    batch = {"x": torch.tensor([[0, 0, 0], [1, 1, 1]]), "treated": torch.tensor([1.0, 0.0]),
+             "intensity": torch.tensor([2.0, 0.0]), "outcome": torch.tensor([1.0, 0.0]), "rct": torch.zeros(2)}
+    loss = model.compute_loss(batch, {"outcome": torch.tensor([[0.4], [0.3]]),
+                                      "density_logits": torch.zeros(2, model.params.density_grid + 1)})
+    assert loss.parts["outcome_mse"].item() == pytest.approx(((1 - 0.4) ** 2 + 0.3 ** 2) / 2, rel=1e-6)
+    np.testing.assert_allclose(model.coupon_probability(torch.tensor([[-0.2], [0.3], [1.7]])).numpy(),
+                               [1e-6, 0.3, 1 - 1e-6], rtol=1e-6)
+    model.params.unit_intensity = 2.0  # read the slope at a face value of 2
+    pred = model.predict(batch)
+    with torch.no_grad():
+        rep = model.encode(batch["x"])
+        h0 = model.outcome(rep, torch.zeros(2)).squeeze(-1)
+        h2 = model.outcome(rep, torch.full((2,), 2.0)).squeeze(-1)
+    slope = (h2.clamp(1e-6, 1 - 1e-6) - h0.clamp(1e-6, 1 - 1e-6)) / 2
+    np.testing.assert_allclose(pred["unit_uplift"].numpy(), slope.numpy(), rtol=1e-5, atol=1e-7)
+    logit = build_model("vcnet", FIELD_DIMS, {**SMALL, "outcome_link": "logit"})
+    assert set(logit.compute_loss(batch, {"outcome": torch.tensor([[0.4], [0.3]]),
+                                          "density_logits": torch.zeros(2, 11)}).parts) == {"outcome_bce", "density_nll"}
+    with pytest.raises(ModelConfigError, match="outcome_link"):
+        build_model("vcnet", FIELD_DIMS, {**SMALL, "outcome_link": "probit"})
+
+
 def test_drnet_strata_and_vcnet_basis():
     model = build_model("drnet", FIELD_DIMS, {**SMALL, "t_min": 1.0, "t_max": 5.0, "num_strata": 4})
     # strata of width 1 over [1, 5]; values outside the range go to the edge strata
