@@ -13,7 +13,7 @@ def main(argv=None) -> int:
 
         escim_labels(ctx)
 
-    return run_job("escim-labels", __doc__, body, argv, default_days_from_quickstart=True)
+    return run_job("escim-labels", __doc__, body, argv, default_days_from_quickstart=True, uses_labeler=True)
 
 
 if __name__ == "__main__":

@@ -137,11 +137,13 @@ def run_job(
     extend_parser: Callable[[argparse.ArgumentParser], None] | None = None,
     default_days_from_quickstart: bool = False,
     uses_model: bool = False,
+    uses_labeler: bool = False,
     model_flag: bool = False,
     json_output: bool = False,
 ) -> int:
     """Parse, load and print the config, run ``body``; map failures onto the exit-code contract.
-    ``uses_model``: the job reads a model's settings (checked on load); ``model_flag``: it takes
+    ``uses_model``: the job reads a model's settings (checked on load; ``uses_labeler``: the ESCIM
+    labeler's, implied by ``uses_model``); ``model_flag``: it takes
     ``--model NAME`` (one model: train, evaluate, score); ``json_output``: it prints JSON on ``--json``."""
     parser = base_parser(job, description, days=days, model_flag=model_flag, json_flag=json_output)
     if extend_parser:
@@ -154,7 +156,8 @@ def run_job(
         overrides = list(args.overrides)
         if args.model:
             overrides.append(f"model.name={args.model}")
-        config = load_config(args.conf, overrides, check_model=uses_model)
+        config = load_config(args.conf, overrides, check_model=uses_model,
+                             check_labeler=uses_model or uses_labeler)
         ctx = JobContext(name=job, config=config, args=args)
         if days:
             q = config.quickstart

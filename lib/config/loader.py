@@ -176,12 +176,15 @@ def load_config(
     overrides: list[str] | None = None,
     env: typing.Mapping[str, str] | None = None,
     check_model: bool = True,
+    check_labeler: bool | None = None,
 ) -> Config:
     """Merge the layers (conf/base.yaml, conf/models/<name>.yaml, ``LIFTLAKE_CONF``, ``--conf``,
     ``LIFTLAKE_WAREHOUSE``, ``--set``: later wins) and validate. Raises ConfigError.
 
     ``check_model`` validates ``model.*`` against the model registry, which imports torch; jobs that
-    use no model (tables, sql, simulate, build-features, models) skip it and start without torch."""
+    use no model (tables, sql, simulate, build-features, models) skip it and start without torch.
+    ``check_labeler`` (default: as ``check_model``) validates ``escim_labels.params`` against the ESCIM
+    labeler's parameters, so that a bad one stops a job before its Spark session starts."""
     environ = os.environ if env is None else env
     base_dir = conf_dir()
     tree: dict = {}
@@ -225,6 +228,10 @@ def load_config(
                           f"({config.data.num_responses}): every response type needs an item")
     if check_model:
         _check_model(config, sources)
+    if check_model if check_labeler is None else check_labeler:
+        from liftlake.lib.artifacts.escim_labeler import labeler_params
+
+        labeler_params(config)
     return config
 
 
