@@ -1149,7 +1149,7 @@ class DeltaSparkStore(TableStore):
         txn = new_txn()
         if self._pending is None:
             self._maybe_inject_fault(name)
-            self._delta_write(name, df, mode, parts, scope, txn, guard=True, constraints=constraints)
+            self._delta_write(name, df, mode, parts, scope, txn, guard=True, constraints=constraints, comment=comment)
             return self._committed_write(name, txn, parts)
 
         # Inside commit_together(): compute now (staged Parquet), commit at the block's end.
@@ -1170,7 +1170,7 @@ class DeltaSparkStore(TableStore):
             staged = self.spark.read.schema(schema).option("basePath", staging).parquet(staging)
             version_before.append(self.version(name) if self.exists(name) else None)
             self._delta_write(name, staged.select(*schema.fieldNames()), mode, parts, scope, txn,
-                              constraints=constraints)
+                              constraints=constraints, comment=comment)
             shutil.rmtree(staging, ignore_errors=True)
 
         def discard() -> None:
@@ -1187,11 +1187,13 @@ class DeltaSparkStore(TableStore):
 
     def _delta_write(self, name: str, df: DataFrame, mode: str, parts: tuple[str, ...],
                      scope: list[tuple[str, str, list[str]]], txn: str, label: str | None = None,
-                     guard: bool = False, constraints: Mapping[str, str] | None = None) -> None:
+                     guard: bool = False, constraints: Mapping[str, str] | None = None,
+                     comment: str | None = None) -> None:
         """One Delta commit of ``df``: append, overwrite, or overwrite of ``scope`` by replaceWhere
         (``guard``: a row outside the scope fails the write, also on a new table). A commit that loses
         Delta's optimistic-concurrency check to another writer changed nothing and is tried again, up
-        to DELTA_COMMIT_ATTEMPTS times, then fails with a TableError."""
+        to DELTA_COMMIT_ATTEMPTS times, then fails with a TableError. The write that creates the table
+        gives it its CHECK constraints; its comment follows in a metadata commit (``_set_comment``)."""
         import random
 
         meta = json.dumps({"liftlake.txn": txn, "liftlake.mode": label or mode})
@@ -1199,21 +1201,11 @@ class DeltaSparkStore(TableStore):
         for attempt in range(1, DELTA_COMMIT_ATTEMPTS + 1):
             if attempt > 1 and self.exists(name):
                 self._check_fits(name, parts, df.schema)  # the winner may have created or changed the table
-            writer = (_guard_scope(df, scope) if guard else df).write.format("delta").option("userMetadata", meta)
-            if not self.exists(name):  # table properties given on the write that creates the table
-                for col, rule in (constraints or {}).items():
-                    writer = writer.option(f"delta.constraints.liftlake_{col}", rule)
-            if parts:
-                writer = writer.partitionBy(*parts)
-            if mode == "append":
-                writer = writer.mode("append")
-            elif mode == "overwrite":
-                writer = writer.mode("overwrite")
-            else:
-                writer = writer.mode("overwrite").option("replaceWhere", _scope_predicate(scope))
+            rows = _guard_scope(df, scope) if guard else df
+            creating = not self.exists(name)
             try:
-                writer.save(path)
-                return
+                # table properties given on the write that creates the table
+                self._save(rows, path, mode, parts, scope, meta, constraints if creating else None)
             except Exception as exc:  # noqa: BLE001 - py4j / pyspark wrap Delta's exceptions
                 text = str(exc)
                 if _DELTA_CONFLICT.search(text):
@@ -1231,6 +1223,34 @@ class DeltaSparkStore(TableStore):
                 if self.exists(name):
                     self._check_fits(name, parts, df.schema)  # a schema changed meanwhile: the one-line error
                 raise
+            if creating and comment:
+                self._set_comment(path, comment)
+            return
+
+    @staticmethod
+    def _save(df: DataFrame, path: str, mode: str, parts: tuple[str, ...],
+              scope: list[tuple[str, str, list[str]]], meta: str, constraints: Mapping[str, str] | None) -> None:
+        """One write of ``df`` to ``path``: append, overwrite, or replaceWhere over ``scope``; a table it
+        creates gets ``constraints`` as CHECK constraints."""
+        writer = df.write.format("delta").option("userMetadata", meta)
+        for col, rule in (constraints or {}).items():
+            writer = writer.option(f"delta.constraints.liftlake_{col}", rule)
+        if parts:
+            writer = writer.partitionBy(*parts)
+        if mode == "append":
+            writer = writer.mode("append")
+        elif mode == "overwrite":
+            writer = writer.mode("overwrite")
+        else:
+            writer = writer.mode("overwrite").option("replaceWhere", _scope_predicate(scope))
+        writer.save(path)
+
+    def _set_comment(self, path: str, comment: str) -> None:
+        """The table's description (what DESCRIBE shows as its Comment): a metadata-only commit right
+        after the write that created the table, since Delta's DataFrameWriter cannot set it and a
+        create through the catalog (CTAS) refuses a folder that already holds this store's staging."""
+        quoted = "'" + comment.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        self.spark.sql(f"COMMENT ON TABLE delta.`{path.replace('`', '``')}` IS {quoted}")
 
     @staticmethod
     def _stray_message(name: str, df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> str:

@@ -287,6 +287,19 @@ def test_sql_by_table_name_through_the_catalog(spark, store):
         store.register_in_catalog(["raw.events`; drop table x"])
 
 
+def test_table_and_column_comments_show_in_describe(spark, store):
+    comment = "one row per event; it's the raw log"
+    store.write(day_frame(spark, "2026-11-20", 3), "raw.events", "append", comment=comment,
+                column_comments={"event_id": "the event's id"})
+    store.write(day_frame(spark, "2026-11-21", 2), "raw.events", "append", comment=comment)
+    store.register_in_catalog(["raw.events"])
+    described = {r.col_name: r.data_type for r in spark.sql("describe table extended raw.events").collect()}
+    assert described["Comment"] == comment
+    columns = {r.col_name: r.comment for r in spark.sql("describe table raw.events").collect()}
+    assert columns["event_id"] == "the event's id"
+    assert spark.table("raw.events").count() == 5
+
+
 def test_sql_catalog_leaves_a_table_that_is_not_the_warehouses_alone(spark, store, tmp_path):
     store.write(day_frame(spark, "2026-11-20", 3), "own.kept", "append")
     spark.sql(f"create database if not exists own location '{tmp_path / 'own-db'}'")
