@@ -228,7 +228,9 @@ def load_config(
                           f"({config.data.num_responses}): every response type needs an item")
     if check_model:
         _check_model(config, sources)
-    if check_model if check_labeler is None else check_labeler:
+    if check_labeler is None:
+        check_labeler = check_model
+    if check_labeler:
         from liftlake.lib.artifacts.escim_labeler import labeler_params
 
         labeler_params(config)

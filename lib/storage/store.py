@@ -83,6 +83,11 @@ def _sql_string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _delta_at(path: str) -> str:
+    """The Spark SQL name of the Delta table at ``path`` (a backtick in the path doubled)."""
+    return "delta.`" + path.replace("`", "``") + "`"
+
+
 def validate_table_name(name: str) -> str:
     if not isinstance(name, str) or not TABLE_NAME.match(name):
         raise TableError(
@@ -1199,10 +1204,10 @@ class DeltaSparkStore(TableStore):
         meta = json.dumps({"liftlake.txn": txn, "liftlake.mode": label or mode})
         path = self.path(name)
         for attempt in range(1, DELTA_COMMIT_ATTEMPTS + 1):
-            if attempt > 1 and self.exists(name):
+            creating = not self.exists(name)
+            if attempt > 1 and not creating:
                 self._check_fits(name, parts, df.schema)  # the winner may have created or changed the table
             rows = _guard_scope(df, scope) if guard else df
-            creating = not self.exists(name)
             try:
                 # table properties given on the write that creates the table
                 self._save(rows, path, mode, parts, scope, meta, constraints if creating else None)
@@ -1249,8 +1254,7 @@ class DeltaSparkStore(TableStore):
         """The table's description (what DESCRIBE shows as its Comment): a metadata-only commit right
         after the write that created the table, since Delta's DataFrameWriter cannot set it and a
         create through the catalog (CTAS) refuses a folder that already holds this store's staging."""
-        quoted = "'" + comment.replace("\\", "\\\\").replace("'", "\\'") + "'"
-        self.spark.sql(f"COMMENT ON TABLE delta.`{path.replace('`', '``')}` IS {quoted}")
+        self.spark.sql(f"COMMENT ON TABLE {_delta_at(path)} IS {_sql_string(comment)}")
 
     @staticmethod
     def _stray_message(name: str, df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> str:
@@ -1322,8 +1326,7 @@ class DeltaSparkStore(TableStore):
                     "spark.sql.sources.parallelPartitionDiscovery.parallelism":
                         self.spark.conf.get("spark.sql.shuffle.partitions", "8") or "8"}
         with self._session_settings(settings):
-            quoted = root.replace("`", "``")
-            listed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {float(retention_hours)} HOURS DRY RUN").collect()
+            listed = self.spark.sql(f"VACUUM {_delta_at(root)} RETAIN {float(retention_hours)} HOURS DRY RUN").collect()
             removed = [os.path.relpath(unquote(urlparse(r[0]).path), root).replace(os.sep, "/") for r in listed]
             if removed and not dry_run:
                 self._delta_table(name).vacuum(float(retention_hours))
@@ -1336,8 +1339,7 @@ class DeltaSparkStore(TableStore):
         sizes = {f"spark.databricks.delta.optimize.{key}": str(target_file_bytes) for key in ("maxFileSize", "minFileSize")}
         try:
             with self._session_settings(sizes):
-                quoted = self._require(name).replace("`", "``")
-                self.spark.sql(f"OPTIMIZE delta.`{quoted}`").collect()
+                self.spark.sql(f"OPTIMIZE {_delta_at(self._require(name))}").collect()
         except Exception as exc:  # noqa: BLE001 - py4j wraps Delta's conflict exceptions
             if _DELTA_CONFLICT.search(str(exc)):
                 raise TableError(f"table {name}: a concurrent commit conflicted with the compaction, which "

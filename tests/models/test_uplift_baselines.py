@@ -208,8 +208,9 @@ def test_vcnet_identity_link_by_hand():
     slope = (h2.clamp(1e-6, 1 - 1e-6) - h0.clamp(1e-6, 1 - 1e-6)) / 2
     np.testing.assert_allclose(pred["unit_uplift"].numpy(), slope.numpy(), rtol=1e-5, atol=1e-7)
     logit = build_model("vcnet", FIELD_DIMS, {**SMALL, "outcome_link": "logit"})
-    assert set(logit.compute_loss(batch, {"outcome": torch.tensor([[0.4], [0.3]]),
-                                          "density_logits": torch.zeros(2, 11)}).parts) == {"outcome_bce", "density_nll"}
+    parts = logit.compute_loss(batch, {"outcome": torch.tensor([[0.4], [0.3]]),
+                                       "density_logits": torch.zeros(2, logit.params.density_grid + 1)}).parts
+    assert set(parts) == {"outcome_bce", "density_nll"}
     with pytest.raises(ModelConfigError, match="outcome_link"):
         build_model("vcnet", FIELD_DIMS, {**SMALL, "outcome_link": "probit"})
 
