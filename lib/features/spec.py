@@ -13,6 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
 from liftlake.lib.cli.runner import InputError
+from liftlake.lib.storage.store import sql_string
 
 # Fields of the encoding: (name, source column, kind). "vocab": string vocabulary; "hash": id hashed
 # into buckets (ids are too many for a vocabulary and new ones appear every day); "bucket": numeric
@@ -183,11 +184,6 @@ def _fit_boundaries(rows: DataFrame, fields: Sequence[tuple[str, str]],
         finite.append(F.when(ok, value).alias(f"_q{i}"))
     qs = rows.select(*finite).approxQuantile([f"_q{i}" for i in range(len(fields))], probs, 0.001)
     return {name: sorted(set(float(q) for q in col_qs)) for (name, _), col_qs in zip(fields, qs)}
-
-
-def sql_string(text: str) -> str:
-    """``text`` as a Spark SQL string literal (backslashes and quotes escaped; nothing else is)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def vocabulary_map(vocab: dict[str, int]) -> Column:

@@ -78,7 +78,7 @@ class InjectedFault(RuntimeError):
     """Raised by the fault-injection hook of the tests."""
 
 
-def _sql_string(text: str) -> str:
+def sql_string(text: str) -> str:
     """``text`` as a Spark SQL string literal (backslash and quote escaped: a path may hold either)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -335,7 +335,7 @@ class TableStore:
             namespace, table = name.split(".")
             location = os.path.abspath(self.path(name))
             self.spark.sql(f"CREATE DATABASE IF NOT EXISTS `{namespace}` "
-                           f"LOCATION {_sql_string(os.path.dirname(location))}")
+                           f"LOCATION {sql_string(os.path.dirname(location))}")
             if self.spark.catalog.tableExists(name):
                 entry = self._catalog_entry(namespace, table)
                 if entry["location"] == location:
@@ -347,7 +347,7 @@ class TableStore:
                 logger.debug(f"table {name}: catalog entry re-pointed from {entry['location']} to {location}")
                 self.spark.sql(f"DROP TABLE `{namespace}`.`{table}`")
             self.spark.sql(f"CREATE TABLE IF NOT EXISTS `{namespace}`.`{table}` USING delta "
-                           f"LOCATION {_sql_string(location)}")
+                           f"LOCATION {sql_string(location)}")
         return names
 
     def _catalog_entry(self, namespace: str, table: str) -> dict[str, str]:
@@ -1198,7 +1198,8 @@ class DeltaSparkStore(TableStore):
         (``guard``: a row outside the scope fails the write, also on a new table). A commit that loses
         Delta's optimistic-concurrency check to another writer changed nothing and is tried again, up
         to DELTA_COMMIT_ATTEMPTS times, then fails with a TableError. The write that creates the table
-        gives it its CHECK constraints; its comment follows in a metadata commit (``_set_comment``)."""
+        gives it its CHECK constraints; its comment follows in a metadata commit (``_set_comment``); a
+        later write completes a table that lacks either (``_complete_metadata``)."""
         import random
 
         meta = json.dumps({"liftlake.txn": txn, "liftlake.mode": label or mode})
@@ -1228,8 +1229,11 @@ class DeltaSparkStore(TableStore):
                 if self.exists(name):
                     self._check_fits(name, parts, df.schema)  # a schema changed meanwhile: the one-line error
                 raise
-            if creating and comment:
-                self._set_comment(path, comment)
+            if creating:
+                if comment:
+                    self._set_comment(path, comment)
+            else:
+                self._complete_metadata(name, path, constraints, comment)
             return
 
     @staticmethod
@@ -1254,7 +1258,31 @@ class DeltaSparkStore(TableStore):
         """The table's description (what DESCRIBE shows as its Comment): a metadata-only commit right
         after the write that created the table, since Delta's DataFrameWriter cannot set it and a
         create through the catalog (CTAS) refuses a folder that already holds this store's staging."""
-        self.spark.sql(f"COMMENT ON TABLE {_delta_at(path)} IS {_sql_string(comment)}")
+        self.spark.sql(f"COMMENT ON TABLE {_delta_at(path)} IS {sql_string(comment)}")
+
+    def _complete_metadata(self, name: str, path: str, constraints: Mapping[str, str] | None,
+                           comment: str | None) -> None:
+        """After a write to an existing table: the CHECK constraints and the comment a table this store
+        creates carries, added where the table lacks them (a table created before the store set them,
+        or whose creating job died between its write and its comment commit), one metadata commit
+        each; a table that has them gets no commit. Delta validates a constraint on the rows already
+        there: a table whose old rows break it keeps its rows and goes without, with a warning (the
+        store's own writes are still checked row by row, ``_guard_checks``)."""
+        meta = self._log(name).metadata()
+        have = {key.lower() for key in meta.configuration}
+        for col, rule in (constraints or {}).items():
+            constraint = f"liftlake_{col}".lower()
+            if f"delta.constraints.{constraint}" in have:
+                continue
+            try:
+                self.spark.sql(f"ALTER TABLE {_delta_at(path)} ADD CONSTRAINT {constraint} CHECK ({rule})")
+            except Exception as exc:  # noqa: BLE001 - py4j wraps Delta's refusal
+                if f"delta.constraints.{constraint}" in {k.lower() for k in self._log(name).metadata().configuration}:
+                    continue  # a concurrent writer added it first
+                logger.warning(f"table {name}: CHECK constraint {constraint} ({rule}) not added, the table goes "
+                               f"without it: {_first_line(exc)}")
+        if comment and not meta.description:
+            self._set_comment(path, comment)
 
     @staticmethod
     def _stray_message(name: str, df: DataFrame, scope: list[tuple[str, str, list[str]]]) -> str:

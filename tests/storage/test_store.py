@@ -464,6 +464,37 @@ def test_a_row_breaking_a_column_rule_fails_the_write_and_changes_nothing(spark,
         assert store.version("raw.scored") == before[0]
 
 
+def test_a_delta_spark_table_lacking_its_rules_and_comment_gets_them_on_the_next_write(spark, tmp_path, caplog):
+    """A table Spark created without the store (or before the store set constraints and comments, or
+    whose creating job died before its comment commit) gains the CHECK constraints and the comment of
+    the store's next write to it, once; a constraint its old rows break is left off with a warning,
+    and no row is lost."""
+    store = open_store(spark, str(tmp_path / "wh"), "delta-spark")
+    checks = probability_checks("value")
+    old = day_frame(spark, "2026-11-20", 4).withColumn("value", F.col("event_id") / 10.0)
+    old.write.format("delta").partitionBy("ds").save(store.path("raw.scored"))
+    old.withColumn("value", F.lit(2.0)).write.format("delta").partitionBy("ds").save(store.path("raw.broken"))
+    new = day_frame(spark, "2026-11-21", 3).withColumn("value", F.col("event_id") / 10.0)
+    for name in ("raw.scored", "raw.broken"):
+        store.write(new, name, "overwrite_partitions", ["2026-11-21"], checks=checks, comment="scored rows")
+
+    scored = DeltaTable(store.path("raw.scored")).metadata()
+    assert scored.configuration == {"delta.constraints.liftlake_ds": DS_CHECK,
+                                    "delta.constraints.liftlake_value": checks["value"]}
+    assert scored.description == "scored rows"
+    broken = DeltaTable(store.path("raw.broken")).metadata()
+    assert broken.configuration == {"delta.constraints.liftlake_ds": DS_CHECK}  # its old rows have value 2.0
+    assert broken.description == "scored rows"
+    assert any("raw.broken: CHECK constraint liftlake_value" in r.getMessage() for r in caplog.records)
+    assert store.partition_counts("raw.broken") == {"2026-11-20": 4, "2026-11-21": 3}
+    with pytest.raises(Exception, match="DELTA_VIOLATE_CONSTRAINT"):  # the rule is the table's now
+        old.withColumn("value", F.lit(1.5)).write.format("delta").mode("append").save(store.path("raw.scored"))
+
+    version = store.version("raw.scored")
+    store.write(new, "raw.scored", "overwrite_partitions", ["2026-11-21"], checks=checks, comment="scored rows")
+    assert store.version("raw.scored") == version + 1  # a complete table: the write's commit alone
+
+
 @pytest.mark.reliability
 def test_two_first_writes_of_a_table_at_once_both_land(spark, store):
     errors = []
