@@ -223,6 +223,9 @@ class ReportConf:
     escim_label_rates: list[float] = check(lambda v: all(0 < x < 1 for x in v), "must hold rates in (0, 1)",
                                            default_factory=lambda: [0.001, 0.003, 0.01, 0.03, 0.1])
     sweep_seeds: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
+    # CausalML's S / T / X-learners with LightGBM and its uplift random forest, fitted on the same rows
+    # as the uplift models and scored by the same code (rows "CausalML ... (external)"; the [report] extra)
+    causalml: bool = True
     out: str = "reports"
 
 

@@ -163,13 +163,18 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
     for model in models:
         logger.info(f"report: {preset} seed {seed}: {model}")
         results[model] = _train_and_evaluate(ctx, model, seed, cfg, extra_for.get(model, []))
-    if external_reference and models:
-        name, reference = ((EXTERNAL_T_LEARNER, external_t_learner) if preset != "default"
-                           else (EXTERNAL_GBDT_CVR, external_gbdt_cvr))
-        logger.info(f"report: {preset} seed {seed}: {name}")
-        external = reference(ctx, models[0], seed)
-        if external is not None:
-            results[name] = external
+    if external_reference and models:  # the outside references, fitted on the first model's rows
+        task = {"default": "cvr", "multi_treatment": "multi_treatment"}.get(preset, "coupon")
+        if task != "multi_treatment":
+            name, reference = ((EXTERNAL_T_LEARNER, external_t_learner) if task == "coupon"
+                               else (EXTERNAL_GBDT_CVR, external_gbdt_cvr))
+            logger.info(f"report: {preset} seed {seed}: {name}")
+            external = reference(ctx, models[0], seed)
+            if external is not None:
+                results[name] = external
+        if cfg.causalml and task != "cvr":
+            logger.info(f"report: {preset} seed {seed}: CausalML's learners")
+            results.update(external_causalml(ctx, models[0], seed, task))
     return results
 
 
@@ -234,6 +239,27 @@ def external_t_learner(ctx, reference_model: str, seed: int) -> dict | None:
     pred = {"p0": two.ctrl_preds_, "unit_uplift": uplift / mean_value}
     return compute_metrics("coupon", test, pred, has_truth, layout, ctx.config.score, train_means=train_means,
                            reference_seed=seed)
+
+
+def external_causalml(ctx, reference_model: str, seed: int, task: str) -> dict[str, dict]:
+    """CausalML's uplift learners (lib/evaluation/causalml_references.py) fitted on the same train
+    split as ``reference_model``'s artifact and judged by the same code on the same test rows, as
+    {table row name: metrics}; {} when the model has no version in this world."""
+    from liftlake.lib.evaluation import causalml_references as causalml
+    from liftlake.lib.evaluation.evaluate import compute_metrics
+
+    rows = same_rows_as(ctx, reference_model)
+    if rows is None:
+        return {}
+    train, test, has_truth, layout, train_means = rows
+    features = list(layout.feature_columns)
+    if task == "coupon":
+        preds = causalml.coupon_predictions(train, test, features, seed)
+    else:
+        preds = causalml.multi_predictions(train, test, features, layout.num_treatments, layout.num_responses, seed)
+    return {causalml.NAMES[name]: compute_metrics(task, test, pred, has_truth, layout, ctx.config.score,
+                                                  train_means=train_means, reference_seed=seed)
+            for name, pred in preds.items()}
 
 
 def external_gbdt_cvr(ctx, reference_model: str, seed: int) -> dict | None:
@@ -367,7 +393,7 @@ def run_report(ctx) -> str:
                                                      external_reference=True))
         if cfg.multi_models:
             multi_runs.append(run_world(ctx.args, ctx.spark, workdir, "multi_treatment", seed, cfg, end,
-                                        cfg.multi_models, multi_extra, with_labels=False))
+                                        cfg.multi_models, multi_extra, with_labels=False, external_reference=True))
             if cfg.common_optimizer:
                 multi_common.append(run_world(ctx.args, ctx.spark, workdir, "multi_treatment", seed, cfg, end,
                                               cfg.multi_models,

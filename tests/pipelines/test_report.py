@@ -34,6 +34,12 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
     assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
+    # CausalML's learners on the same rows: four rows in the coupon table, three in the multi-treatment one
+    for row in ("S-learner, LightGBM", "T-learner, LightGBM", "X-learner, LightGBM", "uplift random forest"):
+        assert text.count(f"| CausalML {row} (external) |") == (1 if row == "uplift random forest" else 3), row
+    assert "syn1: outside yardstick, CausalML's learners fitted on the same rows" in text
+    assert "outside yardstick, CausalML's learners fitted on the same rows (mean over seeds): Spearman with the " \
+           "true tau r1 t1" in text
     assert "ESMM over-estimates CVR" in text  # the claim line is computed, whatever its verdict
     assert "Seeds [1] (1 per cell)" in text
     # the second run with one optimizer for all, and ESCIM's label-rate sweep with its claim
