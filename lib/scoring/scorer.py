@@ -161,7 +161,7 @@ def day_rows(store, spec: FeatureSpec, level: str, ds: str) -> DataFrame:
     if missing:
         raise InputError(f"table {table}: column(s) {missing} of the model's feature spec {spec.version} "
                          f"are missing on ds={ds}")
-    require_day_spec(df, table, ds, spec.version, "the model")
+    require_day_spec(store, df, table, ds, spec.version, "the model")
     return df
 
 

@@ -424,6 +424,31 @@ class TableStore:
     def partition_column(self, name: str) -> str | None:
         raise NotImplementedError
 
+    def single_value_from_stats(self, name: str, column: str, partition: str) -> str | None:
+        """The one value ``column`` holds in ``partition`` (of the first partition column), read from
+        the Delta log's per-file min / max statistics, no data file opened: when every file of the
+        partition has min == max and they agree. None when the statistics cannot say (a file without
+        them, two values, a partition without files): the caller reads the rows."""
+        from deltalake import DeltaTable
+
+        table = DeltaTable(self._require(name))
+        part_cols = list(table.metadata().partition_columns)
+        if not part_cols:
+            return None
+        actions = pa.table(table.get_add_actions(flatten=True))
+        lo_col, hi_col, key_col = f"min.{column}", f"max.{column}", f"partition.{part_cols[0]}"
+        if not {lo_col, hi_col, key_col} <= set(actions.column_names):
+            return None
+        values = set()
+        for key, lo, hi in zip(actions.column(key_col).to_pylist(), actions.column(lo_col).to_pylist(),
+                               actions.column(hi_col).to_pylist()):
+            if str(key) != partition:
+                continue
+            if lo is None or lo != hi:
+                return None
+            values.add(lo)
+        return str(values.pop()) if len(values) == 1 else None
+
     def referenced_files(self, name: str, version: int | None = None) -> set[str]:
         """Paths (relative to the table folder) of the data files a version is made of."""
         raise NotImplementedError
