@@ -105,6 +105,10 @@ class TrainConf:
     checkpoint_every_steps: int = check(lambda v: v >= 1, "must be an integer >= 1", default=200)
     # Days of features.samples (ending at --ds) the model trains on.
     window_days: int = check(lambda v: v >= 1, "must be an integer >= 1", default=7)
+    # How the window's rows split into train / valid / test (lib/training/trainset.py, window_split):
+    # "user" by a hash of the user (every day alike); "day" chronologically, as the CVR papers split
+    # their logs: test on the window's last day, train (and validate by user hash) on the earlier ones.
+    split_by: Literal["user", "day"] = "user"
     # Evaluation gate: a new version (the challenger) becomes the champion (CURRENT) only if its
     # primary test metric (cvr: ctcvr_auc, coupon: auc_outcome, multi_treatment: fit_r2) reaches
     # the floor of its task and, with a champion, the champion's on the same test rows less
@@ -226,6 +230,9 @@ class ReportConf:
     # CausalML's S / T / X-learners with LightGBM and its uplift random forest, fitted on the same rows
     # as the uplift models and scored by the same code (rows "CausalML ... (external)"; the [report] extra)
     causalml: bool = True
+    # The CVR world's train / test split (train.split_by): "day" as the CVR papers split their logs
+    # (DCMT, ESCIM: chronologically), tested on the last of report.days; "user" by a hash of the user.
+    cvr_split_by: Literal["user", "day"] = "user"
     out: str = "reports"
 
 

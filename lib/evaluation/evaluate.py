@@ -24,6 +24,7 @@ from liftlake.lib.evaluation import truth_metrics as TM
 from liftlake.lib.evaluation import uplift_metrics as U
 from liftlake.lib.features.spec import FeatureSpec
 from liftlake.lib.training.plan import BatchLayout, batch_columns, to_batch
+from liftlake.lib.training.trainset import window_split
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,9 @@ def _split_with_truth(store, info: dict, data: dict, split: str):
     truth columns to read)."""
     task = info["task"]
     table = "features.samples" if task == "cvr" else "features.user_samples"
-    df = store.read(table, version=data["table_versions"][table], partitions=data["days"]).where(F.col("split") == split)
+    # the artifact's split rule (trained before train.split_by existed: by user)
+    df = store.read(table, version=data["table_versions"][table], partitions=data["days"]) \
+        .where(window_split(data["days"], data.get("split_by", "user")) == split)
     key = "exposure_id" if task == "cvr" else "user_id"
     truth_table = "sim.truth" if task == "cvr" else "sim.truth_user"
     has_truth = store.exists(truth_table)

@@ -375,17 +375,21 @@ def run_report(ctx) -> str:
     multi_extra = {m: ["model.params.task=multi_treatment"] for m in cfg.multi_models if m not in ("hmum", "hum_no_kl")}
     common = ["train.optimizer=adam", f"train.learning_rate={cfg.common_learning_rate}",
               f"train.batch_size={cfg.common_batch_size}"]
+    cvr_split = [f"train.split_by={cfg.cvr_split_by}"]
+    cvr_test = "; the CVR world: its last day, trained on the earlier ones" if cfg.cvr_split_by == "day" else ""
     for seed in cfg.seeds:
         if cfg.cvr_models:
-            cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models, {},
-                                      with_labels=bool(escim), external_reference=True))
+            cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
+                                      {m: cvr_split for m in cfg.cvr_models}, with_labels=bool(escim),
+                                      external_reference=True))
             if escim:
                 label_quality.append(label_rates(_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end)))
             if cfg.common_optimizer:
                 cvr_common.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
-                                            {m: common for m in cfg.cvr_models}, with_labels=bool(escim)))
+                                            {m: [*common, *cvr_split] for m in cfg.cvr_models},
+                                            with_labels=bool(escim)))
             if escim and cfg.escim_label_rates and seed in cfg.seeds[:cfg.sweep_seeds]:
-                sweeps.append(escim_sweep(ctx.args, ctx.spark, workdir, seed, cfg, end, common))
+                sweeps.append(escim_sweep(ctx.args, ctx.spark, workdir, seed, cfg, end, [*common, *cvr_split]))
         for preset in cfg.coupon_presets:
             if cfg.coupon_models:
                 coupon_runs[preset].append(run_world(ctx.args, ctx.spark, workdir, preset, seed, cfg, end,
@@ -410,7 +414,7 @@ def run_report(ctx) -> str:
               f"with {uplift_users} users, randomized shares {cfg.coupon_rct_share:g} (coupons) and "
               f"{cfg.treatment_rct_share:g} (strategies); {cfg.epochs} epoch(s) per model, at least "
               f"{cfg.min_steps} optimizer steps (report.min_steps), local launcher; metrics on the test split "
-              f"(10% of users) against "
+              f"(10% of users{cvr_test}) against "
               f"the simulator's truth. Mean ± std over the seeds; the best model's mean in bold.", "",
               ("Every table ends with three reference rows scored by the same code on the same test rows: "
                "oracle (truth) predicts the simulator's truth itself, constant (train mean) its mean over the "

@@ -35,7 +35,8 @@ def train(ctx, ds: str) -> dict:
             version = model_store.save_artifact(
                 warehouse, plan.model_name, entry.family, plan.task, plan.field_dims, plan.model_params,
                 result["weights"], config.to_dict(), spec.to_json(),
-                {"table_versions": trainset.table_versions, "days": trainset.days, "trainset": trainset.key,
+                {"table_versions": trainset.table_versions, "days": trainset.days, "split_by": trainset.split_by,
+                 "trainset": trainset.key,
                  "run_key": run_key, "rows": trainset.rows, "launcher": config.train.launcher,
                  "ranks": result["world_size"]},
                 {"history": result["state"]["history"], "best_epoch": result["state"]["best_epoch"],

@@ -167,8 +167,13 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
     if task == "cvr":
         columns = ["exposure_id"] + columns if cf_label_column else columns
     ranks = 1 if config.train.launcher == "local" else config.train.num_processes
+    if config.train.split_by == "day" and len(days) < 2:
+        raise InputError(f"table {table}: train.split_by=day tests on the window's last day and trains on the "
+                         f"earlier ones, but the {config.train.window_days} day(s) ending {ds} hold only {days} "
+                         f"(rule: a window of at least 2 days; or train.split_by=user)")
     trainset = materialize(store, warehouse, level, days, versions, columns, files_per_split=4 * ranks,
-                           cf_label_column=cf_label_column, cf_label_rate=params.get("label_rate"), log=logger.info)
+                           cf_label_column=cf_label_column, cf_label_rate=params.get("label_rate"),
+                           split_by=config.train.split_by, log=logger.info)
     # Checkpoints resume a killed run of the SAME training: everything that shapes the run is in
     # the key, so a re-run with another learning rate, batch size, epoch count or model parameter
     # starts fresh instead of resuming (and returning) the earlier run's weights.

@@ -14,10 +14,28 @@ import os
 from dataclasses import dataclass
 
 import pyarrow.parquet as pq
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from liftlake.lib.artifacts.publish import new_staging, publish_as
+
+
+# How a window's rows are split into train / valid / test (train.split_by):
+# "user": the rows' own split column (a hash of the user, build-features), every day alike;
+# "day": chronological, as the CVR papers split their logs: the window's last day is the test set, the
+# earlier days keep their user-hash valid rows and train on the rest (their test rows included).
+SPLIT_BY = ("user", "day")
+
+
+def window_split(days: list[str], split_by: str) -> Column:
+    """The split of each row of the window ``days`` under ``split_by`` (the one rule training and
+    evaluation both read)."""
+    if split_by == "user":
+        return F.col("split")
+    if split_by != "day":
+        raise ValueError(f"split_by {split_by!r}: not one of {', '.join(SPLIT_BY)}")
+    return (F.when(F.col("ds") == F.lit(max(days)), F.lit("test"))
+            .when(F.col("split") == F.lit("valid"), F.lit("valid")).otherwise(F.lit("train")))
 
 
 @dataclass
@@ -28,6 +46,7 @@ class TrainSet:
     files: dict[str, list[str]]            # split -> sorted parquet files
     rowgroup_rows: dict[str, list[int]]    # split -> rows per row group, in order
     rows: dict[str, int]
+    split_by: str = "user"
 
 
 def _row_groups(files: list[str]) -> list[int]:
@@ -49,10 +68,12 @@ def top_share_label(df: DataFrame, rate: float, column: str) -> DataFrame:
 
 
 def training_frame(store, level: str, days: list[str], versions: dict[str, int], columns: list[str],
-                   cf_label_column: str | None = None, cf_label_rate: float | None = None) -> DataFrame:
-    """The rows of the window at the pinned versions, with the columns a rank needs."""
+                   cf_label_column: str | None = None, cf_label_rate: float | None = None,
+                   split_by: str = "user") -> DataFrame:
+    """The rows of the window at the pinned versions, with the columns a rank needs and their split
+    (``window_split``)."""
     table = "features.samples" if level == "exposure" else "features.user_samples"
-    df = store.read(table, version=versions[table], partitions=days)
+    df = store.read(table, version=versions[table], partitions=days).withColumn("split", window_split(days, split_by))
     if cf_label_column:
         labels = store.read("labels.escim_counterfactual", version=versions["labels.escim_counterfactual"],
                             partitions=days)
@@ -71,17 +92,18 @@ def training_frame(store, level: str, days: list[str], versions: dict[str, int],
 
 def materialize(store, warehouse: str, level: str, days: list[str], versions: dict[str, int], columns: list[str],
                 files_per_split: int, cf_label_column: str | None = None, cf_label_rate: float | None = None,
-                log=print) -> TrainSet:
+                split_by: str = "user", log=print) -> TrainSet:
     # "layout" changes whenever what a cached set holds changes, so an old cache is never read as new
     key_src = json.dumps({"level": level, "days": days, "versions": versions, "columns": columns,
                           "files": files_per_split, "cf": cf_label_column, "layout": 3}
-                         | ({"cf_rate": cf_label_rate} if cf_label_rate is not None else {}), sort_keys=True)
+                         | ({"cf_rate": cf_label_rate} if cf_label_rate is not None else {})
+                         | ({"split_by": split_by} if split_by != "user" else {}), sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     cache = os.path.join(warehouse, "_train_cache")
     root = os.path.join(cache, key)
     done = os.path.join(root, "_DONE.json")
     if not os.path.exists(done):
-        df = training_frame(store, level, days, versions, columns, cf_label_column, cf_label_rate)
+        df = training_frame(store, level, days, versions, columns, cf_label_column, cf_label_rate, split_by)
         if cf_label_column:
             missing = df.where(F.col("cf_label").isNull()).count()
             if missing:
@@ -114,4 +136,4 @@ def materialize(store, warehouse: str, level: str, days: list[str], versions: di
         saved = json.load(fh)
     saved["files"] = {s: [os.path.join(root, f) for f in fs] for s, fs in saved["files"].items()}
     return TrainSet(key, versions, days, saved["files"], saved["rowgroups"],
-                    {s: sum(r) for s, r in saved["rowgroups"].items()})
+                    {s: sum(r) for s, r in saved["rowgroups"].items()}, split_by)

@@ -15,7 +15,7 @@ from liftlake.lib.config import load_config
 def test_small_report_end_to_end(spark, tmp_path):
     out = tmp_path / "reports"
     sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
-            "report.days=1", "report.epochs=1", "report.min_steps=20", "report.uplift_users=2000",
+            "report.days=2", "report.cvr_split_by=day", "report.epochs=1", "report.min_steps=20", "report.uplift_users=2000",
             "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
             "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]"]
@@ -31,6 +31,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "| sklearn gradient boosting, naive (external) |" in text  # an outside CVR model on the same rows
     assert "What propensity weighting can reach here" in text  # the SNIPS means of the world, on its rows
     assert "This run took " in text and "minutes." in text
+    assert "the CVR world: its last day, trained on the earlier ones" in text  # report.cvr_split_by=day
     assert "### syn1" in text and "| unimvt |" in text and "| t_learner |" in text
     assert "| sklift T-learner (external) |" in text and "scikit-uplift's TwoModels on the same rows" in text
     assert "## Multi-treatment uplift" in text and "| hmum |" in text
@@ -67,6 +68,7 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert {"cvr_true_auc", "cvr_true_logloss", "cvr_true_ece", "cvr_true_bias", "cvr_entire_ece"} <= set(esmm)
     assert esmm["ref_constant__cvr_true_auc"] == pytest.approx(0.5)  # the train mean from the Spark aggregate
     assert esmm["ref_oracle__cvr_true_auc"] > 0.5
+    assert 3_600 <= esmm["n_rows"] <= 4_000  # the last day's exposures (by user: ~10 % of both days)
     unimvt = results["coupon"]["syn1"][0]["unimvt"]
     assert {"eta_sqrt_pehe", "eta_spearman", "eta_true_auuc", "coupon_policy_over_best_constant"} <= set(unimvt)
     assert unimvt["ref_oracle__eta_true_auuc"] == pytest.approx(1.0)
