@@ -263,6 +263,17 @@ def test_retraining_with_other_settings_does_not_resume_the_earlier_run(world):
 
 
 @pytest.mark.reliability
+@pytest.mark.reliability
+def test_the_day_split_on_a_one_day_window_is_refused_with_its_rule(world):
+    from liftlake.lib.pipelines.train import train
+
+    ctx, _ = world
+    run = make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.split_by=day")
+    with pytest.raises(InputError, match=r"train\.split_by=day tests on the window's last day .*"
+                                         r"\(rule: a window of at least 2 days; or train\.split_by=user\)"):
+        train(run, DS)
+
+
 def test_a_day_encoded_with_another_feature_spec_is_refused_before_writing(world):
     # runs last in this module: it re-encodes the day with a freshly fitted spec
     from liftlake.lib.artifacts.feature_specs import load_spec
