@@ -21,7 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from liftlake.lib.training.comms import LocalComm
+from liftlake.lib.training.comms import LocalComm, idle_parameters
 from liftlake.lib.training.plan import TrainingError, TrainPlan, batch_columns, to_batch
 from liftlake.models.base import BadBatchError
 
@@ -222,9 +222,15 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
             torch.set_rng_state(saved["torch_rng"].cpu())
         _log(rank, f"resuming from {os.path.basename(ckpt)} (epoch {state['epoch']}, "
                    f"step {state['global_step']})")
-    train_model, optimizer = comm.wrap(model, optimizer)
-    steps, rows = steps_per_epoch(plan, world)
     valid = read_all(plan.valid_files, batch_columns(plan))
+    find_unused = True  # without a validation row to probe with, the safe setting
+    if world > 1 and valid and len(next(iter(valid.values()))):
+        idle = idle_parameters(model, to_batch({c: v[:plan.batch_size] for c, v in valid.items()}, plan, device))
+        find_unused = comm.allreduce_sum(float(len(idle))) > 0  # every rank wraps alike
+        _log(rank, f"parameters without a gradient on a probe step: {idle[:5] or 'none'}; "
+                   f"DDP's unused-parameter search {'on' if find_unused else 'off'}")
+    train_model, optimizer = comm.wrap(model, optimizer, find_unused=find_unused)
+    steps, rows = steps_per_epoch(plan, world)
     _log(rank, f"{plan.model_name}: {sum(rows)} rows over {world} rank(s) {rows}, {steps} steps/epoch, "
                f"batch {plan.batch_size}, launcher {comm.name}")
 

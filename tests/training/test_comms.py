@@ -1,0 +1,120 @@
+"""DDP's unused-parameter search only where a model needs it: ``idle_parameters`` finds a head the loss
+never reaches (on a copy, leaving the run as it was); no registered model has one (so the search is
+off for each); a model with an idle head still trains on two Gloo ranks, which it could not with the
+search off."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from liftlake.lib.training.comms import idle_parameters
+from liftlake.models.registry import build_model
+
+IDLE_MODEL = '''
+import types
+import torch
+
+
+class IdleHead(torch.nn.Module):
+    """A regression whose second head is never in the loss."""
+
+    def __init__(self):
+        super().__init__()
+        self.used = torch.nn.Linear(3, 1)
+        self.idle_head = torch.nn.Linear(3, 1)
+        self.dropout = torch.nn.Dropout(0.5)
+
+    def forward(self, batch):
+        return {"y": self.dropout(self.used(batch["x"])).squeeze(-1), "other": self.idle_head(batch["x"])}
+
+    def compute_loss(self, batch, out):
+        return types.SimpleNamespace(total=((out["y"] - batch["y"]) ** 2).mean())
+
+
+def batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(64, 3, generator=g)
+    return {"x": x, "y": x @ torch.tensor([1.0, -2.0, 0.5])}
+'''
+exec(compile(IDLE_MODEL, "idle_model", "exec"))  # IdleHead, batch: one definition for here and the ranks
+
+RANK_SCRIPT = IDLE_MODEL + '''
+import json, sys
+from liftlake.lib.training.comms import TorchDDPComm, idle_parameters
+
+comm = TorchDDPComm(use_gpu=False)
+torch.manual_seed(0)
+model = IdleHead()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+idle = idle_parameters(model, batch(99))
+find_unused = comm.allreduce_sum(float(len(idle))) > 0 if sys.argv[1] == "detect" else False
+ddp, optimizer = comm.wrap(model, optimizer, find_unused=find_unused)
+losses = []
+for step in range(4):
+    b = batch(comm.rank * 100 + step)
+    loss = model.compute_loss(b, ddp(b)).total
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    losses.append(float(loss))
+print(json.dumps({"idle": idle, "find_unused": find_unused, "losses": losses}))
+'''
+
+
+def test_an_idle_head_is_found_on_a_copy_and_the_run_is_unchanged():
+    torch.manual_seed(3)
+    model = IdleHead()  # noqa: F821 - defined by IDLE_MODEL
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert idle_parameters(model, batch(1)) == ["idle_head.weight", "idle_head.bias"]  # noqa: F821
+    assert torch.equal(torch.get_rng_state(), rng)  # the dropout draws of the probe were its own
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_no_registered_cvr_model_leaves_a_parameter_idle():
+    g = torch.Generator().manual_seed(0)
+    x = torch.stack([torch.randint(0, d, (256,), generator=g) for d in (5, 6, 7)], dim=1)
+    click = (torch.rand(256, generator=g) < 0.3).float()
+    cvr = {"x": x, "click": click, "conversion": click * (torch.rand(256, generator=g) < 0.3).float(),
+           "cf_label": (1 - click) * (torch.rand(256, generator=g) < 0.05).float()}
+    for name in ("esmm", "escm2_dr", "dcmt", "dcmt_cf", "escim_ratio"):
+        assert idle_parameters(build_model(name, [5, 6, 7], {}), cvr) == [], name
+
+
+def _two_ranks(tmp_path, mode: str) -> list[subprocess.CompletedProcess]:
+    script = tmp_path / "rank.py"
+    script.write_text(textwrap.dedent(RANK_SCRIPT), encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, str(script), mode], env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def test_a_model_with_an_idle_head_trains_on_two_ddp_ranks(tmp_path):
+    for proc in _two_ranks(tmp_path, "detect"):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert result["idle"] == ["idle_head.weight", "idle_head.bias"] and result["find_unused"] is True
+        assert result["losses"][-1] < result["losses"][0]
+    # the same model with the search off: DDP stops at the second step, so the detection is what trains it
+    off = _two_ranks(tmp_path, "off")
+    assert all(p.returncode != 0 for p in off)
+    assert any("finished reduction in the prior iteration" in p.stderr for p in off), off[0].stderr[-2000:]
+
