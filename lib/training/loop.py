@@ -224,7 +224,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
                    f"step {state['global_step']})")
     valid = read_all(plan.valid_files, batch_columns(plan))
     find_unused = True  # without a validation row to probe with, the safe setting
-    if world > 1 and valid and len(next(iter(valid.values()))):
+    if comm.name == "torch-ddp" and world > 1 and valid and len(next(iter(valid.values()))):  # DDP's setting alone
         idle = idle_parameters(model, to_batch({c: v[:plan.batch_size] for c, v in valid.items()}, plan, device))
         find_unused = comm.allreduce_sum(float(len(idle))) > 0  # every rank wraps alike
         _log(rank, f"parameters without a gradient on a probe step: {idle[:5] or 'none'}; "
