@@ -21,8 +21,11 @@ Environment read here (all optional):
                           first, the embedded default; ``0``: real raw logs are already there)
 ``LIFTLAKE_START_DATE``   first day the DAGs schedule (default 2026-11-01; read by the DAG files)
 ``LIFTLAKE_ALERT_COMMAND`` the alert hook: a command (split like a shell would, run without one) that
-                          gets one JSON argument when a task has failed for good (its last retry):
-                          dag, task, run, day, try, the error's first line and the log URL
+                          gets one JSON argument when a task has failed for good (its last retry;
+                          kind "failure": dag, task, run, day, try, the error's first line and the
+                          log URL) or a daily run finished after its deadline (kind "deadline":
+                          dag, run, day, minutes, deadline_minutes)
+``LIFTLAKE_DAILY_DEADLINE_MIN`` the daily run's deadline in minutes after it started (default 360)
 """
 from __future__ import annotations
 
@@ -43,26 +46,17 @@ JOBS_DIR = REPO_ROOT / "jobs"
 POOL = "liftlake_spark"
 DEFAULT_SPARK_CONN_ID = "spark_default"
 
-def notify_failure(context) -> None:
-    """on_failure_callback of every task (after its last retry): one ERROR line in the task log and,
-    when LIFTLAKE_ALERT_COMMAND is set, that command with the failure as one JSON argument. A
-    failing hook is logged, never raised: it must not hide the task's own failure."""
+def send_alert(alert: dict[str, Any], line: str) -> None:
+    """The alert hook: ``line`` as one ERROR line of the log ("liftlake alert: ...") and, when
+    LIFTLAKE_ALERT_COMMAND is set, that command with ``alert`` as one JSON argument. A failing hook
+    is logged, never raised: it must not hide the task's own failure or fail a finished run."""
     import json
     import logging
     import shlex
     import subprocess
 
     log = logging.getLogger("liftlake.alert")
-    ti = context.get("ti") or context.get("task_instance")
-    params = context.get("params") or {}
-    error = context.get("exception")
-    alert = {"dag": getattr(ti, "dag_id", None), "task": getattr(ti, "task_id", None),
-             "run": getattr(ti, "run_id", None), "day": params.get("ds") or context.get("ds"),
-             "try": getattr(ti, "try_number", None),
-             "error": (str(error).strip().splitlines() or [type(error).__name__])[0][:300] if error else None,
-             "log_url": getattr(ti, "log_url", None)}
-    log.error(f"liftlake alert: {alert['dag']}.{alert['task']} failed for good on {alert['day']} "
-              f"(try {alert['try']}): {alert['error']}")
+    log.error(f"liftlake alert: {line}")
     command = os.environ.get("LIFTLAKE_ALERT_COMMAND", "").strip()
     if not command:
         return
@@ -73,6 +67,69 @@ def notify_failure(context) -> None:
             log.error(f"liftlake alert: LIFTLAKE_ALERT_COMMAND exited {done.returncode}: {done.stderr.strip()[:300]}")
     except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
         log.error(f"liftlake alert: LIFTLAKE_ALERT_COMMAND could not run: {type(exc).__name__}: {exc}")
+
+
+def notify_failure(context) -> None:
+    """on_failure_callback of every task (after its last retry): an alert of kind ``failure``."""
+    ti = context.get("ti") or context.get("task_instance")
+    params = context.get("params") or {}
+    error = context.get("exception")
+    alert = {"kind": "failure", "dag": getattr(ti, "dag_id", None), "task": getattr(ti, "task_id", None),
+             "run": getattr(ti, "run_id", None), "day": params.get("ds") or context.get("ds"),
+             "try": getattr(ti, "try_number", None),
+             "error": (str(error).strip().splitlines() or [type(error).__name__])[0][:300] if error else None,
+             "log_url": getattr(ti, "log_url", None)}
+    send_alert(alert, f"{alert['dag']}.{alert['task']} failed for good on {alert['day']} "
+                      f"(try {alert['try']}): {alert['error']}")
+
+
+# The daily run's deadline: it should be done within this many minutes of starting (a day's steps
+# take about 3 minutes at 1M exposures and 7 at 10M on 2 cores: reports/bench.md). From the start,
+# not from being queued: a backfill queues its days at once. Read when a run ends, so changing it
+# needs no DAG re-parse.
+DEADLINE_ENV = "LIFTLAKE_DAILY_DEADLINE_MIN"
+DEFAULT_DEADLINE_MIN = 360.0
+
+
+def deadline_minutes() -> float:
+    """LIFTLAKE_DAILY_DEADLINE_MIN, else the default; a value that is no number of minutes >= 0 is
+    logged with the rule and the default applies (a finished run is not failed over its alerting)."""
+    import logging
+
+    raw = os.environ.get(DEADLINE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_DEADLINE_MIN
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):  # also NaN
+        logging.getLogger("liftlake.alert").error(
+            f"liftlake alert: {DEADLINE_ENV}={raw!r} must be a number of minutes >= 0; "
+            f"using {DEFAULT_DEADLINE_MIN:g}")
+        return DEFAULT_DEADLINE_MIN
+    return value
+
+
+def check_deadline(context) -> None:
+    """on_success_callback of the daily DAG: a run that finished later than its deadline after it
+    started raises an alert of kind ``deadline`` (the data is there, but late). A run that never
+    finishes alerts through its tasks: each has an execution timeout and a failure alert."""
+    import datetime as dt
+
+    run = context.get("dag_run")
+    began = getattr(run, "start_date", None) or getattr(run, "queued_at", None)
+    ended = getattr(run, "end_date", None) or dt.datetime.now(dt.timezone.utc)
+    if began is None:
+        return
+    limit = deadline_minutes()
+    took = (ended - began).total_seconds() / 60
+    if took <= limit:
+        return
+    params = context.get("params") or {}
+    day = params.get("ds") or context.get("ds")
+    alert = {"kind": "deadline", "dag": getattr(run, "dag_id", None), "run": getattr(run, "run_id", None),
+             "day": day, "minutes": round(took, 2), "deadline_minutes": limit}
+    send_alert(alert, f"{alert['dag']} run for {day} finished after its deadline: {took:.1f} min after it "
+                      f"started, the deadline is {limit:g} min ({DEADLINE_ENV})")
 
 
 DEFAULT_ARGS: dict[str, Any] = {

@@ -38,6 +38,7 @@ if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain i
 from _common import (  # noqa: E402
     DEFAULT_ARGS,
     RUN_DAY,
+    check_deadline,
     day_param,
     simulate_default,
     spark_job,
@@ -53,6 +54,7 @@ with DAG(
     catchup=True,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    on_success_callback=check_deadline,  # a run finished after LIFTLAKE_DAILY_DEADLINE_MIN alerts
     params={
         "simulate": Param(simulate_default(), type="boolean",
                           description="write simulated raw logs for the day first (embedded default)"),

@@ -229,8 +229,41 @@ def test_a_task_that_fails_for_good_calls_the_alert_hook(dagbag, tmp_path, monke
                   mark_success_pattern="simulate|build_features|escim_labels|score|publish")
     assert dr.state == DagRunState.FAILED
     alert = json.loads(received.read_text(encoding="utf-8"))
-    assert (alert["dag"], alert["task"], alert["day"]) == ("liftlake_daily", "week_built", "2026-02-30")
+    assert (alert["kind"], alert["dag"], alert["task"], alert["day"]) == (
+        "failure", "liftlake_daily", "week_built", "2026-02-30")
     assert "day is out of range for month" in alert["error"] and alert["try"] == 1
+
+
+def test_a_daily_run_past_its_deadline_calls_the_alert_hook(dagbag, tmp_path, monkeypatch):
+    """The run's on_success_callback compares its time from start to end with
+    LIFTLAKE_DAILY_DEADLINE_MIN: within it nothing is sent; past it the hook gets a ``deadline``
+    alert; a setting that is no number of minutes is logged and the default applies (the Spark
+    tasks are marked success, week_built runs for real)."""
+    import json
+
+    from airflow.utils.state import DagRunState
+
+    received = tmp_path / "alert.json"
+    hook = tmp_path / "hook.py"
+    hook.write_text(f"import sys\nopen({str(received)!r}, 'w').write(sys.argv[1])\n", encoding="utf-8")
+    monkeypatch.setenv("LIFTLAKE_ALERT_COMMAND", f"{sys.executable} {hook}")
+    dag = dagbag.get_dag("liftlake_daily")
+
+    def run(day: str) -> None:
+        dr = dag.test(logical_date=None, run_conf={"ds": day, "simulate": False},
+                      mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+        assert dr.state == DagRunState.SUCCESS
+
+    for within in ("", "60", "nonsense"):  # the default (6 h), an hour, a bad value (the default)
+        monkeypatch.setenv("LIFTLAKE_DAILY_DEADLINE_MIN", within)
+        run("2026-11-18")
+        assert not received.exists(), within
+    monkeypatch.setenv("LIFTLAKE_DAILY_DEADLINE_MIN", "0")
+    run("2026-11-19")
+    alert = json.loads(received.read_text(encoding="utf-8"))
+    assert (alert["kind"], alert["dag"], alert["day"], alert["deadline_minutes"]) == (
+        "deadline", "liftlake_daily", "2026-11-19", 0.0)
+    assert alert["minutes"] > 0 and alert["run"]
 
 
 def test_every_task_has_its_jobs_doc(dagbag):
