@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.run --sizes 200000 --quick --out reports/bench-small.md
     .venv/bin/python -m bench.run --only features --sizes 1000000
     .venv/bin/python -m bench.run --only cluster --cluster-size 200000
+    .venv/bin/python -m bench.run --only backends --backends-size 1000000
 
 Sections:
   pipeline  simulate + build-features rows/s for one day at each size, and the same feature SQL in
@@ -20,6 +21,9 @@ Sections:
   cluster   the daily pipeline on the delta-spark backend, local[2] vs. a Spark standalone cluster
             (Master + 2 one-core Workers from the pip jars) on the same cores, step by step
             (``--only cluster`` runs it alone; a full run keeps the report's previous one)
+  backends  delta-rs vs. delta-spark on the same simulated day, each in a fresh driver: session start,
+            simulate, build-features, write throughput of a day's overwrite, commit latency
+            (``--only backends`` runs it alone; a full run keeps the report's previous one)
 Every number in the report comes from this run; the machine, versions and sizes are at the top.
 With --pipeline-only only the pipeline section is measured; the training and scoring sections are
 carried from the JSON of the previous report at --out, and the report says which run each came from.

@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import cluster
+from bench.run import backends, cluster
 from bench.run.common import job_context, machine, restore_section
 from bench.run.features import bench_features, previous_section, write_section
 from bench.run.pipeline import bench_pipeline
@@ -33,12 +33,15 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
-    parser.add_argument("--only", choices=["features", "cluster"], default=None,
+    parser.add_argument("--only", choices=["features", "cluster", "backends"], default=None,
                         help="measure one section alone and rewrite only its part of --out (features: "
                              "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall; "
-                             "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster)")
+                             "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster; "
+                             "backends: delta-rs vs. delta-spark on the same day)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
                         help="exposures of the day the cluster section runs (default 200000)")
+    parser.add_argument("--backends-size", type=int, default=1_000_000,
+                        help="exposures of the day the backends section runs (default 1000000)")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per step of the features section (best)")
     args = parser.parse_args(argv)
     carried = None
@@ -52,11 +55,14 @@ def main(argv=None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
-    if args.only == "cluster":  # its drivers are processes of their own: no session here
+    if args.only in ("cluster", "backends"):  # their drivers are processes of their own: no session here
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                 "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
-        result = cluster.bench_cluster(args.cluster_size, root)
-        print(f"[bench] report: {cluster.write_section(args.out, result, info)}", file=sys.stderr)
+        if args.only == "cluster":
+            path = cluster.write_section(args.out, cluster.bench_cluster(args.cluster_size, root), info)
+        else:
+            path = backends.write_section(args.out, backends.bench_backends(args.backends_size, root), info)
+        print(f"[bench] report: {path}", file=sys.stderr)
         return 0
     spark = build_session("liftlake-bench", master="local[*]", conf={"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
@@ -74,7 +80,7 @@ def main(argv=None) -> int:
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
-        kept = [previous_section(args.out), cluster.previous_section(args.out)]
+        kept = [previous_section(args.out), cluster.previous_section(args.out), backends.previous_section(args.out)]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
@@ -103,10 +109,11 @@ def main(argv=None) -> int:
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
             scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-    kept_cluster = cluster.previous_section(args.out)  # measured by --only cluster alone
+    kept = [cluster.previous_section(args.out), backends.previous_section(args.out)]  # measured by --only alone
     path = write_report(args.out, info, pipeline, training, scoring)
     write_section(path, features, info)
-    restore_section(path, kept_cluster)
+    for block in kept:
+        restore_section(path, block)
     print(f"[bench] report: {path}", file=sys.stderr)
     spark.stop()
     return 0
