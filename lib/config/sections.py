@@ -230,6 +230,10 @@ class ReportConf:
     # CausalML's S / T / X-learners with LightGBM and its uplift random forest, fitted on the same rows
     # as the uplift models and scored by the same code (rows "CausalML ... (external)"; the [report] extra)
     causalml: bool = True
+    # With fewer than 3 seeds a claim's interval comes from this many bootstrap resamples of each world's
+    # test rows (every model scored on the same resamples; 0: off, the claims then read n/a with one seed).
+    bootstrap_replicates: int = check(lambda v: v == 0 or v >= 40, "must be 0 (off) or an integer >= 40",
+                                      default=200)
     # The CVR world's train / test split (train.split_by): "day" as the CVR papers split their logs
     # (DCMT, ESCIM: chronologically), tested on the last of report.days; "user" by a hash of the user.
     cvr_split_by: Literal["user", "day"] = "user"

@@ -5,6 +5,11 @@ separates the oracle from the constant at all at this scale (``verdicts.resolves
 Per-seed results are ``list[run]``, one run per seed (one simulated world), ``run = {row: metrics}``
 with a row per model; ``with_references`` adds the reference rows (oracle, constant, random) that
 ``evaluate.compute_metrics`` stored in every model's metrics as ``ref_<name>__<metric>``.
+
+Where seeds are few (fewer than ``BOOTSTRAP_BELOW_SEEDS``) a model's metrics may also carry, under
+``REPLICATES``, each metric's values on bootstrap resamples of its world's test rows (the same draws
+for every model of the world: ``evaluate.bootstrap_metrics``); a comparison then takes the percentile
+interval of the replicate differences, averaged over the worlds (``verdicts.replicate_verdict``).
 """
 from __future__ import annotations
 
@@ -16,10 +21,31 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from liftlake.lib.evaluation.verdicts import PairedVerdict, paired_verdict, resolves, seeds_to_decide
+from liftlake.lib.evaluation.verdicts import (
+    BOOTSTRAP_METHOD,
+    PairedVerdict,
+    min_replicates,
+    paired_verdict,
+    replicate_verdict,
+    replicates_resolve,
+    resolves,
+    seeds_to_decide,
+)
 
 PerSeed = list[dict[str, dict]]
-Series = list[float | None]  # one value per seed, None where the seed has none
+REPLICATES = "_replicates"  # a model's metrics -> {metric: values on the world's bootstrap resamples}
+BOOTSTRAP_BELOW_SEEDS = 3  # with fewer seeds a claim is judged on the replicates where it has them
+
+Replicates = np.ndarray | float | None  # a seed's replicate values; a float: a constant (every replicate)
+
+
+class Series(list):
+    """One value per seed (None where the seed has none) and, per seed, its bootstrap replicates
+    (``replicates``: an array, a float for a constant, or None where there are none)."""
+
+    def __init__(self, values=(), replicates: Sequence[Replicates] | None = None):
+        super().__init__(values)
+        self.replicates: list[Replicates] = list(replicates) if replicates is not None else [None] * len(self)
 
 ORACLE, CONSTANT, RANDOM = "oracle (truth)", "constant (train mean)", "random (shuffled truth)"
 REFERENCE_ROWS = {"oracle": ORACLE, "constant": CONSTANT, "random": RANDOM}
@@ -34,8 +60,9 @@ def is_reference(row: str) -> bool:
 
 
 def with_references(per_seed: PerSeed) -> PerSeed:
-    """Every run plus its reference rows, from the first model (in row order) that stored them: all
-    models of one world are scored on the same test rows, so their reference values agree."""
+    """Every run plus its reference rows (with their replicates, where stored), from the first model
+    (in row order) that stored them: all models of one world are scored on the same test rows, so
+    their reference values agree."""
     out = []
     for run in per_seed:
         rows = dict(run)
@@ -44,6 +71,8 @@ def with_references(per_seed: PerSeed) -> PerSeed:
             for metrics in run.values():
                 found = {k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)}
                 if found:
+                    replicates = metrics.get(REPLICATES) or {}
+                    found[REPLICATES] = {k[len(prefix):]: v for k, v in replicates.items() if k.startswith(prefix)}
                     rows[label] = found
                     break
         out.append(rows)
@@ -66,22 +95,67 @@ def finite_or_none(value) -> float | None:
 
 
 def series(per_seed: PerSeed, row: str, metric: str, transform: Callable[[float], float] | None = None) -> Series:
-    """Per seed: ``row``'s finite value of ``metric`` (``transform``-ed), else None."""
-    out: Series = []
+    """Per seed: ``row``'s finite value of ``metric`` (``transform``-ed), else None; with its
+    replicates (``transform``-ed too) where the row's metrics carry them."""
+    values: list[float | None] = []
+    replicates: list[Replicates] = []
     for run in per_seed:
-        value = finite_or_none(run.get(row, {}).get(metric))
-        out.append(None if value is None else (transform(value) if transform else value))
-    return out
+        metrics = run.get(row, {})
+        value = finite_or_none(metrics.get(metric))
+        values.append(None if value is None else (transform(value) if transform else value))
+        found = (metrics.get(REPLICATES) or {}).get(metric)
+        if found is None or value is None:
+            replicates.append(None)
+            continue
+        array = np.asarray(found, dtype=float)
+        replicates.append(np.array([transform(v) for v in array]) if transform else array)
+    return Series(values, replicates)
 
 
 def constant_series(per_seed: PerSeed, value: float) -> Series:
-    return [value] * len(per_seed)
+    return Series([value] * len(per_seed), [value] * len(per_seed))
+
+
+def better_of(a: Series, b: Series) -> Series:
+    """Per seed the larger of the two values (None where either is), and per replicate the larger of
+    the two replicates (e.g. the better of two constant policies)."""
+    values = [None if x is None or y is None else max(x, y) for x, y in zip(a, b)]
+    replicates = [None if ra is None or rb is None else np.maximum(ra, rb)
+                  for ra, rb in zip(a.replicates, b.replicates)]
+    return Series(values, replicates)
 
 
 def paired(a: Series, b: Series) -> tuple[np.ndarray, np.ndarray]:
     """The seeds where both series have a value, as two aligned arrays."""
     both = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
     return np.array([x for x, _ in both], dtype=float), np.array([y for _, y in both], dtype=float)
+
+
+def replicate_differences(a: Series, b: Series) -> tuple[float, np.ndarray, int] | None:
+    """(mean over the paired seeds of a - b, per replicate the mean over those seeds of its
+    difference, the seeds) when every seed where both have a value carries replicates of both (a
+    constant counts), else None. Replicates where either metric is undefined (NaN: e.g. one class
+    drawn) are left out; fewer than ``min_replicates()`` left is None."""
+    pairs = [(x, y, ra, rb) for x, y, ra, rb in zip(a, b, getattr(a, "replicates", [None] * len(a)),
+                                                    getattr(b, "replicates", [None] * len(b)))
+             if x is not None and y is not None]
+    if not pairs or any(ra is None or rb is None for _, _, ra, rb in pairs):
+        return None
+    sizes = {np.size(r) for _, _, ra, rb in pairs for r in (ra, rb) if np.ndim(r)}
+    if len(sizes) != 1:
+        return None
+    diffs = np.mean([np.asarray(ra, dtype=float) - np.asarray(rb, dtype=float) for _, _, ra, rb in pairs], axis=0)
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size < min_replicates():
+        return None
+    return float(np.mean([x - y for x, y, _, _ in pairs])), diffs, len(pairs)
+
+
+def few_seeds_replicates(a: Series, b: Series) -> tuple[float, np.ndarray, int] | None:
+    """``replicate_differences`` where fewer than BOOTSTRAP_BELOW_SEEDS seeds pair, else None (the
+    t interval over the seeds judges)."""
+    found = replicate_differences(a, b)
+    return found if found is not None and found[2] < BOOTSTRAP_BELOW_SEEDS else None
 
 
 def mean_of(values: Series) -> float | None:
@@ -91,10 +165,16 @@ def mean_of(values: Series) -> float | None:
 
 def judge(a: Series, b: Series, direction: str) -> tuple[str, PairedVerdict | None]:
     """The verdict on "a is ``direction`` than b" over the paired seeds, with its mean difference and
-    95 % interval (``PairedVerdict.describe``); 'n/a (1 seed)' with one seed, 'n/a (not measured)' with none."""
+    95 % interval (``PairedVerdict.describe``): with fewer than BOOTSTRAP_BELOW_SEEDS seeds on the
+    bootstrap replicates where both carry them; else 'n/a (1 seed)' with one seed, 'n/a (not
+    measured)' with none."""
     x, y = paired(a, b)
     if x.size == 0:
         return "n/a (not measured)", None
+    few = few_seeds_replicates(a, b)
+    if few is not None:
+        boot = replicate_verdict(few[0], few[1], direction, worlds=few[2])
+        return boot.describe(), boot
     if x.size == 1:
         return f"n/a (1 seed): {x[0] - y[0]:+.4g}", None
     verdict = paired_verdict(x, y, direction)
@@ -175,7 +255,8 @@ def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, ...]]) -> l
     value of (a rank correlation) is measured against the random row instead. A metric that cannot
     separate the oracle from what it is meant to reject cannot judge a claim between models either."""
     lines = [("Can each metric tell the oracle from an uninformed prediction at this scale? (paired t over "
-              "seeds, 95 %; MDD: the smallest gap detected with power 0.8)"), "",
+              f"seeds, 95 %; with fewer than {BOOTSTRAP_BELOW_SEEDS} seeds the {BOOTSTRAP_METHOD} where the run "
+              "drew them; MDD: the smallest gap detected with power 0.8)"), "",
              "| metric | oracle | rival | separates | gap, 95 % CI | MDD | power at that gap |",
              "|---|---|---|---|---|---|---|"]
     for metric, label, rule, *named in metrics:
@@ -190,10 +271,11 @@ def resolution_table(per_seed: PerSeed, metrics: Sequence[tuple[str, ...]]) -> l
             continue
         rival_name = rival_row.split(" ")[0]
         head = f"| {label} | {x.mean():.4f} | {rival_name} {y.mean():.4f} | "
-        if x.size < 2:
+        few = few_seeds_replicates(oracle, rival)
+        if few is None and x.size < 2:
             lines.append(head + f"n/a ({x.size} seed) | {x[0] - y[0]:+.4g} | n/a | n/a |")
             continue
-        found = resolves(x, y, direction)
+        found = replicates_resolve(few[0], few[1], direction, worlds=few[2]) if few else resolves(x, y, direction)
         v = found.verdict
         power = "n/a" if math.isnan(found.power_at_gap) else f"{found.power_at_gap:.2f}"
         lines.append(head + f"{'yes' if found.resolved else 'no'} | {v.mean_diff:+.4g} [{v.ci_low:+.4g}, "
@@ -233,6 +315,10 @@ def decision_summary(judged: Sequence[Judged], seeds: int) -> list[str]:
     def scale(item: Judged) -> str:
         v = item.verdict
         assert v is not None
+        if v.method == BOOTSTRAP_METHOD:  # the replicates' spread falls as one over the root of the rows
+            rows = (v.mdd / abs(v.mean_diff)) ** 2 if abs(v.mean_diff) > 1e-12 else math.inf
+            where = f"about {rows:,.1f} times the test users" if math.isfinite(rows) else "no gap to decide"
+            return f"gap {v.mean_diff:+.4g}, detectable now {v.mdd:.4g}; {where}"
         needed = seeds_to_decide(v.sd_diff, v.mean_diff, v.alpha, v.power)
         where = (f"about {needed:,} seeds" if needed is not None
                  else "no gap to decide" if abs(v.mean_diff) <= 1e-12 else "more than 100,000 seeds")

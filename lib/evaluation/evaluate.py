@@ -10,6 +10,7 @@ uninformed prediction score on exactly these rows."""
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -234,6 +235,31 @@ def compute_metrics(task: str, columns: dict, pred: dict, has_truth: bool, layou
             columns, True, layout, {(r, k): ref[f"tau_r{r}_k{k}_true"] for r, k in pairs})))
         if "decision_k1" in pred:
             out.update(switch_policy_value(pred, columns, layout))
+    return out
+
+
+def bootstrap_metrics(task: str, columns: dict, preds: dict[str, dict], has_truth: bool, layout: BatchLayout,
+                      n_boot: int, seed: int, score_conf=None, train_means: dict[str, float] | None = None,
+                      reference_seed: int = 0) -> dict[str, dict[str, list[float]]]:
+    """Per model of ``preds`` (model -> ``predict_frame`` output on ``columns``): every metric of
+    ``compute_metrics`` (reference rows included) on ``n_boot`` resamples of the rows, drawn with
+    replacement from ``seed``: replicate b draws the same rows for every model, so differences stay
+    paired. model -> metric -> its n_boot values (NaN where a replicate has no value of it)."""
+    n = len(columns[layout.feature_columns[0]])
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, list[float]]] = {name: {} for name in preds}
+    for b in range(n_boot):
+        index = rng.integers(0, n, size=n)
+        drawn = {k: v[index] for k, v in columns.items()}
+        for name, pred in preds.items():
+            metrics = compute_metrics(task, drawn, {k: v[index] for k, v in pred.items()}, has_truth, layout,
+                                      score_conf, train_means, reference_seed)
+            values = out[name]
+            for key, value in metrics.items():
+                values.setdefault(key, [math.nan] * b).append(float(value))
+            for key, kept in values.items():  # a metric this replicate has no value of
+                if len(kept) == b:
+                    kept.append(math.nan)
     return out
 
 

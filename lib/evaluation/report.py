@@ -20,6 +20,7 @@ from liftlake.lib.evaluation.claims import (
     REFERENCE_ROWS,
     PerSeed,
     Series,
+    better_of,
     claim,
     comparison,
     constant_series,
@@ -37,7 +38,8 @@ from liftlake.lib.evaluation.claims import (
 EXTERNAL_T_LEARNER = "sklift T-learner (external)"
 EXTERNAL_GBDT_CVR = "sklearn gradient boosting, naive (external)"
 PAPERS_SETTINGS = "each model with its paper's optimizer settings (conf/models/<name>.yaml)"
-CLAIMS_HEADING = ["Claims, as measured (model - rival per seed; 95 % paired t interval over the seeds):", ""]
+CLAIMS_HEADING = ["Claims, as measured (model - rival per seed; 95 % paired t interval over the seeds, or with "
+                  "few seeds the paired bootstrap over the test rows):", ""]
 
 
 def aggregate(per_seed: PerSeed, metric: str) -> dict[str, tuple[float, float, int]]:
@@ -262,7 +264,7 @@ def multi_section(per_seed, models, num_responses: int = 2, num_treatments: int 
     policy = s("hmum", "switch_total_policy")
     if mean_of(policy) is not None:
         on, off = s("hmum", "switch_total_all_on"), s("hmum", "switch_total_all_off")
-        all_or_nothing = [None if a is None or b is None else max(a, b) for a, b in zip(on, off)]
+        all_or_nothing = better_of(on, off)
         oracle = mean_of(s("hmum", "switch_total_oracle"))
         claims += claim(f"HMUM's switches (phi > sigma, eq. 11) beat all-or-nothing (the truth's best "
                         f"{oracle if oracle is not None else float('nan'):.4f}, all-on {mean_of(on) or 0.0:.4f}, "
@@ -356,7 +358,7 @@ def sweep_section(sweeps: list[dict], common_cvr: list[dict], settings: str) -> 
         if not np.isfinite([m for m, _ in means[metric]]).any():
             continue
         best = rates[int(np.nanargmax([m for m, _ in means[metric]]))]
-        at_best: Series = [finite_or_none(run["rates"][best].get(metric)) for run in sweeps]
+        at_best = Series([finite_or_none(run["rates"][best].get(metric)) for run in sweeps])
         for name in at_transform:
             parts.append(comparison(f"{name} ({transform[name]:.4g})", series(common, f"escim_{name}", metric),
                                     f"best swept rate {best}", at_best, "greater", label))

@@ -14,7 +14,9 @@ Verdict for a claim in direction "greater" (the model's value is higher; "less":
                   have detected (a true gap below it is likely to read "inconclusive").
 With fewer than 3 seeds the t interval is very wide (t_{0.975, 1} = 12.7); ``bootstrap_verdict`` /
 ``bootstrap_diff_ci`` instead resample the rows of one world (same rows for both, paired), giving a
-percentile interval of the metric difference and a normal-approximation MDD.
+percentile interval of the metric difference and a normal-approximation MDD; ``replicate_verdict``
+applies the same rule to replicates already drawn (the report's per-world bootstrap: every model of a
+world scored on the same resampled rows, the replicate differences averaged over the worlds).
 ``resolves`` applies the same rule to the oracle against the constant reference row: a metric that
 cannot separate those two at this scale cannot judge any claim, and the report says so with its power.
 
@@ -42,8 +44,12 @@ __all__ = [
     "paired_verdict",
     "bootstrap_diff_ci",
     "bootstrap_verdict",
+    "replicate_verdict",
     "resolves",
+    "replicates_resolve",
 ]
+
+BOOTSTRAP_METHOD = "paired bootstrap over test rows"
 
 DIRECTIONS = ("greater", "less")
 
@@ -123,7 +129,7 @@ class PairedVerdict:
 
     verdict: str  # "holds" | "contradicted" | "inconclusive"
     direction: str  # the claimed sign of the difference: "greater" (> 0) or "less" (< 0)
-    n: int  # seeds (t interval) or rows (bootstrap)
+    n: int  # seeds (t interval), rows (bootstrap_verdict) or worlds (replicate_verdict)
     mean_diff: float
     sd_diff: float  # sd of the per-seed differences (t) or of the bootstrap replicates (bootstrap)
     ci_low: float
@@ -131,7 +137,7 @@ class PairedVerdict:
     mdd: float  # minimal detectable difference at this scale, power ``power``
     alpha: float
     power: float
-    method: str  # "paired t over seeds" | "paired bootstrap over rows"
+    method: str  # "paired t over seeds" | BOOTSTRAP_METHOD
 
     def describe(self) -> str:
         """One report line, e.g. 'holds: +0.0123, 95% CI [+0.0041, +0.0205], paired t over seeds, n = 5'."""
@@ -292,7 +298,7 @@ def bootstrap_diff_ci(
     if _row_count("per_row_b", per_row_b) != n_rows:
         raise ValueError(f"mismatched lengths: per_row_a has {n_rows} rows, per_row_b "
                          f"{_row_count('per_row_b', per_row_b)} (the bootstrap pairs the same rows)")
-    minimum = math.ceil(2.0 / alpha)
+    minimum = min_replicates(alpha)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < minimum:
         raise ValueError(f"n_boot must be an integer >= {minimum} (2 / alpha), got {n_boot!r}")
     generator = np.random.default_rng(rng) if isinstance(rng, (int, np.integer)) else rng
@@ -304,12 +310,22 @@ def bootstrap_diff_ci(
         index = generator.integers(0, n_rows, size=n_rows)
         replicates[b] = (_finite_metric(metric_fn, _take(per_row_a, index), f"replicate {b} of per_row_a")
                          - _finite_metric(metric_fn, _take(per_row_b, index), f"replicate {b} of per_row_b"))
+    low, high, boot_sd, mdd = _replicate_interval(replicates, alpha, power)
+    return {"diff": diff, "ci_low": low, "ci_high": high, "boot_sd": boot_sd, "mdd": mdd,
+            "n_rows": float(n_rows), "n_boot": float(n_boot)}
+
+
+def min_replicates(alpha: float = 0.05) -> int:
+    """The fewest bootstrap replicates whose alpha/2 tails hold one replicate each: ceil(2 / alpha)."""
+    return math.ceil(2.0 / alpha)
+
+
+def _replicate_interval(replicates: np.ndarray, alpha: float, power: float) -> tuple[float, float, float, float]:
+    """(alpha/2 and 1 - alpha/2 percentiles, sd, normal-approximation MDD) of bootstrap replicates."""
     low, high = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
     boot_sd = float(replicates.std(ddof=1))
     z = NormalDist()
-    mdd = (z.inv_cdf(1.0 - alpha / 2.0) + z.inv_cdf(power)) * boot_sd
-    return {"diff": diff, "ci_low": float(low), "ci_high": float(high), "boot_sd": boot_sd, "mdd": mdd,
-            "n_rows": float(n_rows), "n_boot": float(n_boot)}
+    return float(low), float(high), boot_sd, (z.inv_cdf(1.0 - alpha / 2.0) + z.inv_cdf(power)) * boot_sd
 
 
 def bootstrap_verdict(
@@ -328,7 +344,29 @@ def bootstrap_verdict(
     return PairedVerdict(verdict=verdict_from_interval(ci["ci_low"], ci["ci_high"], direction),
                          direction=direction, n=int(ci["n_rows"]), mean_diff=ci["diff"], sd_diff=ci["boot_sd"],
                          ci_low=ci["ci_low"], ci_high=ci["ci_high"], mdd=ci["mdd"], alpha=float(alpha),
-                         power=float(power), method="paired bootstrap over rows")
+                         power=float(power), method=BOOTSTRAP_METHOD)
+
+
+def replicate_verdict(point_diff: float, replicate_diffs: Any, direction: str = "greater", worlds: int = 1,
+                      alpha: float = 0.05, power: float = 0.8) -> PairedVerdict:
+    """``paired_verdict``'s rule on replicates drawn elsewhere: ``replicate_diffs`` holds one value of
+    model - rival per bootstrap replicate (each the mean over ``worlds`` worlds of that replicate's
+    difference, both scored on the same resampled rows), ``point_diff`` the difference on all rows.
+    The interval is the percentile one; ``n`` of the verdict is ``worlds``. It measures the test rows'
+    sampling noise only, not the spread between trainings on other seeds."""
+    _check_direction(direction)
+    _check_level("alpha", alpha)
+    _check_level("power", power)
+    replicates = as_1d_float("replicate_diffs", replicate_diffs)  # refuses NaN / infinite values
+    minimum = min_replicates(alpha)
+    if replicates.size < minimum:
+        raise ValueError(f"replicate_verdict: needs at least {minimum} replicates (2 / alpha), got {replicates.size}")
+    if not math.isfinite(point_diff):
+        raise ValueError(f"replicate_verdict: point_diff must be finite, got {point_diff}")
+    low, high, boot_sd, mdd = _replicate_interval(replicates, alpha, power)
+    return PairedVerdict(verdict=verdict_from_interval(low, high, direction), direction=direction, n=int(worlds),
+                         mean_diff=float(point_diff), sd_diff=boot_sd, ci_low=low, ci_high=high, mdd=mdd,
+                         alpha=float(alpha), power=float(power), method=BOOTSTRAP_METHOD)
 
 
 # --------------------------------------------------------------------------- does the metric resolve at all?
@@ -362,6 +400,20 @@ def resolves(
     gap = abs(verdict.mean_diff)
     if se > 0.0:
         power_at_gap = student_t_sf(student_t_ppf(1.0 - alpha / 2.0, verdict.n - 1) - gap / se, verdict.n - 1)
+    else:
+        power_at_gap = 1.0 if gap > 0.0 else math.nan
+    return Resolution(resolved=verdict.verdict == "holds", power_at_gap=power_at_gap, verdict=verdict)
+
+
+def replicates_resolve(point_diff: float, replicate_diffs: Any, direction: str = "greater", worlds: int = 1,
+                       alpha: float = 0.05, power: float = 0.8) -> Resolution:
+    """``resolves`` on bootstrap replicates (``replicate_verdict``); the power at the gap from the
+    normal approximation, 1 - Phi(z_{1-alpha/2} - |gap| / sd)."""
+    verdict = replicate_verdict(point_diff, replicate_diffs, direction, worlds, alpha, power)
+    gap = abs(verdict.mean_diff)
+    z = NormalDist()
+    if verdict.sd_diff > 0.0:
+        power_at_gap = 1.0 - z.cdf(z.inv_cdf(1.0 - alpha / 2.0) - gap / verdict.sd_diff)
     else:
         power_at_gap = 1.0 if gap > 0.0 else math.nan
     return Resolution(resolved=verdict.verdict == "holds", power_at_gap=power_at_gap, verdict=verdict)

@@ -20,7 +20,7 @@ import numpy as np
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
 from liftlake.lib.config.sections import ReportConf
-from liftlake.lib.evaluation.claims import decision_summary, recording_verdicts
+from liftlake.lib.evaluation.claims import BOOTSTRAP_BELOW_SEEDS, REPLICATES, decision_summary, recording_verdicts
 from liftlake.lib.evaluation.report import (
     EXTERNAL_GBDT_CVR,
     EXTERNAL_T_LEARNER,
@@ -163,6 +163,11 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
     for model in models:
         logger.info(f"report: {preset} seed {seed}: {model}")
         results[model] = _train_and_evaluate(ctx, model, seed, cfg, extra_for.get(model, []))
+    if models and cfg.bootstrap_replicates and len(cfg.seeds) < BOOTSTRAP_BELOW_SEEDS:
+        logger.info(f"report: {preset} seed {seed}: every model on {cfg.bootstrap_replicates} bootstrap "
+                    "resamples of the test rows")
+        for model, replicates in world_bootstrap(ctx, results, seed, cfg.bootstrap_replicates).items():
+            results[model][REPLICATES] = replicates
     if external_reference and models:  # the outside references, fitted on the first model's rows
         task = {"default": "cvr", "multi_treatment": "multi_treatment"}.get(preset, "coupon")
         if task != "multi_treatment":
@@ -176,6 +181,24 @@ def run_world(ctx_args, spark, workdir: str, preset: str, seed: int, cfg, end: s
             logger.info(f"report: {preset} seed {seed}: CausalML's learners")
             results.update(external_causalml(ctx, models[0], seed, task))
     return results
+
+
+def world_bootstrap(ctx, results: dict[str, dict], seed: int, n_boot: int) -> dict[str, dict[str, list[float]]]:
+    """Every trained model's metrics (``results``: model -> metrics with its version) on the same
+    ``n_boot`` bootstrap resamples of the world's test rows, read once through the first model's
+    version (the models of a world share its split): ``evaluate.bootstrap_metrics``."""
+    from liftlake.lib.evaluation.evaluate import bootstrap_metrics, predict_frame, test_rows, train_truth_means
+
+    loaded = {m: latest_artifact(ctx.store.root, m, r.get("version")) for m, r in results.items()}
+    found = {m: got for m, got in loaded.items() if got is not None}
+    if not found:
+        return {}
+    art, layout = next(iter(found.values()))
+    test, has_truth = test_rows(ctx.store, art.info, art.data, layout, ctx.config.train.eval_max_rows)
+    train_means = train_truth_means(ctx.store, art.info, art.data) if has_truth else None
+    preds = {m: predict_frame(a.model, lay, test) for m, (a, lay) in found.items()}
+    return bootstrap_metrics(art.info["task"], test, preds, has_truth, layout, n_boot, seed, ctx.config.score,
+                             train_means, reference_seed=seed)
 
 
 def latest_artifact(warehouse: str, model: str, version: str | None = None):
@@ -423,8 +446,13 @@ def run_report(ctx) -> str:
               ("A claim's verdict comes from the per-seed differences model - rival (every seed is one world in "
                "which both were trained and scored on the same rows): their mean and 95 % Student-t interval; "
                "holds if the interval excludes 0 on the claimed side, contradicted if on the other, else "
-               "inconclusive, with the smallest difference this many seeds detect (power 0.8); n/a with one seed. "
-               "Before its claims, each section says which metrics separate the oracle from an uninformed "
+               "inconclusive, with the smallest difference this many seeds detect (power 0.8). "
+               + (f"With fewer than {BOOTSTRAP_BELOW_SEEDS} seeds the interval is instead the paired bootstrap "
+                  f"over each world's test rows ({cfg.bootstrap_replicates} resamples, the same rows for every "
+                  "model; report.bootstrap_replicates): it measures the test rows' sampling noise, not the "
+                  "spread between trainings on other seeds. "
+                  if cfg.bootstrap_replicates and len(cfg.seeds) < BOOTSTRAP_BELOW_SEEDS else "n/a with one seed. ")
+               + "Before its claims, each section says which metrics separate the oracle from an uninformed "
                "prediction at this scale at all. The first section gathers the verdicts: what holds, what is "
                "contradicted, and how many seeds would decide what stays inconclusive."), "",
               "A claim that does not hold here is a finding on this simulator at this scale, not tuned away.", ""]

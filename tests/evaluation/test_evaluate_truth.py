@@ -316,3 +316,84 @@ def test_calibration_figure_with_equal_width_bins(tmp_path):
     with pytest.raises(ValueError, match="every bin is empty"):
         plot_calibration_bins(TM.CalibrationBins(0.0, np.linspace(0, 1, 3), np.zeros(2, dtype=int),
                                                  np.full(2, np.nan), np.full(2, np.nan)), tmp_path / "x.png")
+
+
+# --------------------------------------------------------------------------- the per-world bootstrap
+def test_bootstrap_metrics_draws_the_same_rows_for_every_model():
+    from liftlake.lib.evaluation.evaluate import bootstrap_metrics
+
+    columns, pred, means = cvr_rows()
+    layout = BatchLayout("cvr", ["f1"])
+    worse = {**pred, "cvr": np.clip(pred["cvr"] + np.random.default_rng(3).normal(0, 0.1, N), 0.001, 0.999)}
+    reps = bootstrap_metrics("cvr", columns, {"a": pred, "twin": dict(pred), "worse": worse}, True, layout,
+                             n_boot=40, seed=SEED, train_means=means, reference_seed=SEED)
+    a, twin, worse_reps = (np.asarray(reps[m]["cvr_true_auc"]) for m in ("a", "twin", "worse"))
+    assert a.shape == (40,) and np.array_equal(a, twin)  # same draws: a model equal to another ties on each
+    assert np.all(a > worse_reps)  # paired: the noisier copy loses on every resample of these rows
+    assert np.std(a) > 0  # the draws differ from one replicate to the next
+    # replicate 0 by hand: the same generator's first draw, scored by compute_metrics
+    index = np.random.default_rng(SEED).integers(0, N, size=N)
+    first = compute_metrics("cvr", {k: v[index] for k, v in columns.items()}, {k: v[index] for k, v in pred.items()},
+                            True, layout, train_means=means, reference_seed=SEED)
+    assert reps["a"]["cvr_true_auc"][0] == pytest.approx(first["cvr_true_auc"])
+    oracle = reference_key("oracle", "cvr_true_auc")
+    assert reps["a"][oracle][0] == pytest.approx(first[oracle])  # the reference rows come along
+    # the same seed draws the same replicates
+    again = bootstrap_metrics("cvr", columns, {"a": pred}, True, layout, n_boot=40, seed=SEED, train_means=means,
+                              reference_seed=SEED)
+    assert again["a"]["cvr_true_auc"] == reps["a"]["cvr_true_auc"]
+
+
+def test_one_seed_is_judged_on_its_worlds_bootstrap_replicates():
+    from liftlake.lib.evaluation.claims import (
+        REPLICATES,
+        comparison,
+        constant_series,
+        decision_summary,
+        judge,
+        recording_verdicts,
+        resolution_table,
+        series,
+    )
+    from liftlake.lib.evaluation.verdicts import BOOTSTRAP_METHOD
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0.0, 0.01, 200)  # what one resample does to every model's AUC alike
+    own = rng.normal(0.0, 0.002, 200)
+    run = {"a": {"auc": 0.72, "bias": -0.03, reference_key("oracle", "auc"): 0.80,
+                 reference_key("constant", "auc"): 0.5,
+                 REPLICATES: {"auc": list(0.72 + shared), "bias": list(-0.03 + own),
+                              reference_key("oracle", "auc"): list(0.80 + shared),
+                              reference_key("constant", "auc"): [0.5] * 200}},
+           "b": {"auc": 0.70, REPLICATES: {"auc": list(0.70 + shared + own)}},
+           "c": {"auc": 0.7195, REPLICATES: {"auc": list(0.7195 + shared + own)}}}
+    runs = with_references([run])
+    text, v = judge(series(runs, "a", "auc"), series(runs, "b", "auc"), "greater")
+    diffs = 0.02 - own  # a - b per replicate: the shared part cancels
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    assert v is not None and (v.method, v.verdict, v.n) == (BOOTSTRAP_METHOD, "holds", 1)
+    assert (v.mean_diff, v.ci_low, v.ci_high) == pytest.approx((0.02, low, high))
+    assert text.startswith("holds: +0.02, 95% CI")
+    _, v = judge(series(runs, "a", "auc"), series(runs, "c", "auc"), "greater")
+    assert v is not None and v.verdict == "inconclusive"  # a gap of 0.0005 within the rows' noise
+    # the oracle's replicates come with the reference rows; |transform| applies to each replicate
+    _, v = judge(series(runs, ORACLE, "auc"), series(runs, "a", "auc"), "greater")
+    assert v is not None and v.verdict == "holds" and v.ci_low == pytest.approx(0.08)
+    _, v = judge(series(runs, "a", "bias", abs), constant_series(runs, 0.0), "greater")
+    assert v is not None and v.mean_diff == pytest.approx(0.03) and v.ci_low > 0.02
+    # a row without replicates: one seed stays n/a
+    assert judge(series(runs, "a", "auc"), series([{"d": {"auc": 0.7}}], "d", "auc"), "greater") == \
+        ("n/a (1 seed): +0.02", None)
+    # three seeds: the t interval over the seeds, replicates or not
+    three = with_references([run, run, run])
+    _, v = judge(series(three, "a", "auc"), series(three, "b", "auc"), "greater")
+    assert v is not None and v.method == "paired t over seeds" and v.n == 3
+    # the resolution table and the summary say what the bootstrap decided
+    lines = resolution_table(runs, [("auc", "AUC", "max")])
+    assert "| AUC | 0.8000 | constant 0.5000 | yes | +0.3 [+0.2" in next(x for x in lines if x.startswith("| AUC |"))
+    with recording_verdicts() as judged:
+        comparison("A", series(runs, "a", "auc"), "C", series(runs, "c", "auc"), "greater", "AUC")
+    text = "\n".join(decision_summary(judged, seeds=1))
+    v = judged[0].verdict
+    assert v is not None
+    assert f"times the test users" in text and f"about {(v.mdd / 0.0005) ** 2:,.1f} times" in text

@@ -14,6 +14,8 @@ from liftlake.lib.evaluation.verdicts import (
     bootstrap_verdict,
     minimal_detectable_difference,
     paired_verdict,
+    replicate_verdict,
+    replicates_resolve,
     resolves,
     student_t_ppf,
     student_t_sf,
@@ -191,7 +193,7 @@ def test_bootstrap_with_mappings_of_columns():
     good = {"y": truth, "p": truth * 0.6 + rng.random(400) * 0.4}
     weak = {"y": truth, "p": rng.random(400)}
     v = bootstrap_verdict(good, weak, lambda rows: auc(rows["y"], rows["p"]), n_boot=100, rng=0)
-    assert v.verdict == "holds" and v.method == "paired bootstrap over rows" and v.n == 400
+    assert v.verdict == "holds" and v.method == "paired bootstrap over test rows" and v.n == 400
 
 
 def test_bootstrap_validates_its_input():
@@ -208,6 +210,26 @@ def test_bootstrap_validates_its_input():
     with pytest.raises(ValueError, match="single class"):  # a replicate the metric cannot score
         bootstrap_diff_ci({"y": np.r_[1.0, np.zeros(4)], "p": np.ones(5)}, {"y": np.r_[1.0, np.zeros(4)],
                           "p": np.ones(5)}, lambda rows: auc(rows["y"], rows["p"]), n_boot=200, rng=0)
+
+
+def test_replicate_verdict_by_hand():
+    reps = np.arange(1, 41) / 100  # 0.01 .. 0.40, one difference per replicate
+    v = replicate_verdict(0.2, reps, "greater", worlds=2)
+    # numpy's linear percentiles by hand: position 0.025 * 39 = 0.975 -> 0.01 + 0.975 * 0.01; 0.975 * 39 = 38.025
+    assert (v.ci_low, v.ci_high) == pytest.approx((0.01975, 0.39025))
+    assert (v.verdict, v.n, v.mean_diff, v.method) == ("holds", 2, 0.2, "paired bootstrap over test rows")
+    sd = math.sqrt(sum((x - 0.205) ** 2 for x in reps) / 39)
+    assert v.sd_diff == pytest.approx(sd) and v.mdd == pytest.approx((1.959964 + 0.841621) * sd, rel=1e-5)
+    assert replicate_verdict(0.2, reps, "less").verdict == "contradicted"
+    assert replicate_verdict(0.0, reps - 0.2, "greater").verdict == "inconclusive"
+    found = replicates_resolve(0.2, reps, "greater")
+    assert found.resolved and found.power_at_gap == pytest.approx(1 - stats.norm.cdf(1.959964 - 0.2 / sd), rel=1e-4)
+    with pytest.raises(ValueError, match="at least 40"):
+        replicate_verdict(0.2, reps[:39])
+    with pytest.raises(ValueError, match="NaN"):
+        replicate_verdict(0.2, np.r_[reps[:-1], np.nan])
+    with pytest.raises(ValueError, match="point_diff"):
+        replicate_verdict(math.nan, reps)
 
 
 def test_the_resolution_table_measures_calibration_against_the_random_row():

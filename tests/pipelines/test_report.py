@@ -18,7 +18,8 @@ def test_small_report_end_to_end(spark, tmp_path):
             "report.days=2", "report.cvr_split_by=day", "report.epochs=1", "report.min_steps=20", "report.uplift_users=2000",
             "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
             "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
-            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]"]
+            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]",
+            "report.bootstrap_replicates=40"]
     config = load_config([], sets, env={})
     args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
     from liftlake.lib.evaluation.report import EXTERNAL_T_LEARNER as EXTERNAL
@@ -49,16 +50,25 @@ def test_small_report_end_to_end(spark, tmp_path):
     assert "## ESCIM: AUC vs. the counterfactual label rate" in text
     assert "| 0.01 |" in text and "| 0.1 |" in text and "the max / ratio cut-offs sit near" in text
     assert "figures/escim_label_rate.png" in text
-    # the truth wired in: reference rows in the tables, the resolution table, verdicts (one seed: none),
-    # the switch claim (it reads switch_total_oracle) and the ESCIM label quality
+    # the truth wired in: reference rows in the tables, the resolution table, verdicts (one seed: on the
+    # bootstrap of the world's test rows), the switch claim (it reads switch_total_oracle) and the ESCIM
+    # label quality
     for row in ("| oracle (truth) |", "| constant (train mean) |", "| random (shuffled truth) |"):
         assert row in text
     assert "Can each metric tell the oracle from an uninformed prediction" in text
-    assert "-> n/a (1 seed): " in text and "HMUM's switches" in text and "the truth's best" in text
-    # the verdicts in words, first: with one seed nothing is judged, and the page says so
+    assert "With fewer than 3 seeds the interval is instead the paired bootstrap over each world's test rows " \
+           "(40 resamples" in text
+    assert "HMUM's switches" in text and "the truth's best" in text
+    switches = next(line for line in text.splitlines() if line.startswith("- HMUM's switches") and " -> " in line)
+    assert "paired bootstrap over test rows, n = 1" in switches  # a derived rival (better of two) has replicates
+    # a resolution row judged on the replicates, not n/a
+    assert "| CVR AUC vs. true CVR | " in text and "| CVR AUC vs. true CVR | n/a" not in text
+    # the verdicts in words, first: with one seed the bootstrap judges; the sweep's rival has no replicates
     assert text.index("## What this run decides") < text.index("## CVR over the entire exposure space")
-    assert "0 hold, 0 are contradicted and 0 stay inconclusive at this scale (1 seed(s)" in text
-    assert "could not be judged (one seed, or not measured)" in text
+    judged = next(line for line in text.splitlines() if line.startswith("Of the "))
+    assert "at this scale (1 seed(s)" in judged and "could not be judged (one seed, or not measured)" in judged
+    assert "-> n/a (1 seed): " in text  # the ESCIM sweep's best rate: no replicates
+    assert "times the test users" in text or "Inconclusive here" not in text
     assert "Counterfactual label quality" in text and "| max | " in text
     assert "![calibration esmm](figures/calibration_esmm.png)" in text
     results = json.loads((out / "report.json").read_text(encoding="utf-8"))
