@@ -24,10 +24,8 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from pathlib import Path
 
 DS = "2026-11-20"
 BEGIN, END = "<!-- bench.run backends: begin -->", "<!-- bench.run backends: end -->"
@@ -82,21 +80,13 @@ def drive(backend: str, warehouse: str, size: int) -> dict:
     return out
 
 
-def run_driver(backend: str, warehouse: str, size: int) -> dict:
-    """``drive`` in a fresh Python process: a JVM without the Delta jars for delta-rs, with them for
-    delta-spark, each starting cold as a DAG task does."""
-    repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.run([sys.executable, "-m", "bench.run.backends", backend, warehouse, str(size)],
-                          env={**os.environ, "PYTHONPATH": repo}, cwd=repo, stdout=subprocess.PIPE, stderr=None,
-                          text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the {backend} driver exited {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def bench_backends(size: int, root: str) -> dict:
+    from bench.run.common import run_driver
+
     before = os.getloadavg()[0]
-    runs = {b: run_driver(b, os.path.join(root, f"wh-{b}"), size) for b in BACKENDS}
+    # each backend in a fresh driver: a JVM without the Delta jars for delta-rs, with them for
+    # delta-spark, each starting cold as a DAG task does
+    runs = {b: run_driver("bench.run.backends", [b, os.path.join(root, f"wh-{b}"), str(size)]) for b in BACKENDS}
     return {"exposures": size, "runs": runs, "load_before": before, "load_after": os.getloadavg()[0]}
 
 
@@ -138,12 +128,6 @@ def write_section(path: str, result: dict, info: dict) -> str:
     from bench.run import common
 
     return common.write_section(path, section(result, info), BEGIN, END, "backends", {"info": info, "backends": result})
-
-
-def previous_section(path: str) -> str | None:
-    from bench.run.common import read_section
-
-    return read_section(path, BEGIN, END)
 
 
 if __name__ == "__main__":

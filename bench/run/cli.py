@@ -12,7 +12,7 @@ import time
 
 import bench.run
 from bench.run import backends, cluster
-from bench.run.common import job_context, machine, restore_section
+from bench.run.common import job_context, machine, read_section, restore_section
 from bench.run.features import bench_features, previous_section, write_section
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
@@ -80,7 +80,7 @@ def main(argv=None) -> int:
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
-        kept = [previous_section(args.out), cluster.previous_section(args.out), backends.previous_section(args.out)]
+        kept = [previous_section(args.out), *(read_section(args.out, m.BEGIN, m.END) for m in (cluster, backends))]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
@@ -109,7 +109,7 @@ def main(argv=None) -> int:
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
             scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-    kept = [cluster.previous_section(args.out), backends.previous_section(args.out)]  # measured by --only alone
+    kept = [read_section(args.out, m.BEGIN, m.END) for m in (cluster, backends)]  # measured by --only alone
     path = write_report(args.out, info, pipeline, training, scoring)
     write_section(path, features, info)
     for block in kept:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,23 +70,14 @@ def drive(master: str, warehouse: str, size: int) -> dict:
     return out
 
 
-def run_driver(master: str, warehouse: str, size: int, env: dict | None = None) -> dict:
-    """``drive`` in a fresh Python process (a session's master is fixed when its JVM starts)."""
-    repo = str(Path(__file__).resolve().parents[2])
-    proc = subprocess.run([sys.executable, "-m", "bench.run.cluster", master, warehouse, str(size)],
-                          env={**(env or os.environ), "PYTHONPATH": repo}, cwd=repo, stdout=subprocess.PIPE,
-                          stderr=None, text=True, timeout=3600)
-    if proc.returncode != 0:
-        raise RuntimeError(f"the {master} driver exited {proc.returncode}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def bench_cluster(size: int, root: str) -> dict:
+    from bench.run.common import run_driver
     from bench.standalone import standalone_cluster
 
-    local = run_driver("local[2]", os.path.join(root, "wh-local"), size)
+    local = run_driver("bench.run.cluster", ["local[2]", os.path.join(root, "wh-local"), str(size)])
     with standalone_cluster(Path(root) / "standalone", workers=2, cores=1, memory="2500m") as cluster:
-        on_cluster = run_driver(cluster["url"], os.path.join(root, "wh-cluster"), size, env=cluster["env"])
+        on_cluster = run_driver("bench.run.cluster", [cluster["url"], os.path.join(root, "wh-cluster"), str(size)],
+                                env=cluster["env"])
     return {"exposures": size, "local": local, "cluster": on_cluster}
 
 
@@ -119,12 +109,6 @@ def write_section(path: str, result: dict, info: dict) -> str:
     from bench.run import common
 
     return common.write_section(path, section(result, info), BEGIN, END, "cluster", {"info": info, "cluster": result})
-
-
-def previous_section(path: str) -> str | None:
-    from bench.run.common import read_section
-
-    return read_section(path, BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -79,6 +79,23 @@ def job_context(warehouse: str, overrides: list[str], days: list[str], spark, ba
                       _store=open_store(spark, warehouse, backend))
 
 
+def run_driver(module: str, args: list[str], env: dict | None = None) -> dict:
+    """``python -m <module> <args>`` in a fresh process from the repository root (a session's master and
+    jars are fixed when its JVM starts, so each mode a section compares gets its own driver); the
+    JSON object its last stdout line prints."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.run([sys.executable, "-m", module, *args], env={**(env or os.environ), "PYTHONPATH": repo},
+                          cwd=repo, stdout=subprocess.PIPE, stderr=None, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the driver {module} {' '.join(args)} exited {proc.returncode}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def replace_section(path: str, block: str, begin: str, end: str) -> None:
     """Put ``block`` (a section between the markers ``begin`` and ``end``) into the report at ``path``:
     in place of the one between the markers, or before "## Targets" (or at the end); every other line
