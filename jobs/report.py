@@ -1,10 +1,15 @@
-"""liftlake report [--set report.seeds=[1,2,3,4,5]] [--set report.exposures=50000]
+"""liftlake report [--quick] [--set report.seeds=[1,2,3,4,5]] [--set report.exposures=50000]
 
 Checks each paper's headline claim on the simulator against its truth (mean +- std over seeds) and
-writes reports/report.md with PNG figures. Benchmarks (speed) are `python -m bench.run`."""
+writes reports/report.md with PNG figures. ``--quick``: the size CI runs (conf/report-quick.yaml,
+under any --conf / --set given), minutes instead of an hour. Benchmarks (speed) are `python -m bench.run`."""
+import os
 import sys
 
 from liftlake.lib.cli.runner import run_job
+from liftlake.lib.config.loader import conf_dir
+
+QUICK_FLAG = "--quick"
 
 
 def main(argv=None) -> int:
@@ -13,7 +18,14 @@ def main(argv=None) -> int:
 
         print(run_report(ctx))
 
-    return run_job("report", __doc__, body, argv, uses_model=True)
+    def quick_flag(parser):
+        parser.add_argument(QUICK_FLAG, action="store_true",
+                            help="the report at CI's size: conf/report-quick.yaml under any --conf / --set")
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if QUICK_FLAG in args:  # the preset is the first --conf layer, so the command line's own still win
+        args = ["--conf", os.path.join(conf_dir(), "report-quick.yaml"), *(a for a in args if a != QUICK_FLAG)]
+    return run_job("report", __doc__, body, args, uses_model=True, extend_parser=quick_flag)
 
 
 if __name__ == "__main__":

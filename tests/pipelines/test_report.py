@@ -9,19 +9,17 @@ import pytest
 
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
+from liftlake.lib.config.loader import conf_dir
 
 
 @pytest.mark.slow
 def test_small_report_end_to_end(spark, tmp_path):
     out = tmp_path / "reports"
-    sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}", "report.seeds=[1]", "report.exposures=4000",
-            "report.days=2", "report.cvr_split_by=day", "report.epochs=1", "report.min_steps=20", "report.uplift_users=2000",
-            "report.cvr_models=[esmm,escm2_dr,escim_max]", "report.coupon_presets=[syn1]",
-            "report.coupon_models=[unimvt,t_learner]", "report.multi_models=[hmum,s_learner]",
-            "escim_labels.params={pretrain_epochs: 1, vae_epochs: 1, min_steps: 20, max_steps: 60}", "report.escim_label_rates=[0.01,0.1]",
-            "report.bootstrap_replicates=40"]
-    config = load_config([], sets, env={})
-    args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
+    # `liftlake report --quick`: the preset under the command line's own settings
+    quick = os.path.join(conf_dir(), "report-quick.yaml")
+    sets = [f"warehouse.path={tmp_path / 'wh'}", f"report.out={out}"]
+    config = load_config([quick], sets, env={})
+    args = argparse.Namespace(conf=[quick], overrides=sets, json=False, model=None, quiet_config=True)
     from liftlake.lib.evaluation.report import EXTERNAL_T_LEARNER as EXTERNAL
     from liftlake.lib.pipelines.report import run_report
 
