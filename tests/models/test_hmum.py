@@ -196,3 +196,29 @@ def test_predict_runs_in_eval_mode_and_restores_the_mode():
     for key, value in model.predict(batch).items():  # no dropout while scoring
         torch.testing.assert_close(first[key], value)
     assert not model.training
+
+
+def test_towers_start_at_the_responses_level_and_old_weights_load_at_level_1():
+    # y-hat = level_r * exp(h): the level is the mean of response r over the training batches, so
+    # towers start at responses of tens instead of exp(0) = 1 (before: 0.5-2 against a mean of ~40)
+    torch.manual_seed(0)
+    model = build_model("hmum", FIELD_DIMS, SMALL)
+    batch = multi_batch(256, seed=1)
+    batch["responses"] = 20.0 * batch["responses"]
+    halves = [{k: v[:128] for k, v in batch.items()}, {k: v[128:] for k, v in batch.items()}]
+    for half in halves:
+        model.compute_loss(half, model(half)).total.backward()
+    torch.testing.assert_close(model.response_level, batch["responses"].mean(dim=0))
+    with torch.no_grad():
+        y0 = model.predict(batch)["y0_r1"]
+        model.compute_loss(batch, model(batch))             # no gradient: not a training step
+        model.eval()
+        model.compute_loss(batch, model(batch))             # eval mode: not a training step
+    torch.testing.assert_close(model.response_level, batch["responses"].mean(dim=0))
+    ratio = y0.mean().item() / batch["responses"][:, 0].mean().item()
+    assert 0.5 < ratio < 2.0
+    # a state dict saved before the level existed: the towers' exp(h) as they were trained
+    old = {k: v for k, v in model.state_dict().items() if k not in ("response_level", "level_batches")}
+    reloaded = build_model("hmum", FIELD_DIMS, SMALL)
+    reloaded.load_state_dict(old, strict=True)
+    torch.testing.assert_close(reloaded.predict(batch)["y0_r1"], y0 / model.response_level[0])
