@@ -127,7 +127,7 @@ def check_deadline(context) -> None:
     params = context.get("params") or {}
     day = params.get("ds") or context.get("ds")
     alert = {"kind": "deadline", "dag": getattr(run, "dag_id", None), "run": getattr(run, "run_id", None),
-             "day": day, "minutes": round(took, 2), "deadline_minutes": limit}
+             "day": day, "minutes": took, "deadline_minutes": limit}
     send_alert(alert, f"{alert['dag']} run for {day} finished after its deadline: {took:.1f} min after it "
                       f"started, the deadline is {limit:g} min ({DEADLINE_ENV})")
 
