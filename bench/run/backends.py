@@ -21,7 +21,6 @@ report (between the two ``backends`` markers).
 """
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -53,12 +52,11 @@ def drive(backend: str, warehouse: str, size: int) -> dict:
     store = ctx.store
     assert store.backend == backend, store.backend
 
-    def step(name, fn):
+    def step(name, fn) -> None:
         print(f"[bench] backends section, {backend}: {name}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        result = fn()
+        fn()
         out[name] = time.perf_counter() - start
-        return result
 
     step("simulate", lambda: simulate_days(ctx))
     step("build-features", lambda: build_features_days(ctx))
@@ -75,7 +73,6 @@ def drive(backend: str, warehouse: str, size: int) -> dict:
         latencies.append(time.perf_counter() - start)
     out["commit_latencies"] = latencies
     out["commit_s"] = statistics.median(latencies)
-    out["probe_versions"] = store.version("bench.commit_probe") + 1
     spark.stop()
     return out
 
@@ -131,6 +128,6 @@ def write_section(path: str, result: dict, info: dict) -> str:
 
 
 if __name__ == "__main__":
-    backend, warehouse, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    os.makedirs(warehouse, exist_ok=True)
-    print(json.dumps(drive(backend, warehouse, size), default=float))
+    from bench.run.common import serve_driver
+
+    serve_driver(drive)

@@ -16,7 +16,6 @@ its part of the report (between the two ``cluster`` markers).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -112,6 +111,6 @@ def write_section(path: str, result: dict, info: dict) -> str:
 
 
 if __name__ == "__main__":
-    master, warehouse, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    os.makedirs(warehouse, exist_ok=True)
-    print(json.dumps(drive(master, warehouse, size), default=float))
+    from bench.run.common import serve_driver
+
+    serve_driver(drive)

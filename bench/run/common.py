@@ -96,6 +96,17 @@ def run_driver(module: str, args: list[str], env: dict | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def serve_driver(drive) -> None:
+    """The other end of ``run_driver``: ``drive(mode, warehouse, exposures)`` from this process's
+    arguments, its result printed as one JSON line."""
+    import json
+    import sys
+
+    mode, warehouse, size = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    os.makedirs(warehouse, exist_ok=True)
+    print(json.dumps(drive(mode, warehouse, size), default=float))
+
+
 def replace_section(path: str, block: str, begin: str, end: str) -> None:
     """Put ``block`` (a section between the markers ``begin`` and ``end``) into the report at ``path``:
     in place of the one between the markers, or before "## Targets" (or at the end); every other line
