@@ -192,7 +192,8 @@ class ReportConf:
     seeds: list[int] = check(lambda v: len(v) >= 1, "must list at least one seed",
                              default_factory=lambda: [1, 2, 3, 4, 5])
     exposures: int = check(lambda v: v >= 1000, "must be an integer >= 1000", default=50_000)
-    days: int = check(lambda v: 1 <= v <= 14, "must be an integer in [1, 14]", default=2)
+    # Three days: the CVR world trains on two (report.cvr_split_by=day) and is tested on the last.
+    days: int = check(lambda v: 1 <= v <= 14, "must be an integer in [1, 14]", default=3)
     epochs: int = check(lambda v: v >= 1, "must be an integer >= 1", default=3)
     # Every model's step budget (train.min_steps, in whole epochs; early stopping still applies): a
     # user-level world has a few batches an epoch, and "did not train" must not decide a claim.
@@ -236,8 +237,13 @@ class ReportConf:
                                       default=200)
     # The CVR world's train / test split (train.split_by): "day" as the CVR papers split their logs
     # (DCMT, ESCIM: chronologically), tested on the last of report.days; "user" by a hash of the user.
-    cvr_split_by: Literal["user", "day"] = "user"
+    cvr_split_by: Literal["user", "day"] = "day"
     out: str = "reports"
+
+    def __post_init__(self) -> None:
+        if self.cvr_models and self.cvr_split_by == "day" and self.days < 2:
+            raise ValueError(f"days {self.days} with cvr_split_by=day: the CVR world is tested on its last day "
+                             "and trained on the earlier ones (rule: days >= 2, or cvr_split_by=user)")
 
 
 @dataclass

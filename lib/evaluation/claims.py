@@ -184,11 +184,13 @@ def judge(a: Series, b: Series, direction: str) -> tuple[str, PairedVerdict | No
 @dataclass
 class Judged:
     """One comparison of the report as judged, for its summary: 'what: A 0.12 vs. B 0.10', the verdict
-    (None when it could not be judged) and the claim it belongs to."""
+    (None when it could not be judged), the claim it belongs to and the settings its models trained
+    under where a claim is judged more than once ("" for the papers' own)."""
 
     comparison: str
     verdict: PairedVerdict | None
     claim: str = ""
+    settings: str = ""
 
 
 _RECORDED: ContextVar[list[Judged] | None] = ContextVar("liftlake_report_verdicts", default=None)
@@ -203,6 +205,19 @@ def recording_verdicts() -> Iterator[list[Judged]]:
         yield found
     finally:
         _RECORDED.reset(token)
+
+
+@contextmanager
+def judged_under(settings: str) -> Iterator[None]:
+    """Tag the comparisons recorded inside the block with the training settings of their section, so
+    that a claim checked under two settings is listed once per setting in the summary."""
+    recorded = _RECORDED.get()
+    start = len(recorded) if recorded is not None else 0
+    try:
+        yield
+    finally:
+        for item in (recorded or [])[start:]:
+            item.settings = settings
 
 
 def comparison(a_label: str, a: Series, b_label: str, b: Series, direction: str, what: str = "") -> str:
@@ -299,12 +314,12 @@ def decision_summary(judged: Sequence[Judged], seeds: int) -> list[str]:
               + "."), ""]
 
     def by_claim(items: Sequence[Judged], describe: Callable[[Judged], str]) -> list[str]:
-        """Each claim once, its comparisons of this verdict under it."""
+        """Each claim once per setting, its comparisons of this verdict under it."""
         out: list[str] = []
-        claims = list(dict.fromkeys(item.claim for item in items))
-        for text in claims:
-            out.append(f"- {text or 'unnamed claim'}:")
-            out += [f"  - {item.comparison} ({describe(item)})" for item in items if item.claim == text]
+        for text, settings in dict.fromkeys((item.claim, item.settings) for item in items):
+            out.append(f"- {text or 'unnamed claim'}{f' ({settings})' if settings else ''}:")
+            out += [f"  - {item.comparison} ({describe(item)})" for item in items
+                    if (item.claim, item.settings) == (text, settings)]
         return out
 
     def interval(item: Judged) -> str:

@@ -5,9 +5,11 @@ Curves come in as ``{name: (x, y)}``, e.g. from ``liftlake.lib.uplift_metrics.up
 """
 from __future__ import annotations
 
+import functools
 import os
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,6 +21,20 @@ __all__ = ["plot_uplift_curves", "plot_qini_curves", "plot_calibration_bins",
            "plot_cumulative_slope", "plot_label_rate_sweep"]
 
 Curves = Mapping[str, tuple[Any, Any]]
+Draw = TypeVar("Draw", bound=Callable[..., str])
+
+
+def _matplotlib_defaults(draw: Draw) -> Draw:
+    """Draw (and save) under matplotlib's own defaults: a library imported beside the report changes
+    the global style at import (CausalML sets fivethirtyeight: 40 % larger text, so the titles and axis
+    labels no longer fit the figure), and the report's figures must not depend on what was imported."""
+    defaults = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
+
+    @functools.wraps(draw)
+    def drawn(*args: Any, **kwargs: Any) -> str:
+        with matplotlib.rc_context(defaults):
+            return draw(*args, **kwargs)
+    return drawn  # type: ignore[return-value]
 
 
 def _new_figure(width: float = 6.4, height: float = 4.8) -> Figure:
@@ -69,11 +85,13 @@ def _gain_plot(curves: Curves, path: str | os.PathLike[str], title: str, ylabel:
     return _finish(axes, path, "number of users targeted", ylabel, title)
 
 
+@_matplotlib_defaults
 def plot_uplift_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Uplift curve") -> str:
     """Uplift curves (with each one's random baseline, dashed) into one PNG."""
     return _gain_plot(curves, path, title, "uplift x number targeted")
 
 
+@_matplotlib_defaults
 def plot_qini_curves(curves: Curves, path: str | os.PathLike[str], title: str = "Qini curve") -> str:
     """Qini curves (with each one's random baseline, dashed) into one PNG."""
     return _gain_plot(curves, path, title, "incremental responders")
@@ -92,6 +110,7 @@ def gain_on_shares(x: Any, y: Any) -> np.ndarray:
     return np.interp(SHARES * xs[-1], xs, ys) / xs[-1]
 
 
+@_matplotlib_defaults
 def plot_gain_band(per_seed: Mapping[str, Sequence[np.ndarray]], path: str | os.PathLike[str], title: str,
                    ylabel: str) -> str:
     """Mean gain curve over the seeds with the band of their min..max, per row of ``per_seed`` (name ->
@@ -114,6 +133,7 @@ def plot_gain_band(per_seed: Mapping[str, Sequence[np.ndarray]], path: str | os.
     return _finish(axes, path, "share of users targeted, highest predicted effect first", ylabel, title)
 
 
+@_matplotlib_defaults
 def plot_calibration_bins(
     bins: CalibrationBins,
     path: str | os.PathLike[str],
@@ -154,6 +174,7 @@ def plot_calibration_bins(
     return _save(figure, path)
 
 
+@_matplotlib_defaults
 def plot_cumulative_slope(
     curves: Curves,
     path: str | os.PathLike[str],
@@ -174,6 +195,7 @@ def plot_cumulative_slope(
     return _finish(axes, path, "fraction of users targeted (phi)", "beta(phi) x phi N", title)
 
 
+@_matplotlib_defaults
 def plot_label_rate_sweep(
     curves: Curves,
     path: str | os.PathLike[str],

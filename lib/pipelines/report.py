@@ -20,7 +20,13 @@ import numpy as np
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
 from liftlake.lib.config.sections import ReportConf
-from liftlake.lib.evaluation.claims import BOOTSTRAP_BELOW_SEEDS, REPLICATES, decision_summary, recording_verdicts
+from liftlake.lib.evaluation.claims import (
+    BOOTSTRAP_BELOW_SEEDS,
+    REPLICATES,
+    decision_summary,
+    judged_under,
+    recording_verdicts,
+)
 from liftlake.lib.evaluation.report import (
     EXTERNAL_GBDT_CVR,
     EXTERNAL_T_LEARNER,
@@ -36,6 +42,7 @@ from liftlake.lib.sim.settings import SimulatorConfig
 from liftlake.lib.storage.store import DeltaRsStore
 
 logger = logging.getLogger(__name__)
+ONE_OPTIMIZER = "one optimizer for every model"  # the summary's tag of the common-optimizer sections' claims
 
 
 def _days(end: str, n: int) -> list[str]:
@@ -462,18 +469,21 @@ def run_report(ctx) -> str:
     with recording_verdicts() as judged:
         if cvr_runs:
             sections.append(cvr_section(cvr_runs, cfg.cvr_models, label_quality=label_quality))
-        if cvr_common:
-            sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model", same))
-        if sweeps:
-            lines, sweep_figure = sweep_section(sweeps, cvr_common, same)
-            sections.append(lines)
+        with judged_under(ONE_OPTIMIZER):
+            if cvr_common:
+                sections.append(cvr_section(cvr_common, cfg.cvr_models, "## CVR, one optimizer for every model",
+                                            same))
+            if sweeps:
+                lines, sweep_figure = sweep_section(sweeps, cvr_common, same)
+                sections.append(lines)
         if any(coupon_runs.values()):
             sections.append(coupon_section({p: r for p, r in coupon_runs.items() if r}, cfg.coupon_models))
         if multi_runs:
             sections.append(multi_section(multi_runs, cfg.multi_models))
         if multi_common:
-            sections.append(multi_section(multi_common, cfg.multi_models, heading="## Multi-treatment uplift, one "
-                                          "optimizer for every model", settings=same))
+            with judged_under(ONE_OPTIMIZER):
+                sections.append(multi_section(multi_common, cfg.multi_models, heading="## Multi-treatment uplift, "
+                                              "one optimizer for every model", settings=same))
     sections.insert(0, decision_summary(judged, len(cfg.seeds)))
     first_seed = {"default": cvr_runs[0] if cvr_runs else {}, "multi_treatment": multi_runs[0] if multi_runs else {},
                   **{p: r[0] for p, r in coupon_runs.items() if r}}

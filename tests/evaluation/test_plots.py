@@ -75,6 +75,21 @@ def test_gain_band_over_seeds(tmp_path):
         plot_gain_band({"model": [np.zeros(5)]}, tmp_path / "bad.png", title="t", ylabel="y")
 
 
+def test_a_library_s_global_style_does_not_change_the_figures(tmp_path):
+    """CausalML sets matplotlib's fivethirtyeight style when imported; the report's figures must be
+    drawn the same with or without it (under that style their titles and labels were cut off)."""
+    import matplotlib.style
+
+    curves = {"model": [np.linspace(0, 1, SHARES.size)], "oracle": [np.sqrt(SHARES)], "random": [SHARES]}
+    title, ylabel = ("syn1: true gain of targeting by each model, all test users",
+                     "true extra outcomes per user, per unit of coupon value")
+    plain = plot_gain_band(curves, tmp_path / "plain.png", title=title, ylabel=ylabel)
+    with matplotlib.style.context("fivethirtyeight"):
+        styled = plot_gain_band(curves, tmp_path / "styled.png", title=title, ylabel=ylabel)
+    with open(plain, "rb") as a, open(styled, "rb") as b:
+        assert a.read() == b.read()
+
+
 def test_cumulative_slope(tmp_path, rct):
     x, _, _, rng = rct
     dose = rng.choice([0.0, 1.0, 2.5, 4.0], size=x.size)

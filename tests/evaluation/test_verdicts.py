@@ -285,3 +285,16 @@ def test_the_decision_summary_sorts_each_claims_comparisons_by_verdict():
                   * d.std(ddof=1) / math.sqrt(k) <= abs(d.mean()))
     assert f"AUC: A 0.7100 vs. D 0.7067 (gap {d.mean():+.4g}, detectable now" in text
     assert f"about {needed:,} seeds" in text
+
+
+def test_the_decision_summary_lists_a_claim_judged_under_two_settings_once_per_setting():
+    from liftlake.lib.evaluation.claims import claim, comparison, decision_summary, judged_under, recording_verdicts
+
+    with recording_verdicts() as judged:
+        claim("A beats B", [comparison("A", [0.70, 0.72, 0.71], "B", [0.60, 0.61, 0.60], "greater", "AUC")])
+        with judged_under("one optimizer"):
+            claim("A beats B", [comparison("A", [0.70, 0.72, 0.71], "B", [0.50, 0.51, 0.50], "greater", "AUC")])
+    assert [(j.claim, j.settings) for j in judged] == [("A beats B", ""), ("A beats B", "one optimizer")]
+    text = "\n".join(decision_summary(judged, seeds=3))
+    assert "- A beats B:\n  - AUC: A 0.7100 vs. B 0.6033 (" in text
+    assert "- A beats B (one optimizer):\n  - AUC: A 0.7100 vs. B 0.5033 (" in text

@@ -119,7 +119,7 @@ def test_world_settings_give_user_level_worlds_their_size_grid_and_cost():
 def test_a_cached_world_is_rebuilt_when_its_stamp_differs(spark, tmp_path):
     from liftlake.lib.pipelines.report import WORLD_STAMP, _reset_stale_world, _world
 
-    sets = ["report.exposures=1000", "report.days=1", "spark.master=local[1]"]
+    sets = ["report.exposures=1000", "report.days=1", "report.cvr_split_by=user", "spark.master=local[1]"]
     cfg = load_config([], sets, env={}).report
     args = argparse.Namespace(conf=[], overrides=sets, json=False, model=None, quiet_config=True)
 
