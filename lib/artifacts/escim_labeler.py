@@ -20,6 +20,7 @@ from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import ConfigError, warehouse_path
 from liftlake.lib.days import window_days
 from liftlake.lib.features.spec import spec_versions_by_day
+from liftlake.lib.training.trainset import window_split
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +32,14 @@ def labeler_dir(warehouse: str) -> str:
     return os.path.join(warehouse, "_models", "_escim_labeler")
 
 
-def fit_sample(window, days: list[str], cols: list[str], max_rows: int,
-               seed: int) -> tuple[pd.DataFrame, int, float]:
+def fit_sample(window, days: list[str], cols: list[str], max_rows: int, seed: int,
+               split_by: str = "user") -> tuple[pd.DataFrame, int, float]:
     """(pandas sample, rows sampled from, fraction): about ``max_rows`` rows of the train split of
-    ``days``, with the columns the labeler reads. The fraction is taken against the rows it samples
-    from -- the train split of those days, not every split -- so the sample reaches the cap."""
-    train = window.where(F.col("ds").isin(days) & (F.col("split") == "train"))
+    ``days`` under the models' own rule (train.split_by: with "day" the last day is a test day, so the
+    labeler never sees it either), with the columns the labeler reads. The fraction is taken against
+    the rows it samples from -- the train split of those days, not every split -- so the sample
+    reaches the cap."""
+    train = window.where(F.col("ds").isin(days) & (window_split(days, split_by) == "train"))
     rows = train.count()
     fraction = min(1.0, max_rows / max(rows, 1))
     pdf = train.sample(fraction=fraction, seed=seed).select(*cols, "click", "conversion").limit(max_rows).toPandas()
@@ -85,7 +88,12 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
         logger.info(f"escim labeler: leaving out {other}: encoded with another feature spec than {spec.version}")
         days = [d for d in days if d not in other]
     cols = spec.columns("exposure")
-    pdf, train_rows, fraction = fit_sample(window, days, cols, config.escim_labels.max_fit_rows, config.train.seed)
+    pdf, train_rows, fraction = fit_sample(window, days, cols, config.escim_labels.max_fit_rows, config.train.seed,
+                                           config.train.split_by)
+    if not train_rows:
+        raise InputError(f"table features.samples: no train rows to fit the ESCIM labeler on in {days[0]}..{days[-1]} "
+                         f"under train.split_by={config.train.split_by} (rule: with split_by=day the window's last day "
+                         "is held out, so escim_labels.window_days must reach an earlier day)")
     x = torch.from_numpy(np.stack([pdf[c].to_numpy(np.int64) for c in cols], axis=1))
     labeler = fit_counterfactual_labeler(x, torch.from_numpy(pdf["click"].to_numpy(np.float32)),
                                          torch.from_numpy(pdf["conversion"].to_numpy(np.float32)),
@@ -96,7 +104,7 @@ def fit_and_save_labeler(store, config, ds: str) -> tuple[str, object, str]:
     with open(os.path.join(staging, "labeler.json"), "w", encoding="utf-8") as fh:
         json.dump({"params": dataclasses.asdict(params), "field_dims": spec.field_dims("exposure"),
                    "feature_spec": spec.version, "fit_days": days, "fit_rows": len(pdf),
-                   "train_rows": train_rows, "sample_fraction": fraction,
+                   "train_rows": train_rows, "sample_fraction": fraction, "split_by": config.train.split_by,
                    "features.samples version": version_read}, fh, indent=1)
     version = publish_next_version(folder, staging)
     logger.info(f"escim labeler {version} fitted on {len(pdf)} sampled rows of {train_rows} train rows "

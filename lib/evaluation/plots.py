@@ -28,7 +28,7 @@ def _matplotlib_defaults(draw: Draw) -> Draw:
     """Draw (and save) under matplotlib's own defaults: a library imported beside the report changes
     the global style at import (CausalML sets fivethirtyeight: 40 % larger text, so the titles and axis
     labels no longer fit the figure), and the report's figures must not depend on what was imported."""
-    defaults = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}
+    defaults: Any = {k: v for k, v in matplotlib.rcParamsDefault.items() if k != "backend"}  # rc keys
 
     @functools.wraps(draw)
     def drawn(*args: Any, **kwargs: Any) -> str:

@@ -74,9 +74,12 @@ def _train_and_evaluate(ctx, model: str, seed: int, cfg, extra: list[str]) -> di
 
 
 def world_settings(preset: str, seed: int, cfg) -> list[str]:
-    """The simulator settings of the report's world (preset, seed): the CVR world at report.exposures;
-    the user-level worlds also at their own user count and randomized shares."""
+    """The simulator settings of the report's world (preset, seed): the CVR world at report.exposures,
+    split by report.cvr_split_by (its models and ESCIM's labeler train on the same rows); the
+    user-level worlds also at their own user count and randomized shares."""
     sets = [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"]
+    if preset == "default":
+        sets.append(f"train.split_by={cfg.cvr_split_by}")
     if preset != "default":
         sets += [f"simulator.users={cfg.uplift_users}", f"simulator.coupon_rct_share={cfg.coupon_rct_share}",
                  f"simulator.treatment_rct_share={cfg.treatment_rct_share}"]
@@ -127,10 +130,12 @@ def code_version() -> str:
 
 def world_stamp(ctx) -> dict:
     """What a world's tables are made of: its days, simulator and data settings, ESCIM labeler
-    params and the code version. A cached world whose stamp differs is rebuilt from scratch."""
+    params and the split its labeler trains on, and the code version. A cached world whose stamp
+    differs is rebuilt from scratch."""
     cfg = ctx.config
     return {"days": list(ctx.days), "simulator": asdict(cfg.simulator), "data": asdict(cfg.data),
-            "features": asdict(cfg.features), "escim_labels": asdict(cfg.escim_labels), "code": code_version()}
+            "features": asdict(cfg.features), "escim_labels": asdict(cfg.escim_labels),
+            "split_by": cfg.train.split_by, "code": code_version()}
 
 
 def _reset_stale_world(ctx) -> None:
@@ -405,21 +410,20 @@ def run_report(ctx) -> str:
     multi_extra = {m: ["model.params.task=multi_treatment"] for m in cfg.multi_models if m not in ("hmum", "hum_no_kl")}
     common = ["train.optimizer=adam", f"train.learning_rate={cfg.common_learning_rate}",
               f"train.batch_size={cfg.common_batch_size}"]
-    cvr_split = [f"train.split_by={cfg.cvr_split_by}"]
     cvr_test = "; the CVR world: its last day, trained on the earlier ones" if cfg.cvr_split_by == "day" else ""
     for seed in cfg.seeds:
         if cfg.cvr_models:
             cvr_runs.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
-                                      {m: cvr_split for m in cfg.cvr_models}, with_labels=bool(escim),
+                                      {}, with_labels=bool(escim),
                                       external_reference=True))
             if escim:
                 label_quality.append(label_rates(_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end)))
             if cfg.common_optimizer:
                 cvr_common.append(run_world(ctx.args, ctx.spark, workdir, "default", seed, cfg, end, cfg.cvr_models,
-                                            {m: [*common, *cvr_split] for m in cfg.cvr_models},
+                                            {m: common for m in cfg.cvr_models},
                                             with_labels=bool(escim)))
             if escim and cfg.escim_label_rates and seed in cfg.seeds[:cfg.sweep_seeds]:
-                sweeps.append(escim_sweep(ctx.args, ctx.spark, workdir, seed, cfg, end, [*common, *cvr_split]))
+                sweeps.append(escim_sweep(ctx.args, ctx.spark, workdir, seed, cfg, end, common))
         for preset in cfg.coupon_presets:
             if cfg.coupon_models:
                 coupon_runs[preset].append(run_world(ctx.args, ctx.spark, workdir, preset, seed, cfg, end,

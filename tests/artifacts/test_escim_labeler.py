@@ -1,5 +1,6 @@
-"""The ESCIM labeler's fit sample: drawn from the train split of the window's days, at a fraction
-taken against those rows (not against every split, which left the sample short of its cap)."""
+"""The ESCIM labeler's fit sample: drawn from the train split of the window's days (under the models'
+split rule), at a fraction taken against those rows (not against every split, which left the sample
+short of its cap)."""
 from __future__ import annotations
 
 from liftlake.lib.artifacts.escim_labeler import fit_sample
@@ -26,3 +27,11 @@ def test_a_window_under_the_cap_is_taken_whole(spark):
     pdf, rows, fraction = fit_sample(window(spark), DAYS[1:], ["f0"], 500, seed=0)
     assert (rows, fraction, len(pdf)) == (300, 1.0, 300)
     assert sorted(pdf["f0"]) == list(range(300))
+
+
+def test_under_the_day_split_the_labeler_never_sees_the_test_day(spark):
+    # train.split_by=day: the last day is the models' test set, so the labeler leaves it out too; the
+    # earlier day's user-hash test rows train (as the models' do), its valid rows stay out
+    pdf, rows, fraction = fit_sample(window(spark), DAYS, ["f0"], 1000, seed=0, split_by="day")
+    assert (rows, fraction, len(pdf)) == (650, 1.0, 650)
+    assert sorted(pdf["f0"]) == list(range(300)) + list(range(650, 1000))
