@@ -129,6 +129,35 @@ def test_spark_scores_equal_the_model_called_directly(world):
         np.testing.assert_allclose(spark_scores[k].to_numpy(), direct[k], rtol=1e-5, atol=1e-7)
 
 
+def test_uplift_scores_equal_the_model_called_directly_and_other_tasks_columns_stay_null(world):
+    from liftlake.lib.artifacts.model_store import load_artifact
+    from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
+    from liftlake.lib.features.spec import FeatureSpec
+    from liftlake.lib.training.plan import batch_columns
+    from liftlake.models.unimvt import coupon_decision
+
+    ctx, versions = world
+    score(ctx, "unimvt", versions["unimvt"])
+    art = load_artifact(ctx.store.root, "unimvt", versions["unimvt"])
+    spec = FeatureSpec.from_json(art.feature_spec_json)
+    layout = layout_for(art.info, spec, art.config)
+    rows = ctx.store.read("features.user_samples", partitions=[DS]).select("user_id", *layout.feature_columns) \
+        .orderBy("user_id").toPandas()
+    cols = {c: rows[c].to_numpy() for c in layout.feature_columns}
+    cols.update({c: np.zeros(len(rows)) for c in batch_columns(layout) if c not in cols and c != "row_id"})
+    direct = predict_frame(art.model, layout, cols)
+    conf = ctx.config.score
+    value, gain = coupon_decision(direct["p0"], direct["unit_uplift"], conf.coupon_grid,
+                                  max(conf.coupon_cost_per_unit, 1e-12), conf.coupon_min_ratio)
+    got = ctx.store.read("scores.uplift_user").where(F.col("model") == "unimvt").orderBy("user_id").toPandas()
+    assert list(got.user_id) == list(rows.user_id)
+    for k, want in (("p0", direct["p0"]), ("unit_uplift", direct["unit_uplift"]), ("coupon_value", value.numpy()),
+                    ("expected_gain", gain.numpy())):
+        np.testing.assert_allclose(got[k].to_numpy(), want, rtol=1e-5, atol=1e-7)
+    assert got[["tau_r1_k1", "decision_k1", "w_r1"]].isna().all().all()  # the multi-treatment task's columns
+    assert set(got.version) == {versions["unimvt"]} and set(got.ds) == {DS}
+
+
 @pytest.mark.reliability
 def test_scoring_job_killed_before_its_commit_changes_nothing(world):
     # killed while staging the second table (scores.uplift_user, after scores.cvr was staged): the
