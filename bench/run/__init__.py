@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.run                       # 1M and 10M exposures (long: ~1 hour on 2 cores)
     .venv/bin/python -m bench.run --sizes 200000 --quick --out reports/bench-small.md
     .venv/bin/python -m bench.run --only features --sizes 1000000
+    .venv/bin/python -m bench.run --only scoring --sizes 1000000,10000000
     .venv/bin/python -m bench.run --only cluster --cluster-size 200000
     .venv/bin/python -m bench.run --only backends --backends-size 1000000
 
@@ -17,7 +18,8 @@ Sections:
             warm and cold, ratios against the issue 20 targets (``--only features`` runs it alone and
             rewrites only its section of the report)
   scoring   rows/s of the Spark scoring job vs. in-process torch inference on the same rows, with the
-            peak resident memory of the process tree while scoring
+            peak resident memory of the process tree while scoring; ``--only scoring``: its own section,
+            the DCMT job cold (a fresh driver) and warm, CPU s beside wall, against the issue 20 target
   cluster   the daily pipeline on the delta-spark backend, local[2] vs. a Spark standalone cluster
             (Master + 2 one-core Workers from the pip jars) on the same cores, step by step
             (``--only cluster`` runs it alone; a full run keeps the report's previous one)
@@ -28,6 +30,6 @@ Every number in the report comes from this run; the machine, versions and sizes 
 With --pipeline-only only the pipeline section is measured; the training and scoring sections are
 carried from the JSON of the previous report at --out, and the report says which run each came from.
 """
-# The package, by part: common (the peak-RSS sampler, a timer, the machine, a JobContext over a warehouse),
+# The package, by part: common (the peak-RSS and tree-CPU samplers, a timer, the machine, a JobContext over a warehouse),
 # pipeline, training and scoring (one section each), report (the Markdown and its JSON), cli (the flags and
 # the main flow; __main__ runs it).

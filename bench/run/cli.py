@@ -11,12 +11,11 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster
+from bench.run import backends, cluster, scoring
 from bench.run.common import job_context, machine, read_section, restore_section
 from bench.run.features import bench_features, previous_section, write_section
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
-from bench.run.scoring import bench_scoring
 from bench.run.training import bench_training
 
 BENCH_MODELS = ("dcmt", "unimvt")  # one per family, the two issue 5 names for scoring at 10M
@@ -33,9 +32,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
-    parser.add_argument("--only", choices=["features", "cluster", "backends"], default=None,
+    parser.add_argument("--only", choices=["features", "scoring", "cluster", "backends"], default=None,
                         help="measure one section alone and rewrite only its part of --out (features: "
                              "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall; "
+                             "scoring: the DCMT scoring job cold and warm vs. in-process inference; "
                              "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster; "
                              "backends: delta-rs vs. delta-spark on the same day)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
@@ -74,13 +74,19 @@ def main(argv=None) -> int:
         spark.stop()
         print(f"[bench] report: {write_section(args.out, features, info)}", file=sys.stderr)
         return 0
+    if args.only == "scoring":
+        cold_warm = [scoring.bench_scoring_cold(spark, size, root, args.repeats, log=log) for size in sizes]
+        spark.stop()
+        print(f"[bench] report: {scoring.write_section(args.out, cold_warm, info)}", file=sys.stderr)
+        return 0
     pipeline = []
     for size in sizes:
         print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
-        kept = [previous_section(args.out), *(read_section(args.out, m.BEGIN, m.END) for m in (cluster, backends))]
+        kept = [previous_section(args.out),
+                *(read_section(args.out, m.BEGIN, m.END) for m in (scoring, cluster, backends))]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
@@ -94,7 +100,7 @@ def main(argv=None) -> int:
     launchers = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2)]
     if not args.quick:
         launchers += [("horovod", 1), ("horovod", 2)]
-    training, scoring = [], []
+    training, scoring_rows = [], []
     from liftlake.lib.artifacts.model_store import versions
     from liftlake.lib.pipelines.train import train
 
@@ -107,10 +113,11 @@ def main(argv=None) -> int:
             if not versions(wh, model):  # an artifact to score with: one local epoch
                 train(job_context(wh, [f"model.name={model}", "train.epochs=1"], [ds], spark), ds)
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
-            scoring.append({"exposures": size, **bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
+            scoring_rows.append({"exposures": size,
+                                 **scoring.bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-    kept = [read_section(args.out, m.BEGIN, m.END) for m in (cluster, backends)]  # measured by --only alone
-    path = write_report(args.out, info, pipeline, training, scoring)
+    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, cluster, backends)]  # measured by --only alone
+    path = write_report(args.out, info, pipeline, training, scoring_rows)
     write_section(path, features, info)
     for block in kept:
         restore_section(path, block)

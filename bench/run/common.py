@@ -1,9 +1,11 @@
-"""What the sections of bench.run share: the peak resident memory of the process tree while a step runs,
-a timer into a results dict, the machine the report is about, and a JobContext over a bench warehouse."""
+"""What the sections of bench.run share: the peak resident memory and the CPU seconds of the process
+tree while a step runs, a timer into a results dict, the machine the report is about, a JobContext over
+a bench warehouse, fresh driver processes and the report's sections."""
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import threading
 import time
 from contextlib import contextmanager
@@ -51,6 +53,65 @@ class PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+
+class TreeCPU:
+    """User + system CPU seconds of a process and every descendant while a block runs: descendants are
+    sampled (``interval``) so that one that exits inside the block still counts up to its last sample,
+    and the children this process reaps add their own totals (getrusage)."""
+
+    def __init__(self, pid: int | None = None, interval: float = 0.1):
+        import psutil
+
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.seen: dict[int, float] = {}
+        self.start: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _procs(self):
+        try:
+            return [self.root, *self.root.children(recursive=True)]
+        except Exception:  # noqa: BLE001 - the root exited
+            return []
+
+    def _sample(self, into: dict[int, float]) -> None:
+        for p in self._procs():
+            try:
+                t = p.cpu_times()
+                into[p.pid] = t.user + t.system
+            except Exception:  # noqa: BLE001 - a child may exit between listing and reading
+                pass
+
+    def _run(self):
+        while not self._stop.wait(self.interval):
+            self._sample(self.seen)
+
+    def __enter__(self):
+        self._sample(self.start)
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self._reaped0 = r.ru_utime + r.ru_stime
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self._t0
+        self._stop.set()
+        self._thread.join()
+        self._sample(self.seen)
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        reaped = r.ru_utime + r.ru_stime - self._reaped0
+        deltas = {pid: t - self.start.get(pid, 0.0) for pid, t in self.seen.items()}
+        # a child that exited (a cold run's Python and its JVM) is in getrusage's total, which also holds
+        # what was sampled of it: the larger of the two accounts
+        self.cpu = max(sum(deltas.values()), deltas.get(self.root.pid, 0.0) + reaped)
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
 
 
 @contextmanager

@@ -151,7 +151,7 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
                          f"{fmt(r['ratio_vs_inmemory'])} | {fmt(r['wall_s'])} | {fmt(r['final_loss'], 4)} |")
         lines.append("")
     if scoring:
-        lines += ["## Scoring: Spark mapInPandas job vs. in-process torch inference", "",
+        lines += ["## Scoring: the Spark scoring job vs. in-process torch inference", "",
                   "| model | rows | Spark rows/s | in-process rows/s | ratio | peak RSS MiB, largest Python worker | "
                   "peak RSS MiB, whole process tree |",
                   "|---|---|---|---|---|---|---|"]
