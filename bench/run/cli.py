@@ -11,12 +11,11 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster, scoring
+from bench.run import backends, cluster, scoring, training
 from bench.run.common import job_context, machine, read_section, restore_section
 from bench.run.features import bench_features, previous_section, write_section
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
-from bench.run.training import bench_training
 
 BENCH_MODELS = ("dcmt", "unimvt")  # one per family, the two issue 5 names for scoring at 10M
 
@@ -32,10 +31,11 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
-    parser.add_argument("--only", choices=["features", "scoring", "cluster", "backends"], default=None,
+    parser.add_argument("--only", choices=["features", "scoring", "training", "cluster", "backends"], default=None,
                         help="measure one section alone and rewrite only its part of --out (features: "
                              "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall; "
                              "scoring: the DCMT scoring job cold and warm vs. in-process inference; "
+                             "training: DCMT under each launcher vs. the in-memory loop, at the first size; "
                              "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster; "
                              "backends: delta-rs vs. delta-spark on the same day)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
@@ -79,6 +79,11 @@ def main(argv=None) -> int:
         spark.stop()
         print(f"[bench] report: {scoring.write_section(args.out, cold_warm, info)}", file=sys.stderr)
         return 0
+    if args.only == "training":
+        launchers = training.bench_launchers(spark, sizes[0], root, args.epochs, log=log)
+        spark.stop()
+        print(f"[bench] report: {training.write_section(args.out, launchers, info)}", file=sys.stderr)
+        return 0
     pipeline = []
     for size in sizes:
         print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
@@ -86,7 +91,7 @@ def main(argv=None) -> int:
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
         kept = [previous_section(args.out),
-                *(read_section(args.out, m.BEGIN, m.END) for m in (scoring, cluster, backends))]
+                *(read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends))]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
@@ -100,13 +105,13 @@ def main(argv=None) -> int:
     launchers = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2)]
     if not args.quick:
         launchers += [("horovod", 1), ("horovod", 2)]
-    training, scoring_rows = [], []
+    training_rows, scoring_rows = [], []
     from liftlake.lib.artifacts.model_store import versions
     from liftlake.lib.pipelines.train import train
 
     for model in BENCH_MODELS:
         print(f"[bench] training {model}", file=sys.stderr, flush=True)
-        training.append(bench_training(spark, warehouse, ds, model, args.epochs, launchers))
+        training_rows.append(training.bench_training(spark, warehouse, ds, model, args.epochs, launchers))
     for size in sizes:
         wh = os.path.join(root, f"wh-{size}")
         for model in BENCH_MODELS:
@@ -116,8 +121,9 @@ def main(argv=None) -> int:
             scoring_rows.append({"exposures": size,
                                  **scoring.bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, cluster, backends)]  # measured by --only alone
-    path = write_report(args.out, info, pipeline, training, scoring_rows)
+    # the sections measured by --only alone
+    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends)]
+    path = write_report(args.out, info, pipeline, training_rows, scoring_rows)
     write_section(path, features, info)
     for block in kept:
         restore_section(path, block)
