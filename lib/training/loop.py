@@ -272,7 +272,6 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
                                     f"parts {({k: float(v.detach()) for k, v in loss.parts.items()})}")
             optimizer.zero_grad()  # horovod 0.28 DistributedOptimizer takes no set_to_none
             loss.total.backward()
-            comm.after_backward()
             optimizer.step()
             n = len(batch["x"])
             seen += n

@@ -1,8 +1,7 @@
 """DDP's unused-parameter search only where a model needs it: ``idle_parameters`` finds a head the loss
 never reaches (on a copy, leaving the run as it was); no registered model has one (so the search is
 off for each); a model with an idle head still trains on two Gloo ranks, which it could not with the
-search off. The embedding tables' row-wise sync gives the weights DDP's dense all-reduce gives, while
-only the rows the ranks touched cross the wire."""
+search off."""
 from __future__ import annotations
 
 import json
@@ -89,42 +88,9 @@ def test_no_registered_cvr_model_leaves_a_parameter_idle():
         assert idle_parameters(build_model(name, [5, 6, 7], {}), cvr) == [], name
 
 
-EMBEDDING_RANK_SCRIPT = '''
-import json, sys
-import torch
-from torch.nn.parallel import DistributedDataParallel
-from liftlake.lib.training.comms import TorchDDPComm
-from liftlake.models.registry import build_model
-
-comm = TorchDDPComm(use_gpu=False)
-torch.manual_seed(0)
-dims = [50, 40, 30]
-model = build_model("dcmt", dims, {})
-optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-if sys.argv[1] == "dense":  # DDP over every parameter, the tables included
-    ddp = DistributedDataParallel(model)
-else:
-    ddp, optimizer = comm.wrap(model, optimizer, find_unused=False)
-synced = []
-for step in range(5):
-    g = torch.Generator().manual_seed(comm.rank * 100 + step)
-    x = torch.stack([torch.randint(0, 8, (64,), generator=g) for d in dims], dim=1)  # a few rows of each field
-    click = (torch.rand(64, generator=g) < 0.4).float()
-    batch = {"x": x, "click": click, "conversion": click * (torch.rand(64, generator=g) < 0.5).float()}
-    loss = model.compute_loss(batch, ddp(batch)).total
-    optimizer.zero_grad()
-    loss.backward()
-    comm.after_backward()
-    synced.append(comm.embedding_sync.rows_synced if comm.embedding_sync else None)
-    optimizer.step()
-print(json.dumps({"synced": synced, "table_rows": sum(dims),
-                  "weights": {k: v.flatten().tolist() for k, v in model.state_dict().items()}}))
-'''
-
-
-def _two_ranks(tmp_path, mode: str, script_text: str = RANK_SCRIPT) -> list[subprocess.CompletedProcess]:
+def _two_ranks(tmp_path, mode: str) -> list[subprocess.CompletedProcess]:
     script = tmp_path / "rank.py"
-    script.write_text(textwrap.dedent(script_text), encoding="utf-8")
+    script.write_text(textwrap.dedent(RANK_SCRIPT), encoding="utf-8")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -152,20 +118,3 @@ def test_a_model_with_an_idle_head_trains_on_two_ddp_ranks(tmp_path):
     assert all(p.returncode != 0 for p in off)
     assert any("finished reduction in the prior iteration" in p.stderr for p in off), off[0].stderr[-2000:]
 
-
-
-def test_row_wise_embedding_sync_trains_as_ddp_s_dense_all_reduce(tmp_path):
-    runs = {}
-    for mode in ("dense", "rowwise"):
-        procs = _two_ranks(tmp_path, mode, EMBEDDING_RANK_SCRIPT)
-        assert all(p.returncode == 0 for p in procs), procs[0].stderr[-2000:] + procs[1].stderr[-2000:]
-        runs[mode] = [json.loads(p.stdout.strip().splitlines()[-1]) for p in procs]
-    dense, rowwise = runs["dense"], runs["rowwise"]
-    for rank in range(2):  # every weight, the tables included, as the dense all-reduce left it
-        for key, want in dense[rank]["weights"].items():
-            torch.testing.assert_close(torch.tensor(rowwise[rank]["weights"][key]), torch.tensor(want),
-                                       rtol=1e-5, atol=1e-6, msg=key)
-    assert rowwise[0]["weights"] == rowwise[1]["weights"]  # the ranks stay identical
-    # the batches look up 8 of each field's rows: at most 24 of the 120 rows cross the wire a step
-    assert all(0 < n <= 24 for n in rowwise[0]["synced"]) and rowwise[0]["table_rows"] == 120
-    assert dense[0]["synced"] == [None] * 5
