@@ -99,9 +99,8 @@ def section(result: dict, info: dict) -> list[str]:
              f"{result['model']} on one simulated day of {result['exposures']:,} exposures "
              f"({result['train_rows']:,} train rows, global batch {result['batch_size']}, {result['epochs']} "
              "epoch(s)). The reference is one process looping over tensors already in memory with every core's "
-             f"threads: {fmt(result['inmemory_samples_per_s'])} samples/s. Under torch DDP the embedding tables "
-             "are averaged row by row (the rows the ranks touched), the rest by DDP's all-reduce; under "
-             "Horovod every gradient is all-reduced densely.", "",
+             f"threads: {fmt(result['inmemory_samples_per_s'])} samples/s. Both launchers all-reduce every "
+             "gradient densely (DDP overlaps its buckets with the backward; Horovod in its optimizer's step).", "",
              "| launcher | processes | samples/s (best epoch) | ratio vs. in-memory | wall s | outside the epochs s |",
              "|---|---|---|---|---|---|"]
     for r in result["runs"]:
