@@ -103,7 +103,9 @@ def test_world_settings_give_user_level_worlds_their_size_grid_and_cost():
     cfg = load_config([], ["report.uplift_users=30000", "report.coupon_rct_share=0.5",
                            "report.treatment_rct_share=0.4"], env={}).report
     cvr = world_settings("default", 3, cfg)
-    assert cvr == ["simulator.preset=default", "simulator.seed=3", f"simulator.exposures={cfg.exposures}"]
+    # the CVR world carries its split: its models and ESCIM's labeler train on the same rows
+    assert cvr == ["simulator.preset=default", "simulator.seed=3", f"simulator.exposures={cfg.exposures}",
+                   "train.split_by=day"]
     syn3 = world_settings("syn3", 3, cfg)
     assert {"simulator.users=30000", "simulator.coupon_rct_share=0.5", "simulator.treatment_rct_share=0.4",
             "score.coupon_grid=[1,1.6,2.4,4]", "score.coupon_cost_per_unit=0.022"} <= set(syn3)
