@@ -80,7 +80,7 @@ def world_settings(preset: str, seed: int, cfg) -> list[str]:
     sets = [f"simulator.preset={preset}", f"simulator.seed={seed}", f"simulator.exposures={cfg.exposures}"]
     if preset == "default":
         sets.append(f"train.split_by={cfg.cvr_split_by}")
-    if preset != "default":
+    else:
         sets += [f"simulator.users={cfg.uplift_users}", f"simulator.coupon_rct_share={cfg.coupon_rct_share}",
                  f"simulator.treatment_rct_share={cfg.treatment_rct_share}"]
     if preset.startswith("syn"):

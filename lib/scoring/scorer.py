@@ -13,6 +13,7 @@ from typing import Iterator, Mapping
 import numpy as np
 import pyarrow as pa
 from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql import types as T
 
 from liftlake.lib.cli.runner import InputError
@@ -71,13 +72,6 @@ def _cached_model(warehouse: str, name: str, version: str):
         torch.set_num_threads(1)  # one thread per Spark task; Spark runs one task per core
         _MODEL_CACHE[key] = load_artifact(warehouse, name, version)
     return _MODEL_CACHE[key]
-
-
-def arrow_schema(schema: T.StructType) -> pa.Schema:
-    """The Arrow schema of a score table's Spark schema (the types score tables use)."""
-    types: dict[T.DataType, pa.DataType] = {T.StringType(): pa.string(), T.LongType(): pa.int64(),
-                                             T.DoubleType(): pa.float64(), T.IntegerType(): pa.int32()}
-    return pa.schema([pa.field(f.name, types[f.dataType], nullable=f.nullable) for f in schema.fields])
 
 
 def score_batches(batches: Iterator[pa.RecordBatch], warehouse: str, name: str, version: str, layout,
@@ -199,7 +193,7 @@ def score_model_day(store, warehouse: str, name: str, version: str, ds: str, sco
         table, schema = "scores.cvr", CVR_SCHEMA
     else:
         table, schema = "scores.uplift_user", uplift_schema(num_responses, num_treatments)
-    out_schema = arrow_schema(schema)
+    out_schema = to_arrow_schema(schema)
     scored = rows.mapInArrow(
         lambda it: score_batches(iter(it), warehouse, name, version, layout, score_conf, out_schema, ds, label_cols),
         schema=schema)

@@ -108,21 +108,26 @@ def test_scoring_a_day_twice_keeps_the_same_rows(world):
     assert coupon.where(F.col("unit_uplift") < 0).count() == 0
 
 
-def test_spark_scores_equal_the_model_called_directly(world):
+def _scored_and_direct(ctx, model: str, version: str, table: str, key: str):
+    """Score ``model`` on the day through the job, then (the day's rows ordered by ``key``, the
+    artifact's predictions called directly on those rows with the labels as zeros)."""
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
     from liftlake.lib.features.spec import FeatureSpec
+    from liftlake.lib.training.plan import batch_columns
 
+    score(ctx, model, version)
+    art = load_artifact(ctx.store.root, model, version)
+    layout = layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
+    rows = ctx.store.read(table, partitions=[DS]).select(key, *layout.feature_columns).orderBy(key).toPandas()
+    cols = {c: rows[c].to_numpy() for c in layout.feature_columns}
+    cols.update({c: np.zeros(len(rows)) for c in batch_columns(layout) if c not in cols and c != "row_id"})
+    return rows, predict_frame(art.model, layout, cols)
+
+
+def test_spark_scores_equal_the_model_called_directly(world):
     ctx, versions = world
-    score(ctx, "dcmt", versions["dcmt"])
-    art = load_artifact(ctx.store.root, "dcmt", versions["dcmt"])
-    spec = FeatureSpec.from_json(art.feature_spec_json)
-    layout = layout_for(art.info, spec, art.config)
-    rows = ctx.store.read("features.samples", partitions=[DS]).select("exposure_id", *spec.columns("exposure")) \
-        .orderBy("exposure_id").toPandas()
-    cols = {c: rows[c].to_numpy() for c in spec.columns("exposure")}
-    cols.update(click=np.zeros(len(rows)), conversion=np.zeros(len(rows)))
-    direct = predict_frame(art.model, layout, cols)
+    rows, direct = _scored_and_direct(ctx, "dcmt", versions["dcmt"], "features.samples", "exposure_id")
     spark_scores = ctx.store.read("scores.cvr").where(F.col("model") == "dcmt").orderBy("exposure_id").toPandas()
     assert list(spark_scores.exposure_id) == list(rows.exposure_id)
     for k in ("ctr", "cvr", "ctcvr"):
@@ -130,22 +135,10 @@ def test_spark_scores_equal_the_model_called_directly(world):
 
 
 def test_uplift_scores_equal_the_model_called_directly_and_other_tasks_columns_stay_null(world):
-    from liftlake.lib.artifacts.model_store import load_artifact
-    from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
-    from liftlake.lib.features.spec import FeatureSpec
-    from liftlake.lib.training.plan import batch_columns
     from liftlake.models.unimvt import coupon_decision
 
     ctx, versions = world
-    score(ctx, "unimvt", versions["unimvt"])
-    art = load_artifact(ctx.store.root, "unimvt", versions["unimvt"])
-    spec = FeatureSpec.from_json(art.feature_spec_json)
-    layout = layout_for(art.info, spec, art.config)
-    rows = ctx.store.read("features.user_samples", partitions=[DS]).select("user_id", *layout.feature_columns) \
-        .orderBy("user_id").toPandas()
-    cols = {c: rows[c].to_numpy() for c in layout.feature_columns}
-    cols.update({c: np.zeros(len(rows)) for c in batch_columns(layout) if c not in cols and c != "row_id"})
-    direct = predict_frame(art.model, layout, cols)
+    rows, direct = _scored_and_direct(ctx, "unimvt", versions["unimvt"], "features.user_samples", "user_id")
     conf = ctx.config.score
     value, gain = coupon_decision(direct["p0"], direct["unit_uplift"], conf.coupon_grid,
                                   max(conf.coupon_cost_per_unit, 1e-12), conf.coupon_min_ratio)
