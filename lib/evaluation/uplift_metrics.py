@@ -19,14 +19,18 @@ Binary treatment (HMUM 5.1.2: "normalized Qini / AUUC as in scikit-uplift"):
   Both treatment groups are required (sklift's binary check requires them too).
 
 Continuous outcomes (HMUM 5.1.2's industrial variant, ``continuous=True``): labels are first
-  min-max normalised, y' = (y - min y) / (max y - min y) in [0, 1], and the actual curves use y'. The
-  perfect uplift curve generalises sklift's: rows are ranked by the closeness 1 - |y' - w| (in place
-  of [y == w]: treated rows by descending y', control rows by ascending y'), ties broken by the
-  summand s, where s = y' if sum(y' | w=0) > sum(1 - y' | w=1) (the "control responders" and
-  "treated non-responders" counts as sums) else s = w. On binary labels these are exactly sklift's
-  quantities and tie groups, so ``continuous=True`` on 0/1 labels reproduces sklift. The perfect Qini
-  curve uses y' in sklift's formulas unchanged. Like sklift's, these "perfect" curves are heuristic
-  oracles: on small samples a ranking can beat them (normalized score > 1).
+  min-max normalised, y' = (y - min y) / (max y - min y) in [0, 1], and the actual curves use y'. On
+  0/1 labels every curve is sklift's, so ``continuous=True`` on binary labels reproduces sklift. On
+  real-valued labels the perfect uplift curve is ours, sklift has none: treated rows by descending y',
+  control rows by ascending y', the two interleaved by their quantile within their own group (score
+  q for a treated row, 1 - q for a control row, q = (rows below + rows equal / 2) / group size), so
+  every prefix holds the groups in their overall proportion. Why not sklift's closeness 1 - |y' - w|:
+  with a skewed outcome y' sits near 0 for most rows, nearly every control row outranks every treated
+  row, the curve runs negative through the control half and its area swings with the few largest y'
+  (measured on the multi-treatment world's RCT test rows, 5 seeds: that area varied 8x and the true
+  effect's AUUC between 0.08 and 0.56; the interleaved area varies under 2x and the same AUUC between
+  0.16 and 0.27). The perfect Qini curve uses y' in sklift's formulas unchanged. Like sklift's, these
+  "perfect" curves are heuristic oracles: a ranking can beat them (normalized score > 1).
 
 Multi-valued coupon intensity (UniMVT 5.1.3, eq. 26-27): ``cumulative_slope_curve``,
   ``cs_auuc_score``, ``cs_qini_score``. Rows are sorted by predicted unit uplift (descending);
@@ -127,17 +131,26 @@ def _qini_curve(y: np.ndarray, score: np.ndarray, w: np.ndarray) -> tuple[np.nda
 
 
 def _perfect_uplift_curve(y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if np.any((y != 0.0) & (y != 1.0)):
+        return _uplift_curve(y, _interleaved_score(y, w), w)
     control_responders = np.sum(y * (1.0 - w))
     treated_non_responders = np.sum((1.0 - y) * w)
     summand = y if control_responders > treated_non_responders else w
-    closeness = 1.0 - np.abs(y - w)  # = [y == w] for binary y
-    # sklift's score 2 * [y == w] + summand orders rows by closeness, then by summand. Ordering them
-    # lexicographically (integer dense ranks) gives the same tie groups on binary labels and keeps
-    # continuous closeness from being traded against the summand.
-    closeness_rank = np.unique(closeness, return_inverse=True)[1]
-    summand_values, summand_rank = np.unique(summand, return_inverse=True)
-    score = closeness_rank.astype(np.float64) * summand_values.size + summand_rank
-    return _uplift_curve(y, score, w)
+    # sklift's score 2 * [y == w] + summand: rows with y == w first, then by the summand
+    return _uplift_curve(y, 2.0 * (y == w) + summand, w)
+
+
+def _interleaved_score(y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The perfect ordering of real-valued outcomes: q within the treated, 1 - q within the control."""
+    score = np.empty_like(y)
+    for group, flip in ((1.0, False), (0.0, True)):
+        rows = w == group
+        values = np.sort(y[rows])
+        below = np.searchsorted(values, y[rows], side="left")
+        equal = np.searchsorted(values, y[rows], side="right") - below
+        quantile = (below + equal / 2.0) / values.size
+        score[rows] = 1.0 - quantile if flip else quantile
+    return score
 
 
 def _perfect_qini_curve(y: np.ndarray, w: np.ndarray, negative_effect: bool) -> tuple[np.ndarray, np.ndarray]:
