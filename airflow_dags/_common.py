@@ -26,6 +26,13 @@ Environment read here (all optional):
                           log URL) or a daily run finished after its deadline (kind "deadline":
                           dag, run, day, minutes, deadline_minutes)
 ``LIFTLAKE_DAILY_DEADLINE_MIN`` the daily run's deadline in minutes after it started (default 360)
+``LIFTLAKE_WARM_DRIVER``  ``1`` (default): the daily run starts one Spark driver (``start_driver``) and
+                          its steps run in it, paying the JVM start and warm-up once per run
+                          (lib/cli/warm_driver.py); ``0``: every step is its own spark-submit. A step
+                          that finds no driver (it failed to start, died, or went idle) runs as its own
+                          spark-submit. The run's tasks must share one worker (the driver listens on a
+                          Unix socket there): set ``0`` where they do not.
+``LIFTLAKE_DRIVER_IDLE_S`` the warm driver exits after this many seconds without a step (default 600)
 """
 from __future__ import annotations
 
@@ -176,20 +183,67 @@ def simulate_default() -> bool:
     return os.environ.get("LIFTLAKE_SIMULATE", "1").strip().lower() not in ("0", "false", "no", "off", "")
 
 
+WARM_DRIVER_ENV = "LIFTLAKE_WARM_DRIVER"
+DRIVER_IDLE_ENV = "LIFTLAKE_DRIVER_IDLE_S"
+DEFAULT_DRIVER_IDLE_S = 600.0
+DRIVER_START_TIMEOUT_S = 240.0
+
+
+def warm_driver_on() -> bool:
+    return os.environ.get(WARM_DRIVER_ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
+
+
+def driver_idle_seconds() -> float:
+    raw = os.environ.get(DRIVER_IDLE_ENV, "").strip()
+    try:
+        value = float(raw) if raw else DEFAULT_DRIVER_IDLE_S
+    except ValueError:
+        value = -1.0
+    return value if 0 < value <= 86400 else DEFAULT_DRIVER_IDLE_S
+
+
+class _TaskLogLines:
+    """A text stream that puts each complete line into the task's log (the warm driver's output)."""
+
+    def __init__(self, log) -> None:
+        self._log, self._pending = log, ""
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._log.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            self._log.info(self._pending)
+            self._pending = ""
+
+
 class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
     """``SparkSubmitOperator`` that hands the job the venv's interpreters and the warehouse root.
 
     The environment is resolved when the task runs (on the worker), not when the DAG file is parsed.
     ``skip_unless_param`` names a boolean DAG param; when it is false the task is skipped.
+    ``warm``: run the job on the run's warm driver when one answers (``start_driver``), else as its own
+    spark-submit.
     """
 
-    def __init__(self, *, skip_unless_param: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, skip_unless_param: str | None = None, warm: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.skip_unless_param = skip_unless_param
+        self.warm = warm
 
     def execute(self, context):
         if self.skip_unless_param and not context["params"].get(self.skip_unless_param, True):
             raise AirflowSkipException(f"param {self.skip_unless_param} is off")
+        self._set_runtime_env()
+        if self.warm and warm_driver_on() and self._run_on_warm_driver(context):
+            return None
+        return super().execute(context)
+
+    def _set_runtime_env(self) -> None:
         runtime_env = {
             "PYSPARK_PYTHON": executor_python(),
             "PYSPARK_DRIVER_PYTHON": driver_python(),
@@ -197,7 +251,96 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
         }
         # Values given to the operator (rendered templates) win over the defaults above.
         self.env_vars = {**runtime_env, **(self.env_vars or {})}
-        return super().execute(context)
+
+    def _run_on_warm_driver(self, context) -> bool:
+        """The job on the run's driver: True when it ran there (exit 0; another exit fails the task),
+        False when no driver answers (the caller then spark-submits it)."""
+        from airflow.exceptions import AirflowException
+
+        from liftlake.lib.cli import warm_driver
+        from liftlake.lib.cli.main import JOBS
+
+        job = {module: name for name, (module, _) in JOBS.items()}[Path(self.application).stem]
+        sock = warm_driver.socket_for_run(context["run_id"])
+        lines = _TaskLogLines(self.log)
+        code = warm_driver.run_step(sock, [job, *self.application_args], env={**os.environ, **self.env_vars},
+                                    out=lines, err=lines)  # type: ignore[arg-type]
+        lines.flush()
+        if code is None:
+            self.log.warning(f"no warm driver answers for this run ({sock}); running {job} as its own spark-submit")
+            return False
+        if code != 0:
+            raise AirflowException(f"{job} exited {code} on the run's warm driver")
+        return True
+
+
+class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
+    """Starts the run's warm driver (``spark-submit jobs/driver.py --socket <the run's socket>``) in the
+    background and waits until it answers. A driver that does not come up is logged, not failed: the
+    steps then run as their own spark-submits."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.driver_args = list(self.application_args or [])
+
+    def execute(self, context):
+        import subprocess
+        import time
+
+        from liftlake.lib.cli import warm_driver
+
+        if not warm_driver_on():
+            raise AirflowSkipException(f"{WARM_DRIVER_ENV} is off: every step is its own spark-submit")
+        sock = warm_driver.socket_for_run(context["run_id"])
+        if warm_driver.ping(sock):
+            self.log.info(f"the run's driver already answers at {sock}")
+            return sock
+        self.application_args = [*self.driver_args, "--socket", sock, "--idle-timeout", f"{driver_idle_seconds():g}"]
+        self._set_runtime_env()
+        command = self._get_hook()._build_spark_submit_command(self.application)
+        log_path = f"{sock}.log"
+        with open(log_path, "wb") as log_file:
+            driver = subprocess.Popen(command, env={**os.environ, **self.env_vars}, stdout=log_file,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + DRIVER_START_TIMEOUT_S
+        while not warm_driver.ping(sock):
+            if driver.poll() is not None or time.monotonic() > deadline:
+                if driver.poll() is None:
+                    driver.kill()
+                with open(log_path, encoding="utf-8", errors="replace") as fh:
+                    tail = fh.read()[-2000:]
+                self.log.warning(f"the warm driver did not come up (exit {driver.poll()}); the steps run as their "
+                                 f"own spark-submits. Its log:\n{tail}")
+                return None
+            time.sleep(0.5)
+        self.log.info(f"the run's warm driver (pid {driver.pid}) answers at {sock}; its log: {log_path}")
+        return sock
+
+
+def stop_driver_task():
+    """Ends the run's warm driver whatever its steps did (trigger rule all_done), and puts the
+    driver's own log into this task's log."""
+    from airflow.providers.standard.operators.python import PythonOperator
+
+    def stop(run_id: str) -> bool:
+        import contextlib
+        import logging
+
+        from liftlake.lib.cli import warm_driver
+
+        sock = warm_driver.socket_for_run(run_id)
+        stopped = warm_driver.stop(sock)
+        log = logging.getLogger("liftlake.driver")
+        with contextlib.suppress(OSError), open(f"{sock}.log", encoding="utf-8", errors="replace") as fh:
+            log.info("the warm driver's log:\n" + fh.read()[-20000:])
+        with contextlib.suppress(OSError):
+            os.unlink(f"{sock}.log")
+        log.info("stopped the run's warm driver" if stopped else "no warm driver was running for this run")
+        return stopped
+
+    return PythonOperator(task_id="stop_driver", python_callable=stop, op_kwargs={"run_id": "{{ run_id }}"},
+                          trigger_rule="all_done",
+                          doc_md="Stops the run's warm driver (LIFTLAKE_WARM_DRIVER) once every step is done.")
 
 
 # A task's log is the platform's own lines: the driver's JVM logs warnings and errors only from its
@@ -279,6 +422,7 @@ def day_param():
 
 
 def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds: str | None = RUN_DAY,
+              operator: type[LiftlakeSparkSubmitOperator] = LiftlakeSparkSubmitOperator,
               **operator_kwargs: Any) -> LiftlakeSparkSubmitOperator:
     """One task: ``spark-submit jobs/<job_file> [--ds <ds>] [--conf F]... <extra_args>``.
 
@@ -291,7 +435,7 @@ def spark_job(task_id: str, job_file: str, extra_args: Sequence[str] = (), *, ds
         args += ["--conf", path]
     args += list(extra_args)
     operator_kwargs.setdefault("doc_md", job_doc(job_file))
-    return LiftlakeSparkSubmitOperator(
+    return operator(
         task_id=task_id,
         application=job_application(job_file),
         application_args=args,

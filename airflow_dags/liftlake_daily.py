@@ -1,8 +1,13 @@
-"""liftlake_daily: one day of the pipeline, each step a ``spark-submit jobs/<job>.py --ds {{ ds }}``.
+"""liftlake_daily: one day of the pipeline, each step ``jobs/<job>.py --ds {{ ds }}`` in the run's warm driver.
 
-    simulate -> build_features -> escim_labels -> score -> publish
-                                              \-> week_built (Saturdays: Asset liftlake.week_built)
+    start_driver -> simulate -> build_features -> escim_labels -> score -> publish -> stop_driver
+                                                             \-> week_built (Saturdays: Asset liftlake.week_built)
 
+* start_driver    jobs/driver.py          one Spark driver for the run (spark-submit, in the background):
+                                          the steps below run in it and pay the JVM start and warm-up
+                                          once (LIFTLAKE_WARM_DRIVER=0: skipped, and every step is its
+                                          own spark-submit; a step that finds no driver runs as its
+                                          own spark-submit too, so a retry after a crash runs cold)
 * simulate        jobs/simulate.py        simulated raw logs for the day (embedded default only: the
                                           ``simulate`` param, default from env LIFTLAKE_SIMULATE=1;
                                           when off the task is skipped and real raw.* tables are read)
@@ -11,6 +16,7 @@
 * score           jobs/score.py           scores.* for every model that has a CURRENT version
                                           (models without one are skipped by the job)
 * publish         jobs/tables.py --json   logs every table's new version and rows per partition
+* stop_driver     (no job)                stops the run's driver whatever the steps did (all_done)
 * week_built      (no job)                on the last day of a training week (Saturday) emits the
                                           Asset liftlake.week_built that schedules liftlake_train;
                                           skipped on the other days
@@ -41,7 +47,9 @@ from _common import (  # noqa: E402
     check_deadline,
     day_param,
     simulate_default,
+    WarmDriverStartOperator,
     spark_job,
+    stop_driver_task,
     table_asset,
     week_built_task,
 )
@@ -66,15 +74,19 @@ with DAG(
     def outlets(*tables):
         return {"outlets": [table_asset(t) for t in tables]}
 
-    simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate",
+    start_driver = spark_job("start_driver", "driver.py", ds=None, operator=WarmDriverStartOperator)
+    # Runs after start_driver succeeded or was skipped (LIFTLAKE_WARM_DRIVER=0).
+    simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate", warm=True,
+                         trigger_rule=TriggerRule.NONE_FAILED,
                          **outlets("raw.exposures", "raw.clicks", "raw.conversions", "sim.truth"))
     # Runs after simulate succeeded or was skipped (real logs); not after it failed.
     build_features = spark_job("build_features", "build_features.py", trigger_rule=TriggerRule.NONE_FAILED,
-                               **outlets("features.samples", "features.user_samples", "ops.quarantine"))
-    escim_labels = spark_job("escim_labels", "escim_labels.py", **outlets("labels.escim_counterfactual"))
-    score = spark_job("score", "score.py", **outlets("scores.cvr", "scores.uplift_user"))
-    publish = spark_job("publish", "tables.py", ["--json"], ds=None)
+                               warm=True, **outlets("features.samples", "features.user_samples", "ops.quarantine"))
+    escim_labels = spark_job("escim_labels", "escim_labels.py", warm=True, **outlets("labels.escim_counterfactual"))
+    score = spark_job("score", "score.py", warm=True, **outlets("scores.cvr", "scores.uplift_user"))
+    publish = spark_job("publish", "tables.py", ["--json"], ds=None, warm=True)
+    stop_driver = stop_driver_task()
     week_built = week_built_task(RUN_DAY)
 
-    simulate >> build_features >> escim_labels >> score >> publish
+    start_driver >> simulate >> build_features >> escim_labels >> score >> publish >> stop_driver
     escim_labels >> week_built

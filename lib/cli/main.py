@@ -3,7 +3,10 @@ that ``spark-submit jobs/<job>.py`` takes."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+from liftlake.lib.cli import warm_driver
 
 JOBS = {
     "quickstart": ("quickstart", "simulate -> features -> labels -> train -> score, then print the tables"),
@@ -21,6 +24,7 @@ JOBS = {
     "promote": ("promote", "make a model version the champion (CURRENT), the one scoring uses"),
     "rollback": ("rollback", "the champion goes back to the one before it"),
     "repair": ("repair", "finish table batches of jobs killed between their commits (_commits/ manifests)"),
+    "driver": ("driver", "a warm Spark driver for a pipeline run: steps sent with LIFTLAKE_DRIVER=SOCKET run in it"),
     "housekeeping": ("housekeeping", "compact small Delta files; remove unreferenced ones, stale staging, old caches, checkpoints"),
 }
 
@@ -48,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     if job not in JOBS:
         print(f"liftlake: error: unknown job {job!r}\n\n{usage()}", file=sys.stderr)
         return 2
+    driver = os.environ.get(warm_driver.DRIVER_ENV)
+    if driver and job in warm_driver.SERVED_JOBS:
+        code = warm_driver.run_step(driver, argv)
+        if code is not None:
+            return code
+        print(f"liftlake {job}: warning: no warm driver answers at {warm_driver.DRIVER_ENV}={driver}; "
+              "running the step in this process", file=sys.stderr)
     try:
         module = importlib.import_module(f"liftlake.jobs.{JOBS[job][0]}")
     except ModuleNotFoundError as exc:

@@ -44,22 +44,31 @@ class JobContext:
     @property
     def spark(self):
         if self._spark is None:
-            from liftlake.lib.storage.spark import build_session, owner_decides_delta
+            settings = self.session_settings()
+            if _warm is not None:
+                self._spark = _warm_session_for(settings)
+            else:
+                from liftlake.lib.storage.spark import build_session
 
-            cfg = self.config.spark
-            # delta-spark starts the JVM with the Delta jars; delta-rs without; auto leaves it to
-            # LIFTLAKE_DELTA_SPARK or to the cluster (spark-submit --jars, a Delta runtime)
-            delta_jars = {"delta-spark": True, "delta-rs": False}.get(self.config.warehouse.backend)
-            if self.delta_jars_on_request and (delta_jars is False
-                                               or (delta_jars is None and not owner_decides_delta())):
-                # on request: build_session marks the session so, and the store keeps its backend
-                # (delta-rs, also for auto); a session that spark-submit or LIFTLAKE_DELTA_SPARK
-                # decides is left as it is
-                delta_jars = True
-            self._spark = build_session(f"{cfg.app_name}-{self.name}", master=_master(cfg.master),
-                                        conf={**cfg.conf, **self.session_conf}, delta_jars=delta_jars)
-            self._spark.sparkContext.setLogLevel("WARN")
+                self._spark = build_session(f"{self.config.spark.app_name}-{self.name}", **settings)
+                self._spark.sparkContext.setLogLevel("WARN")
         return self._spark
+
+    def session_settings(self) -> dict:
+        """What the session this job asks for starts with: master, conf and whether the Delta jars load."""
+        from liftlake.lib.storage.spark import owner_decides_delta
+
+        cfg = self.config.spark
+        # delta-spark starts the JVM with the Delta jars; delta-rs without; auto leaves it to
+        # LIFTLAKE_DELTA_SPARK or to the cluster (spark-submit --jars, a Delta runtime)
+        delta_jars = {"delta-spark": True, "delta-rs": False}.get(self.config.warehouse.backend)
+        if self.delta_jars_on_request and (delta_jars is False
+                                           or (delta_jars is None and not owner_decides_delta())):
+            # on request: build_session marks the session so, and the store keeps its backend
+            # (delta-rs, also for auto); a session that spark-submit or LIFTLAKE_DELTA_SPARK
+            # decides is left as it is
+            delta_jars = True
+        return {"master": _master(cfg.master), "conf": {**cfg.conf, **self.session_conf}, "delta_jars": delta_jars}
 
     @property
     def store(self):
@@ -68,6 +77,45 @@ class JobContext:
 
             self._store = open_store(self.spark, warehouse_path(self.config), self.config.warehouse.backend)
         return self._store
+
+
+# The warm driver's session (lib/cli/warm_driver.py) and the settings it started with: a step run in
+# the driver gets it when it asks for the same settings (the JVM's are fixed when it starts).
+_warm: tuple[dict, object] | None = None
+
+
+def hold_warm_session(ctx: JobContext) -> object:
+    """Start ``ctx``'s session and make it the one every later job of this process runs in."""
+    global _warm
+    spark = ctx.spark
+    _warm = (_resolved(ctx.session_settings()), spark)
+    return spark
+
+
+def _resolved(settings: dict) -> dict:
+    from liftlake.lib.storage.spark import DELTA_SPARK_ENV
+
+    if settings["delta_jars"] is None:  # build_session's rule
+        return {**settings, "delta_jars": bool(os.environ.get(DELTA_SPARK_ENV))}
+    return settings
+
+
+def _warm_session_for(asked: dict) -> object:
+    assert _warm is not None
+    held, spark = _warm
+    settings = _resolved(asked)
+    for key in ("master", "delta_jars"):
+        if settings[key] != held[key]:
+            raise ConfigError(f"{key}: this step asks for {settings[key]!r}, the warm driver runs with "
+                              f"{held[key]!r}; start the driver with the step's settings or run the step "
+                              "without LIFTLAKE_DRIVER (rule: a driver's session settings are fixed when it starts)")
+    for key in sorted(set(settings["conf"]) | set(held["conf"])):
+        if settings["conf"].get(key) != held["conf"].get(key):
+            raise ConfigError(f"spark.conf.{key}: this step asks for {settings['conf'].get(key)!r}, the warm "
+                              f"driver runs with {held['conf'].get(key)!r}; start the driver with the step's "
+                              "settings or run the step without LIFTLAKE_DRIVER (rule: a driver's session "
+                              "settings are fixed when it starts)")
+    return spark
 
 
 def _master(configured: str) -> str | None:

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DELTA_JARS_ENV = "LIFTLAKE_DELTA_JARS"  # a folder of Delta jars to load instead of <venv>/jars
+DELTA_SPARK_ENV = "LIFTLAKE_DELTA_SPARK"  # set: sessions start with the Delta jars (build_session)
 DELTA_ON_REQUEST = "spark.liftlake.deltaOnRequest"  # set when build_session loaded Delta for a caller
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ def build_session(
         defaults = {k: v for k, v in defaults.items() if k not in _submitted_conf()}
     settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
     if delta_jars is None:
-        delta_jars = bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
+        delta_jars = bool(os.environ.get(DELTA_SPARK_ENV))
     elif delta_jars:
         # asked for by the caller (a delta-spark store, the test session), not by the session's
         # owner: warehouse.backend auto keeps delta-rs here (open_store)
@@ -105,7 +106,7 @@ def owner_decides_delta() -> bool:
     """True when whoever started liftlake chose whether the session has Delta: spark-submit (its
     --jars and --conf start the JVM) or ``LIFTLAKE_DELTA_SPARK``. A job that asks for the jars
     on request leaves such a session as it is (and its Delta, if any, stays the session's choice)."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ or bool(os.environ.get("LIFTLAKE_DELTA_SPARK"))
+    return "PYSPARK_GATEWAY_PORT" in os.environ or bool(os.environ.get(DELTA_SPARK_ENV))
 
 
 def delta_is_the_sessions_choice(spark: SparkSession) -> bool:

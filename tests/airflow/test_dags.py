@@ -52,12 +52,19 @@ def test_every_dag_file_loads_without_import_errors(dagbag):
 
 def test_daily_dag_runs_the_jobs_in_order(dagbag):
     dag = dagbag.get_dag("liftlake_daily")
-    assert sorted(t.task_id for t in dag.tasks) == sorted(DAILY_ORDER + ["week_built"])
-    for before, after in zip(DAILY_ORDER, DAILY_ORDER[1:]):
+    assert sorted(t.task_id for t in dag.tasks) == sorted(DAILY_ORDER + ["start_driver", "stop_driver", "week_built"])
+    order = ["start_driver", *DAILY_ORDER, "stop_driver"]
+    for before, after in zip(order, order[1:]):
         assert dag.get_task(after).upstream_task_ids == {before}
         assert dag.get_task(before).downstream_task_ids == {after} | ({"week_built"} if before == "escim_labels" else set())
-    assert dag.get_task("simulate").upstream_task_ids == set()
-    assert dag.get_task("publish").downstream_task_ids == set()
+    assert dag.get_task("start_driver").upstream_task_ids == set()
+    assert dag.get_task("stop_driver").downstream_task_ids == set()
+    # the steps run in the run's warm driver; it stops whatever they did, and the first step runs
+    # when the driver was not started (LIFTLAKE_WARM_DRIVER=0)
+    assert all(dag.get_task(task_id).warm for task_id in DAILY_ORDER)
+    assert dag.get_task("stop_driver").trigger_rule == "all_done"
+    assert dag.get_task("simulate").trigger_rule == "none_failed"
+    assert dag.get_task("start_driver").application == str(REPO / "jobs" / "driver.py")
     for task_id, job_file in DAILY_JOB_FILES.items():
         task = dag.get_task(task_id)
         assert task.application == str(REPO / "jobs" / job_file)
@@ -98,7 +105,7 @@ def test_spark_submit_command_uses_the_connection_and_the_venv(dagbag):
     assert Path(spark_submit).exists()
     for dag in dagbag.dags.values():
         for task in dag.tasks:
-            if task.task_id == "week_built":  # the one task that is no job: it only emits an Asset event
+            if task.task_id in ("week_built", "stop_driver"):  # no job: an Asset event, stopping the driver
                 continue
             assert isinstance(task, SparkSubmitOperator)
             cmd = task._get_hook()._build_spark_submit_command(task.application)
@@ -192,7 +199,7 @@ def test_the_training_dag_waits_for_the_week_built_by_the_daily_run(dagbag, tmp_
 
     def run(day):
         dr = dag.test(logical_date=None, run_conf={"ds": day, "simulate": False},
-                      mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+                      mark_success_pattern="start_driver|simulate|build_features|escim_labels|score|publish|stop_driver")
         assert dr.state == DagRunState.SUCCESS
         return {ti.task_id: ti.state for ti in dr.get_task_instances()}["week_built"]
 
@@ -226,7 +233,7 @@ def test_a_task_that_fails_for_good_calls_the_alert_hook(dagbag, tmp_path, monke
     dag = dagbag.get_dag("liftlake_daily")
     dag.get_task("week_built").retries = 0
     dr = dag.test(logical_date=None, run_conf={"ds": "2026-02-30", "simulate": False},
-                  mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+                  mark_success_pattern="start_driver|simulate|build_features|escim_labels|score|publish|stop_driver")
     assert dr.state == DagRunState.FAILED
     alert = json.loads(received.read_text(encoding="utf-8"))
     assert (alert["kind"], alert["dag"], alert["task"], alert["day"]) == (
@@ -251,7 +258,7 @@ def test_a_daily_run_past_its_deadline_calls_the_alert_hook(dagbag, tmp_path, mo
 
     def run(day: str) -> None:
         dr = dag.test(logical_date=None, run_conf={"ds": day, "simulate": False},
-                      mark_success_pattern="simulate|build_features|escim_labels|score|publish")
+                      mark_success_pattern="start_driver|simulate|build_features|escim_labels|score|publish|stop_driver")
         assert dr.state == DagRunState.SUCCESS
 
     for within in ("", "60", "nonsense"):  # the default (6 h), an hour, a bad value (the default)
@@ -299,7 +306,7 @@ def test_simulate_off_skips_simulate_and_still_builds_features(dagbag):
 
     dag = dagbag.get_dag("liftlake_daily")
     dr = dag.test(logical_date=pendulum.datetime(2026, 11, 3, tz="UTC"), run_conf={"simulate": False},
-                  mark_success_pattern="build_features|escim_labels|score|publish")
+                  mark_success_pattern="start_driver|build_features|escim_labels|score|publish|stop_driver")
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == DagRunState.SUCCESS
     assert states["simulate"] == TaskInstanceState.SKIPPED
@@ -316,7 +323,7 @@ def test_a_manual_run_without_a_logical_date_processes_the_day_it_names(dagbag, 
     monkeypatch.setenv("LIFTLAKE_WAREHOUSE", warehouse)
     dag = dagbag.get_dag("liftlake_daily")
     dr = dag.test(logical_date=None, run_conf={"ds": "2026-11-07", "simulate": True},
-                  mark_success_pattern="build_features|escim_labels|score|publish")
+                  mark_success_pattern="start_driver|build_features|escim_labels|score|publish|stop_driver")
     states = {ti.task_id: ti.state for ti in dr.get_task_instances()}
     assert dr.state == DagRunState.SUCCESS, states
     assert states["simulate"] == TaskInstanceState.SUCCESS
@@ -336,6 +343,17 @@ def _run_daily(dag):
     return dr, states
 
 
+def _returned(dr, task_id: str):
+    """What a task of the run returned (its return_value XCom)."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = session.scalars(XComModel.get_many(run_id=dr.run_id, key="return_value", task_ids=task_id,
+                                                 dag_ids=dr.dag_id)).first()
+        return XComModel.deserialize_value(row) if row is not None else None
+
+
 def _day_rows(tables: dict[str, dict]) -> dict[str, int]:
     return {name: info["rows_per_partition"].get(DAY, 0) for name, info in tables.items()}
 
@@ -349,16 +367,19 @@ def first_daily_run(airflow_home, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LIFTLAKE_WAREHOUSE", warehouse)
     dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
-    _, states = _run_daily(dag)
-    yield warehouse, states, tables_json(warehouse)
+    dr, states = _run_daily(dag)
+    yield warehouse, states, tables_json(warehouse), _returned(dr, "stop_driver")
     mp.undo()
 
 
 @pytest.mark.slow
 def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
-    warehouse, states, tables = first_daily_run
+    warehouse, states, tables, stopped = first_daily_run
+    # the run's warm driver was serving when stop_driver ran: every step found it and ran in it (a
+    # step that finds none runs as its own spark-submit)
+    assert stopped is True
     assert states.pop("week_built")[0] == "skipped"  # DAY is a Friday: no training week ends
-    assert states == {task_id: ("success", 1) for task_id in DAILY_ORDER}
+    assert states == {task_id: ("success", 1) for task_id in ["start_driver", *DAILY_ORDER, "stop_driver"]}
     for name in ("raw.exposures", "raw.clicks", "raw.conversions", "raw.users", "raw.items",
                  "raw.treatments", "raw.responses", "features.samples", "features.user_samples"):
         assert name in tables, sorted(tables)
@@ -383,7 +404,7 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
 
-    warehouse, _, tables = first_daily_run
+    warehouse, _, tables, _ = first_daily_run
     monkeypatch.setenv("LIFTLAKE_WAREHOUSE", warehouse)
     dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
     task = dag.get_task("build_features")
@@ -393,11 +414,15 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
                      "LIFTLAKE_FAULT_MODE": "exit"}
     dr, states = _run_daily(dag)
     assert states.pop("week_built")[0] == "skipped"
-    assert states == {**{task_id: ("success", 1) for task_id in DAILY_ORDER}, "build_features": ("success", 2)}
+    assert states == {**{task_id: ("success", 1) for task_id in ["start_driver", *DAILY_ORDER, "stop_driver"]},
+                      "build_features": ("success", 2)}
     with create_session() as session:
         earlier = session.query(TaskInstanceHistory).filter_by(
             dag_id=dag.dag_id, run_id=dr.run_id, task_id="build_features").all()
     assert [(h.try_number, h.state) for h in earlier] == [(1, "failed")]
+    # the first try died with the run's warm driver (the fault travelled with the step); the retry and
+    # the later steps found no driver and ran as their own spark-submits
+    assert _returned(dr, "stop_driver") is False
 
     after = tables_json(warehouse)
     assert sorted(after) == sorted(tables)
