@@ -1,0 +1,136 @@
+"""The dag section of bench.run (issue 20): the daily DAG's steps for one day, three ways, on one
+warehouse that already holds the day (its feature spec fitted, a DCMT champion to score with), so each
+way re-runs the same work:
+
+* cold per step   every step its own ``liftlake <step>`` process (what the DAG does with
+                  LIFTLAKE_WARM_DRIVER=0: one JVM start and warm-up per step);
+* warm driver     what the DAG does by default: ``liftlake driver`` started once (its start counted),
+                  then every step sent to it (``LIFTLAKE_DRIVER``; lib/cli/warm_driver.py);
+* warm session    the same steps once more in that driver, now warm: the floor of the same steps in
+                  one warm session.
+
+Each step's wall seconds and the CPU seconds of the whole process tree (the bench, the step's
+process, the driver and its Python workers); the target is the warm driver's day within 1.5x of the
+warm session's. ``python -m bench.run --only dag`` measures this section alone and rewrites only its
+part of the report.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from bench.run.common import TreeCPU
+
+DS = "2026-11-20"
+BEGIN, END = "<!-- bench.run dag: begin -->", "<!-- bench.run dag: end -->"
+STEPS = ("simulate", "build-features", "escim-labels", "score", "tables")
+TARGET_WARM_VS_SESSION = 1.5
+MODES = ("cold per step", "warm driver", "warm session")
+
+
+def _liftlake(args: list[str], env: dict) -> None:
+    proc = subprocess.run([sys.executable, "-m", "liftlake.lib.cli.main", *args], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f"liftlake {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
+
+
+def _step_args(step: str, size: int) -> list[str]:
+    day = [] if step == "tables" else ["--ds", DS]
+    return [step, *day, "--set", f"simulator.exposures={size}", "--quiet-config"]
+
+
+def _timed_steps(env: dict, size: int, log) -> dict:
+    out = {}
+    for step in STEPS:
+        log(f"[bench] dag section: {step}")
+        with TreeCPU() as cpu:
+            _liftlake(_step_args(step, size), env)
+        out[step] = {"wall_s": cpu.wall, "cpu_s": cpu.cpu}
+    return out
+
+
+def bench_dag(size: int, root: str, log=print) -> dict:
+    from liftlake.lib.cli import warm_driver
+
+    warehouse = os.path.join(root, f"wh-dag-{size}")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LIFTLAKE_")},
+           "LIFTLAKE_WAREHOUSE": warehouse, "PYARROW_IGNORE_TIMEZONE": "1"}
+    log(f"[bench] dag section: preparing the day ({size:,} exposures) and a DCMT champion")
+    for step in STEPS[:3]:
+        _liftlake(_step_args(step, size), env)
+    _liftlake(["train", "--ds", DS, "--model", "dcmt", "--set", "train.epochs=1", "--set", "train.gate_min_cvr=0",
+               "--quiet-config"], env)
+    load_before = os.getloadavg()[0]
+    result: dict = {"exposures": size, "load_before": load_before}
+    result["cold per step"] = _timed_steps(env, size, log)
+
+    sock = warm_driver.socket_for_run(f"bench-dag-{root}-{size}")
+    log("[bench] dag section: starting the warm driver")
+    with TreeCPU() as start_cpu:
+        driver = subprocess.Popen([sys.executable, "-m", "liftlake.lib.cli.main", "driver", "--socket", sock,
+                                   "--idle-timeout", "900"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        while not warm_driver.ping(sock):
+            if driver.poll() is not None:
+                raise RuntimeError(f"the warm driver exited {driver.returncode} before it answered")
+            time.sleep(0.2)
+    try:
+        driven = {**env, warm_driver.DRIVER_ENV: sock}
+        result["driver start"] = {"wall_s": start_cpu.wall, "cpu_s": start_cpu.cpu}
+        result["warm driver"] = _timed_steps(driven, size, log)
+        result["warm session"] = _timed_steps(driven, size, log)
+    finally:
+        warm_driver.stop(sock)
+        driver.wait(timeout=120)
+    result["load_after"] = os.getloadavg()[0]
+    for mode in MODES:
+        result[mode]["day"] = {k: sum(result[mode][s][k] for s in STEPS) for k in ("wall_s", "cpu_s")}
+    warm_day = result["warm driver"]["day"]
+    result["warm driver"]["day"] = {k: warm_day[k] + result["driver start"][k] for k in warm_day}
+    return result
+
+
+def section(results: list[dict], info: dict) -> list[str]:
+    from bench.run.report import fmt
+
+    lines = [BEGIN, "## The daily DAG's day: cold per step, the run's warm driver, one warm session", "",
+             f"Measured {info['started']} by `{info['command']}` on {info['machine'].get('cpus', '?')} CPU cores. "
+             "The DAG's steps for one simulated day, re-run on a warehouse that already holds it (spec fitted, "
+             "a DCMT champion scoring it), each step as a `liftlake` command: cold, every step its own process "
+             "(`LIFTLAKE_WARM_DRIVER=0`); warm driver, the DAG's default, the driver's start plus every step "
+             "sent to it; warm session, the same steps once more in that driver (the floor). Wall seconds, "
+             "and CPU seconds of the whole process tree.", ""]
+    for r in results:
+        lines += [f"### {r['exposures']:,} exposures", "",
+                  "| step | cold wall s | cold CPU s | warm driver wall s | CPU s | warm session wall s | CPU s |",
+                  "|---|---|---|---|---|---|---|",
+                  f"| driver start | - | - | {fmt(r['driver start']['wall_s'])} | {fmt(r['driver start']['cpu_s'])} "
+                  "| - | - |"]
+        for step in (*STEPS, "day"):
+            label = "**the day**" if step == "day" else step
+            cells = " | ".join(f"{fmt(r[m][step]['wall_s'])} | {fmt(r[m][step]['cpu_s'])}" for m in MODES)
+            lines.append(f"| {label} | {cells} |")
+        session = r["warm session"]["day"]
+        warm, cold = r["warm driver"]["day"], r["cold per step"]["day"]
+        ratio = warm["wall_s"] / session["wall_s"]
+        met = "met" if ratio <= TARGET_WARM_VS_SESSION else "not met"
+        lines += ["", f"- The DAG's day (warm driver, its start included) / the same steps in one warm session: "
+                      f"{ratio:.2f} wall, {warm['cpu_s'] / session['cpu_s']:.2f} CPU (target <= "
+                      f"{TARGET_WARM_VS_SESSION}: **{met}**).",
+                  f"- Cold per step / warm session: {cold['wall_s'] / session['wall_s']:.2f} wall, "
+                  f"{cold['cpu_s'] / session['cpu_s']:.2f} CPU; the warm driver saves "
+                  f"{cold['wall_s'] - warm['wall_s']:.0f} s of the day's wall.",
+                  f"- Machine load (1-minute average): {r['load_before']:.2f} before, {r['load_after']:.2f} after.", ""]
+    sizes = ",".join(str(r["exposures"]) for r in results)
+    lines += [f"Regenerate: `.venv/bin/python -m bench.run --only dag --sizes {sizes}`.", END, ""]
+    return lines
+
+
+def write_section(path: str, results: list[dict], info: dict) -> str:
+    """This section into the report at ``path``; its JSON goes to <report>-dag.json."""
+    from bench.run import common
+
+    return common.write_section(path, section(results, info), BEGIN, END, "dag", {"info": info, "dag": results})
