@@ -27,6 +27,7 @@ SMALL = ("simulator:\n  exposures: 2000\n"
 # --------------------------------------------------------------------------------------------------
 # requests (no Spark)
 # --------------------------------------------------------------------------------------------------
+@pytest.mark.reliability
 @pytest.mark.parametrize("raw, rule", [
     (b"not json", "not a JSON line"),
     (b"[1, 2]", "must be a JSON object"),
@@ -134,6 +135,7 @@ def test_steps_on_the_driver_write_what_a_cold_run_writes(driver, spark, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.reliability
 def test_the_exit_code_contract_holds_through_the_driver(driver):
     sock, conf, warehouse, proc, _ = driver
     env = _env(warehouse, LIFTLAKE_DRIVER=str(sock))
@@ -196,6 +198,7 @@ def test_a_caller_that_leaves_mid_step_takes_the_driver_with_it(tmp_path):
             proc.kill()
 
 
+@pytest.mark.reliability
 def test_a_socket_folder_others_may_enter_is_refused_before_spark_starts(tmp_path, capsys):
     from liftlake.lib.cli.main import main
 
