@@ -94,8 +94,9 @@ def bench_dag(size: int, root: str, log=print) -> dict:
 
 
 def section(results: list[dict], info: dict) -> list[str]:
-    from bench.run.report import fmt
+    from bench.run.report import BILLION, WINDOW_S, fmt
 
+    cores = info["machine"].get("cpus") or 1
     lines = [BEGIN, "## The daily DAG's day: cold per step, the run's warm driver, one warm session", "",
              f"Measured {info['started']} by `{info['command']}` on {info['machine'].get('cpus', '?')} CPU cores. "
              "The DAG's steps for one simulated day, re-run on a warehouse that already holds it (spec fitted, "
@@ -123,10 +124,19 @@ def section(results: list[dict], info: dict) -> list[str]:
                   f"- Cold per step / warm session: {cold['wall_s'] / session['wall_s']:.2f} wall, "
                   f"{cold['cpu_s'] / session['cpu_s']:.2f} CPU; the warm driver saves "
                   f"{cold['wall_s'] - warm['wall_s']:.0f} s of the day's wall.",
+                  f"- Capacity at these figures (1B exposures a day in a {WINDOW_S // 3600}-hour window, the day's "
+                  "steps in sequence, throughput per core as here): "
+                  + "; ".join(f"{mode} {_cores_for_a_billion(r, mode, cores, BILLION / WINDOW_S):,.0f} cores"
+                              for mode in MODES) + ".",
                   f"- Machine load (1-minute average): {r['load_before']:.2f} before, {r['load_after']:.2f} after.", ""]
     sizes = ",".join(str(r["exposures"]) for r in results)
     lines += [f"Regenerate: `.venv/bin/python -m bench.run --only dag --sizes {sizes}`.", END, ""]
     return lines
+
+
+def _cores_for_a_billion(result: dict, mode: str, cores: int, needed_per_s: float) -> float:
+    per_core = result["exposures"] / result[mode]["day"]["wall_s"] / cores
+    return needed_per_s / per_core
 
 
 def write_section(path: str, results: list[dict], info: dict) -> str:
