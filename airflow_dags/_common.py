@@ -295,6 +295,11 @@ class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
         if warm_driver.ping(sock):
             self.log.info(f"the run's driver already answers at {sock}")
             return sock
+        try:
+            warm_driver.check_socket_path(sock)  # its folder: made private, or refused
+        except warm_driver.DriverRequestError as exc:
+            self.log.warning(f"no warm driver for this run: {exc}; the steps run as their own spark-submits")
+            return None
         self.application_args = [*self.driver_args, "--socket", sock, "--idle-timeout", f"{driver_idle_seconds():g}"]
         self._set_runtime_env()
         command = self._get_hook()._build_spark_submit_command(self.application)
