@@ -103,18 +103,17 @@ def _resolved(settings: dict) -> dict:
 def _warm_session_for(asked: dict) -> object:
     assert _warm is not None
     held, spark = _warm
-    settings = _resolved(asked)
-    for key in ("master", "delta_jars"):
-        if settings[key] != held[key]:
-            raise ConfigError(f"{key}: this step asks for {settings[key]!r}, the warm driver runs with "
-                              f"{held[key]!r}; start the driver with the step's settings or run the step "
+
+    def flat(settings: dict) -> dict:
+        return {"master": settings["master"], "delta_jars": settings["delta_jars"],
+                **{f"spark.conf.{k}": v for k, v in settings["conf"].items()}}
+
+    want, have = flat(_resolved(asked)), flat(held)
+    for key in ["master", "delta_jars", *sorted((set(want) | set(have)) - {"master", "delta_jars"})]:
+        if want.get(key) != have.get(key):
+            raise ConfigError(f"{key}: this step asks for {want.get(key)!r}, the warm driver runs with "
+                              f"{have.get(key)!r}; start the driver with the step's settings or run the step "
                               "without LIFTLAKE_DRIVER (rule: a driver's session settings are fixed when it starts)")
-    for key in sorted(set(settings["conf"]) | set(held["conf"])):
-        if settings["conf"].get(key) != held["conf"].get(key):
-            raise ConfigError(f"spark.conf.{key}: this step asks for {settings['conf'].get(key)!r}, the warm "
-                              f"driver runs with {held['conf'].get(key)!r}; start the driver with the step's "
-                              "settings or run the step without LIFTLAKE_DRIVER (rule: a driver's session "
-                              "settings are fixed when it starts)")
     return spark
 
 
