@@ -93,10 +93,10 @@ def hold_warm_session(ctx: JobContext) -> object:
 
 
 def _resolved(settings: dict) -> dict:
-    from liftlake.lib.storage.spark import DELTA_SPARK_ENV
+    from liftlake.lib.storage.spark import delta_jars_by_default
 
     if settings["delta_jars"] is None:  # build_session's rule
-        return {**settings, "delta_jars": bool(os.environ.get(DELTA_SPARK_ENV))}
+        return {**settings, "delta_jars": delta_jars_by_default()}
     return settings
 
 

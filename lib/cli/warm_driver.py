@@ -49,6 +49,7 @@ MAX_REQUEST_BYTES = 1 << 20
 # driver's own environment is restored after the step
 FORWARDED_ENV_PREFIX = "LIFTLAKE_"
 CONNECT_TIMEOUT_S = 10.0
+SOCKET_PATH_MAX_BYTES = 100  # Unix socket paths are limited (108 bytes on Linux, 104 elsewhere)
 # the exit code a caller reports when the driver went away before it answered (killed, crashed)
 DRIVER_LOST = 137
 
@@ -68,8 +69,8 @@ def socket_for_run(run_id: str) -> str:
 def check_socket_path(path: str) -> None:
     """A socket path the driver may serve at: short enough for a Unix socket, in a folder (made if
     missing) that only this user may enter; DriverRequestError naming the rule otherwise."""
-    if len(os.path.abspath(path).encode()) > 100:
-        raise DriverRequestError(f"{path}: longer than 100 bytes (Unix socket paths are limited)")
+    if len(os.path.abspath(path).encode()) > SOCKET_PATH_MAX_BYTES:
+        raise DriverRequestError(f"{path}: longer than {SOCKET_PATH_MAX_BYTES} bytes (Unix socket paths are limited)")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, mode=0o700, exist_ok=True)
     info = os.lstat(folder)
@@ -78,11 +79,16 @@ def check_socket_path(path: str) -> None:
                                  "with no access for others (mode 0700)")
 
 
+def _frame(message: dict) -> bytes:
+    """One message of the wire format: a JSON line."""
+    return json.dumps(message).encode("utf-8") + b"\n"
+
+
 # --------------------------------------------------------------------------------------------------
 # the caller
 # --------------------------------------------------------------------------------------------------
 def _connect(path: str, timeout: float = CONNECT_TIMEOUT_S) -> socket.socket | None:
-    if len(os.path.abspath(path).encode()) > 100 or not os.path.exists(path):
+    if len(os.path.abspath(path).encode()) > SOCKET_PATH_MAX_BYTES or not os.path.exists(path):
         return None
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.settimeout(timeout)
@@ -101,7 +107,7 @@ def _exchange(path: str, request: dict, on_frame: Callable[[dict], None] | None 
     if conn is None:
         return None
     with conn, conn.makefile("rb") as answers:
-        conn.sendall(json.dumps(request).encode("utf-8") + b"\n")
+        conn.sendall(_frame(request))
         for line in answers:
             frame = json.loads(line)
             if "exit" in frame:
@@ -187,7 +193,7 @@ class _FrameWriter(io.TextIOBase):
         if text:
             with self._lock:
                 try:
-                    self._conn.sendall(json.dumps({self._key: text}).encode("utf-8") + b"\n")
+                    self._conn.sendall(_frame({self._key: text}))
                 except OSError:
                     pass  # the caller left; the watcher ends the driver
         return len(text)
@@ -272,7 +278,7 @@ def _serve_one(conn: socket.socket, lost: Callable[[], None]) -> bool:
 
     def answer(frame: dict) -> None:
         with lock, contextlib.suppress(OSError):
-            conn.sendall(json.dumps(frame).encode("utf-8") + b"\n")
+            conn.sendall(_frame(frame))
 
     conn.settimeout(30.0)
     try:

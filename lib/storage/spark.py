@@ -70,7 +70,7 @@ def build_session(
         defaults = {k: v for k, v in defaults.items() if k not in _submitted_conf()}
     settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
     if delta_jars is None:
-        delta_jars = bool(os.environ.get(DELTA_SPARK_ENV))
+        delta_jars = delta_jars_by_default()
     elif delta_jars:
         # asked for by the caller (a delta-spark store, the test session), not by the session's
         # owner: warehouse.backend auto keeps delta-rs here (open_store)
@@ -102,11 +102,16 @@ def _submitted_conf() -> set[str]:
     return {key for key, _ in SparkConf().getAll()}
 
 
+def delta_jars_by_default() -> bool:
+    """Whether a session asked for with ``delta_jars=None`` starts with the Delta jars."""
+    return bool(os.environ.get(DELTA_SPARK_ENV))
+
+
 def owner_decides_delta() -> bool:
     """True when whoever started liftlake chose whether the session has Delta: spark-submit (its
     --jars and --conf start the JVM) or ``LIFTLAKE_DELTA_SPARK``. A job that asks for the jars
     on request leaves such a session as it is (and its Delta, if any, stays the session's choice)."""
-    return "PYSPARK_GATEWAY_PORT" in os.environ or bool(os.environ.get(DELTA_SPARK_ENV))
+    return "PYSPARK_GATEWAY_PORT" in os.environ or delta_jars_by_default()
 
 
 def delta_is_the_sessions_choice(spark: SparkSession) -> bool:
