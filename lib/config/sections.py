@@ -92,6 +92,11 @@ class TrainConf:
     launcher: Literal["local", "horovod", "torch-distributor"] = "local"
     num_processes: int = check(lambda v: 1 <= v <= 64, "must be an integer in [1, 64]", default=2)
     use_gpu: bool = False
+    # How ranks average the embedding tables' gradients each step: "dense" all-reduces whole tables with
+    # the other parameters (fewest sync points: on one 2-core machine an all-reduce costs 1-2 ms from 1k
+    # to 1M floats, so the count of syncs, not their bytes, is the cost); "touched_rows" exchanges only
+    # the rows some rank looked up, at two more syncs a step (for tables of millions of rows on a network).
+    embedding_allreduce: Literal["dense", "touched_rows"] = "dense"
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = positive(0.001)
     weight_decay: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)

@@ -270,8 +270,9 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
             if not torch.isfinite(loss.total):
                 raise TrainingError(f"loss is {loss.total.item()} at epoch {epoch} step {i} on rank {rank}; "
                                     f"parts {({k: float(v.detach()) for k, v in loss.parts.items()})}")
-            optimizer.zero_grad()  # horovod 0.28 DistributedOptimizer takes no set_to_none
+            optimizer.zero_grad()
             loss.total.backward()
+            comm.reduce_gradients()
             optimizer.step()
             n = len(batch["x"])
             seen += n

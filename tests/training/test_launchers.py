@@ -70,21 +70,49 @@ def single_process_auc(plan, tmp_path_factory):
     return check_run(train_rank(local), 12000)
 
 
+@pytest.fixture(scope="module")
+def two_rank_runs(spark, plan, tmp_path_factory):
+    """Each launcher's 2-rank run with the default dense all-reduce, run once for the tests below."""
+    runs: dict = {}
+
+    def run(launcher: str) -> dict:
+        if launcher not in runs:
+            runs[launcher] = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path_factory.mktemp("ckpt"))),
+                                    launcher, 2, spark)
+        return runs[launcher]
+    return run
+
+
 @pytest.mark.slow
-def test_torch_distributor_two_ranks(spark, plan, single_process_auc, tmp_path):
-    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt")), "torch-distributor", 2, spark)
+def test_torch_distributor_two_ranks(two_rank_runs, single_process_auc):
+    result = two_rank_runs("torch-distributor")
     assert result["world_size"] == 2
     auc = check_run(result, 12000)
     assert abs(auc - single_process_auc) <= 0.01, (auc, single_process_auc)
 
 
 @pytest.mark.slow
-def test_horovod_two_ranks(spark, plan, single_process_auc, tmp_path):
-    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt")), "horovod", 2, spark)
+def test_horovod_two_ranks(two_rank_runs, single_process_auc):
+    result = two_rank_runs("horovod")
     assert result["world_size"] == 2
     assert len(set(result["per_rank_digests"])) == 1  # both ranks end with identical parameters
     auc = check_run(result, 12000)
     assert abs(auc - single_process_auc) <= 0.01, (auc, single_process_auc)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torch-distributor", "horovod"])
+def test_touched_rows_train_the_weights_a_dense_all_reduce_trains(spark, plan, two_rank_runs, launcher, tmp_path):
+    """Averaging the embedding table on the rows the ranks looked up is the dense average's sum: the
+    launcher's run gives the weights (to float rounding) its dense run gives."""
+    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt"), embedding_allreduce="touched_rows"),
+                    launcher, 2, spark)
+    check_run(result, 12000)
+    dense = two_rank_runs(launcher)["weights"]
+    assert set(result["weights"]) == set(dense)
+    for name, w in result["weights"].items():
+        diff = float((w - dense[name]).abs().max())
+        assert diff <= 1e-4, (name, diff)
 
 
 @pytest.mark.reliability
