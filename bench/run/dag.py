@@ -129,9 +129,29 @@ def section(results: list[dict], info: dict) -> list[str]:
                   + "; ".join(f"{mode} {_cores_for_a_billion(r, mode, cores, BILLION / WINDOW_S):,.0f} cores"
                               for mode in MODES) + ".",
                   f"- Machine load (1-minute average): {r['load_before']:.2f} before, {r['load_after']:.2f} after.", ""]
+    lines += capacity_table(max(results, key=lambda r: r["exposures"]), cores)
     sizes = ",".join(str(r["exposures"]) for r in results)
     lines += [f"Regenerate: `.venv/bin/python -m bench.run --only dag --sizes {sizes}`.", END, ""]
     return lines
+
+
+def capacity_table(result: dict, cores: int) -> list[str]:
+    """Cores for a billion exposures a day in the window, per step, from the cold per-step figures (what
+    a task pays when every step is its own process) beside the warm driver's, at ``result``'s size."""
+    from bench.run.report import BILLION, WINDOW_S, fmt
+
+    size, need = result["exposures"], BILLION / WINDOW_S
+    lines = [f"#### Capacity from the cold figures at {size:,} exposures", "",
+             f"1B exposures a day in a {WINDOW_S // 3600}-hour window need {need:,.0f} exposures/s; per core = "
+             f"exposures/s / {cores}. The warm driver's column counts its start in the day's row only.", "",
+             "| step | cold exposures/s | cold per core | cores, cold | cores, warm driver |", "|---|---|---|---|---|"]
+    for step in (*STEPS, "day"):
+        cold, warm = result["cold per step"][step], result["warm driver"][step]
+        rate = size / cold["wall_s"]
+        label = "**the day, steps in sequence**" if step == "day" else step
+        lines.append(f"| {label} | {fmt(rate)} | {fmt(rate / cores)} | {need / (rate / cores):,.1f} | "
+                     f"{need * warm['wall_s'] * cores / size:,.1f} |")
+    return lines + [""]
 
 
 def _cores_for_a_billion(result: dict, mode: str, cores: int, needed_per_s: float) -> float:

@@ -77,7 +77,9 @@ def capacity_section(info: dict, pipeline: list, training: list, scoring: list) 
     steps = daily_steps(pipeline, scoring)[size]
     need = BILLION / WINDOW_S
     lines = ["## Capacity: 1 billion exposures a day inside a 2-hour window", "",
-             f"Measured at {size:,} exposures on {cores} cores (per core = rows/s / {cores}). "
+             f"Measured at {size:,} exposures on {cores} cores (per core = rows/s / {cores}), from the steps "
+             "run one after another in this run's warm session (no JVM start or warm-up per step); the dag "
+             "section's table recomputes it from cold per-step runs, what a task of the DAG pays. "
              f"Needed: {BILLION:,} / {WINDOW_S:,} s = {need:,.0f} exposures/s.", "",
              "| step | exposures/s | per core | cores for 1B in 2 h |", "|---|---|---|---|"]
     seconds_per_exposure_core = 0.0
