@@ -36,15 +36,24 @@ SCORE_TABLES = ("scores.cvr", "scores.uplift_user")
 
 
 def recorded_versions(store, days: list[str]) -> dict[tuple[str, str], set[str]]:
-    """{(ds, model): the versions whose rows the scores tables hold for that day}: one distinct row per
-    (day, model, version) reaches the driver."""
+    """{(ds, model): the versions whose rows the scores tables hold for that day}: from the Delta log's
+    file statistics (a scores write is one model version, so each file holds one); a day whose
+    statistics cannot say is read, one distinct row per (model, version) reaching the driver."""
     found: dict[tuple[str, str], set[str]] = {}
     for table in SCORE_TABLES:
         if not store.exists(table):
             continue
-        rows = store.read(table, partitions=days).select("ds", "model", "version").distinct().collect()
-        for ds, model, version in rows:
-            found.setdefault((ds, model), set()).add(version)
+        unread = []
+        for ds in days:
+            pairs = store.values_from_stats(table, ["model", "version"], ds)
+            if pairs is None:
+                unread.append(ds)
+            for model, version in pairs or ():
+                found.setdefault((ds, model), set()).add(version)
+        if unread:
+            rows = store.read(table, partitions=unread).select("ds", "model", "version").distinct().collect()
+            for ds, model, version in rows:
+                found.setdefault((ds, model), set()).add(version)
     return found
 
 

@@ -425,10 +425,19 @@ class TableStore:
         raise NotImplementedError
 
     def single_value_from_stats(self, name: str, column: str, partition: str) -> str | None:
-        """The one value ``column`` holds in ``partition`` (of the first partition column), read from
-        the Delta log's per-file min / max statistics, no data file opened: when every file of the
-        partition has min == max and they agree. None when the statistics cannot say (a file without
-        them, two values, a partition without files): the caller reads the rows."""
+        """The one value ``column`` holds in ``partition`` (of the first partition column), from the Delta
+        log's statistics (``values_from_stats``); None when they cannot say or the partition holds
+        no value or two: the caller reads the rows."""
+        values = self.values_from_stats(name, [column], partition)
+        return values.pop()[0] if values is not None and len(values) == 1 else None
+
+    def values_from_stats(self, name: str, columns: Sequence[str], partition: str) -> set[tuple[str, ...]] | None:
+        """The distinct tuples of ``columns`` in ``partition`` (of the first partition column), read from
+        the Delta log, no data file opened: a partition column's value from each file's partition
+        values, any other column's from the file's min / max statistics, where it must hold one value
+        (min == max). None when the log cannot say (a file without statistics or with two values, no
+        such column, an unpartitioned table): the caller reads the rows. A partition without files
+        holds no tuple."""
         from deltalake import DeltaTable
 
         table = DeltaTable(self._require(name))
@@ -436,18 +445,22 @@ class TableStore:
         if not part_cols:
             return None
         actions = pa.table(table.get_add_actions(flatten=True))
-        lo_col, hi_col, key_col = f"min.{column}", f"max.{column}", f"partition.{part_cols[0]}"
-        if not {lo_col, hi_col, key_col} <= set(actions.column_names):
+        bounds = [(f"partition.{c}",) * 2 if c in part_cols else (f"min.{c}", f"max.{c}") for c in columns]
+        key_col = f"partition.{part_cols[0]}"
+        if not {key_col, *(b for pair in bounds for b in pair)} <= set(actions.column_names):
             return None
+        keys = actions.column(key_col).to_pylist()
+        lows = [actions.column(lo).to_pylist() for lo, _ in bounds]
+        highs = [actions.column(hi).to_pylist() for _, hi in bounds]
         values = set()
-        for key, lo, hi in zip(actions.column(key_col).to_pylist(), actions.column(lo_col).to_pylist(),
-                               actions.column(hi_col).to_pylist()):
+        for i, key in enumerate(keys):
             if str(key) != partition:
                 continue
-            if lo is None or lo != hi:
+            file_values = tuple(lo[i] for lo in lows)
+            if any(v is None for v in file_values) or file_values != tuple(hi[i] for hi in highs):
                 return None
-            values.add(lo)
-        return str(values.pop()) if len(values) == 1 else None
+            values.add(tuple(str(v) for v in file_values))
+        return values
 
     def referenced_files(self, name: str, version: int | None = None) -> set[str]:
         """Paths (relative to the table folder) of the data files a version is made of."""

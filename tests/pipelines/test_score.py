@@ -15,6 +15,7 @@ from pyspark.sql import functions as F
 from liftlake.lib.cli.runner import InputError, JobContext
 from liftlake.lib.config import load_config
 from liftlake.lib.pipelines.build_features import build_features_days
+from liftlake.lib.pipelines.score import recorded_versions
 from liftlake.lib.pipelines.simulate import simulate_days
 from liftlake.lib.storage.store import DeltaRsStore
 
@@ -208,6 +209,9 @@ def test_a_rerun_of_a_day_after_a_promotion_reproduces_its_scores(world):
     try:
         score(ctx)
         before = dcmt_scores()
+        # which version scored the day comes from the Delta log's statistics, no scores row read
+        assert ("dcmt", first) in ctx.store.values_from_stats("scores.cvr", ["model", "version"], DS)
+        assert recorded_versions(ctx.store, [DS])[(DS, "dcmt")] == {first}
         promoted = train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
                                   "train.seed=5", "train.gate_tolerance=1"), DS)["version"]
         assert current_version(ctx.store.root, "dcmt") == promoted != first

@@ -466,15 +466,24 @@ def test_a_row_breaking_a_column_rule_fails_the_write_and_changes_nothing(spark,
 
 def test_a_partition_s_single_value_is_read_from_the_log_statistics(spark, store):
     """single_value_from_stats: the value a day's files all hold, from their min / max in the Delta
-    log; None where the statistics cannot say (two values, no such day, no such column)."""
-    one = day_frame(spark, "2026-11-20", 6).withColumn("spec", F.lit("abc123")).repartition(2)
+    log; None where the statistics cannot say (two values, no such day, no such column).
+    values_from_stats: the distinct tuples of several columns, a partition column's from the file's
+    partition values."""
+    one = day_frame(spark, "2026-11-20", 6).withColumn("spec", F.lit("abc123")).withColumn("src", F.lit("sim"))
+    one = one.repartition(2)
     mixed = day_frame(spark, "2026-11-21", 6).withColumn(
-        "spec", F.when(F.col("event_id") < 3, F.lit("abc123")).otherwise(F.lit("def456"))).coalesce(1)
+        "spec", F.when(F.col("event_id") < 3, F.lit("abc123")).otherwise(F.lit("def456"))
+    ).withColumn("src", F.lit("sim")).coalesce(1)
     store.write(one.unionByName(mixed), "raw.encoded", "overwrite_partitions", ["2026-11-20", "2026-11-21"])
     assert store.single_value_from_stats("raw.encoded", "spec", "2026-11-20") == "abc123"
     assert store.single_value_from_stats("raw.encoded", "spec", "2026-11-21") is None
     assert store.single_value_from_stats("raw.encoded", "spec", "2026-11-22") is None
     assert store.single_value_from_stats("raw.encoded", "no_such_column", "2026-11-20") is None
+    # several columns: the distinct tuples when each file holds one; an empty day holds none
+    assert store.values_from_stats("raw.encoded", ["spec", "src"], "2026-11-20") == {("abc123", "sim")}
+    assert store.values_from_stats("raw.encoded", ["src", "spec"], "2026-11-21") is None
+    assert store.values_from_stats("raw.encoded", ["spec"], "2026-11-22") == set()
+    assert store.values_from_stats("raw.encoded", ["ds", "spec"], "2026-11-20") == {("2026-11-20", "abc123")}
 
 
 def test_a_delta_spark_table_lacking_its_rules_and_comment_gets_them_on_the_next_write(spark, tmp_path, caplog):
