@@ -43,17 +43,13 @@ def recorded_versions(store, days: list[str]) -> dict[tuple[str, str], set[str]]
     for table in SCORE_TABLES:
         if not store.exists(table):
             continue
-        unread = []
-        for ds in days:
-            pairs = store.values_from_stats(table, ["model", "version"], ds)
-            if pairs is None:
-                unread.append(ds)
-            for model, version in pairs or ():
-                found.setdefault((ds, model), set()).add(version)
+        from_log = store.values_from_stats(table, ["model", "version"], days)
+        triples = [(ds, model, version) for ds, pairs in from_log.items() for model, version in pairs or ()]
+        unread = [ds for ds, pairs in from_log.items() if pairs is None]
         if unread:
-            rows = store.read(table, partitions=unread).select("ds", "model", "version").distinct().collect()
-            for ds, model, version in rows:
-                found.setdefault((ds, model), set()).add(version)
+            triples += store.read(table, partitions=unread).select("ds", "model", "version").distinct().collect()
+        for ds, model, version in triples:
+            found.setdefault((ds, model), set()).add(version)
     return found
 
 

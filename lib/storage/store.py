@@ -428,39 +428,41 @@ class TableStore:
         """The one value ``column`` holds in ``partition`` (of the first partition column), from the Delta
         log's statistics (``values_from_stats``); None when they cannot say or the partition holds
         no value or two: the caller reads the rows."""
-        values = self.values_from_stats(name, [column], partition)
+        values = self.values_from_stats(name, [column], [partition])[partition]
         return values.pop()[0] if values is not None and len(values) == 1 else None
 
-    def values_from_stats(self, name: str, columns: Sequence[str], partition: str) -> set[tuple[str, ...]] | None:
-        """The distinct tuples of ``columns`` in ``partition`` (of the first partition column), read from
-        the Delta log, no data file opened: a partition column's value from each file's partition
-        values, any other column's from the file's min / max statistics, where it must hold one value
-        (min == max). None when the log cannot say (a file without statistics or with two values, no
-        such column, an unpartitioned table): the caller reads the rows. A partition without files
-        holds no tuple."""
+    def values_from_stats(self, name: str, columns: Sequence[str],
+                          partitions: Sequence[str]) -> dict[str, set[tuple[str, ...]] | None]:
+        """{partition: the distinct tuples of ``columns`` in it} for ``partitions`` (of the first partition
+        column), read from the Delta log once, no data file opened: a partition column's value from
+        each file's partition values, any other column's from the file's min / max statistics, where it
+        must hold one value (min == max). None for a partition the log cannot say (a file without
+        statistics or with two values), and for every one when a column is missing or the table is not
+        partitioned: the caller reads the rows. A partition without files holds no tuple."""
         from deltalake import DeltaTable
 
+        found: dict[str, set[tuple[str, ...]] | None] = {p: set() for p in partitions}
         table = DeltaTable(self._require(name))
         part_cols = list(table.metadata().partition_columns)
         if not part_cols:
-            return None
+            return dict.fromkeys(partitions)
         actions = pa.table(table.get_add_actions(flatten=True))
         bounds = [(f"partition.{c}",) * 2 if c in part_cols else (f"min.{c}", f"max.{c}") for c in columns]
         key_col = f"partition.{part_cols[0]}"
         if not {key_col, *(b for pair in bounds for b in pair)} <= set(actions.column_names):
-            return None
-        keys = actions.column(key_col).to_pylist()
+            return dict.fromkeys(partitions)
         lows = [actions.column(lo).to_pylist() for lo, _ in bounds]
         highs = [actions.column(hi).to_pylist() for _, hi in bounds]
-        values = set()
-        for i, key in enumerate(keys):
-            if str(key) != partition:
+        for i, key in enumerate(actions.column(key_col).to_pylist()):
+            values = found.get(str(key))
+            if values is None:  # not asked for, or already unknown
                 continue
             file_values = tuple(lo[i] for lo in lows)
             if any(v is None for v in file_values) or file_values != tuple(hi[i] for hi in highs):
-                return None
-            values.add(tuple(str(v) for v in file_values))
-        return values
+                found[str(key)] = None
+            else:
+                values.add(tuple(str(v) for v in file_values))
+        return found
 
     def referenced_files(self, name: str, version: int | None = None) -> set[str]:
         """Paths (relative to the table folder) of the data files a version is made of."""

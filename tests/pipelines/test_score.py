@@ -210,7 +210,7 @@ def test_a_rerun_of_a_day_after_a_promotion_reproduces_its_scores(world):
         score(ctx)
         before = dcmt_scores()
         # which version scored the day comes from the Delta log's statistics, no scores row read
-        assert ("dcmt", first) in ctx.store.values_from_stats("scores.cvr", ["model", "version"], DS)
+        assert ("dcmt", first) in ctx.store.values_from_stats("scores.cvr", ["model", "version"], [DS])[DS]
         assert recorded_versions(ctx.store, [DS])[(DS, "dcmt")] == {first}
         promoted = train(make_ctx(ctx.spark, ctx.store.root, [DS], "model.name=dcmt", "train.epochs=1",
                                   "train.seed=5", "train.gate_tolerance=1"), DS)["version"]

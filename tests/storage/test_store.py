@@ -480,10 +480,12 @@ def test_a_partition_s_single_value_is_read_from_the_log_statistics(spark, store
     assert store.single_value_from_stats("raw.encoded", "spec", "2026-11-22") is None
     assert store.single_value_from_stats("raw.encoded", "no_such_column", "2026-11-20") is None
     # several columns: the distinct tuples when each file holds one; an empty day holds none
-    assert store.values_from_stats("raw.encoded", ["spec", "src"], "2026-11-20") == {("abc123", "sim")}
-    assert store.values_from_stats("raw.encoded", ["src", "spec"], "2026-11-21") is None
-    assert store.values_from_stats("raw.encoded", ["spec"], "2026-11-22") == set()
-    assert store.values_from_stats("raw.encoded", ["ds", "spec"], "2026-11-20") == {("2026-11-20", "abc123")}
+    days = ["2026-11-20", "2026-11-21", "2026-11-22"]
+    assert store.values_from_stats("raw.encoded", ["spec", "src"], days) == {
+        "2026-11-20": {("abc123", "sim")}, "2026-11-21": None, "2026-11-22": set()}
+    by_day = store.values_from_stats("raw.encoded", ["ds", "spec"], days[:1])
+    assert by_day == {"2026-11-20": {("2026-11-20", "abc123")}}
+    assert store.values_from_stats("raw.encoded", ["spec", "no_such_column"], days[:1]) == {"2026-11-20": None}
 
 
 def test_a_delta_spark_table_lacking_its_rules_and_comment_gets_them_on_the_next_write(spark, tmp_path, caplog):
