@@ -6,6 +6,7 @@
     .venv/bin/python -m bench.run --only scoring --sizes 1000000,10000000
     .venv/bin/python -m bench.run --only cluster --cluster-size 200000
     .venv/bin/python -m bench.run --only backends --backends-size 1000000
+    .venv/bin/python -m bench.run --only simulate --sizes 1000000,10000000
 
 Sections:
   pipeline  simulate + build-features rows/s for one day at each size, and the same feature SQL in
@@ -26,6 +27,9 @@ Sections:
   backends  delta-rs vs. delta-spark on the same simulated day, each in a fresh driver: session start,
             simulate, build-features, write throughput of a day's overwrite, commit latency
             (``--only backends`` runs it alone; a full run keeps the report's previous one)
+  simulate  the ``liftlake simulate`` step cold (a fresh process, a fresh warehouse) vs. a numpy + pyarrow
+            floor of the same 9 tables, also cold: wall and CPU s, the rows of each table, the issue 20
+            target (``--only simulate`` runs it alone; a full run keeps the report's previous one)
 Every number in the report comes from this run; the machine, versions and sizes are at the top.
 With --pipeline-only only the pipeline section is measured; the training and scoring sections are
 carried from the JSON of the previous report at --out, and the report says which run each came from.

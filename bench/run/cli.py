@@ -11,7 +11,7 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster, dag, scoring, training
+from bench.run import backends, cluster, dag, scoring, simulate, training
 from bench.run.common import job_context, machine, read_section, restore_section
 from bench.run.features import bench_features, previous_section, write_section
 from bench.run.pipeline import bench_pipeline
@@ -31,14 +31,17 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
-    parser.add_argument("--only", choices=["features", "scoring", "training", "cluster", "backends", "dag"], default=None,
+    parser.add_argument("--only", default=None,
+                        choices=["features", "scoring", "training", "cluster", "backends", "dag", "simulate"],
                         help="measure one section alone and rewrite only its part of --out (features: "
                              "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall; "
                              "scoring: the DCMT scoring job cold and warm vs. in-process inference; "
                              "training: DCMT under each launcher vs. the in-memory loop, at the first size; "
                              "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster; "
                              "backends: delta-rs vs. delta-spark on the same day; "
-                             "dag: the daily DAG's steps cold per step, on the run's warm driver and in one warm session)")
+                             "dag: the daily DAG's steps cold per step, on the run's warm driver and in one warm "
+                             "session; "
+                             "simulate: the simulate step cold vs. its numpy + pyarrow floor cold, at each size)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
                         help="exposures of the day the cluster section runs (default 200000)")
     parser.add_argument("--backends-size", type=int, default=1_000_000,
@@ -56,13 +59,17 @@ def main(argv=None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
-    if args.only in ("cluster", "backends", "dag"):  # their drivers are processes of their own: no session here
+    # their drivers are processes of their own: no session here
+    if args.only in ("cluster", "backends", "dag", "simulate"):
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                 "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
         if args.only == "cluster":
             path = cluster.write_section(args.out, cluster.bench_cluster(args.cluster_size, root), info)
         elif args.only == "dag":
             path = dag.write_section(args.out, [dag.bench_dag(size, root, log=log) for size in sizes], info)
+        elif args.only == "simulate":
+            path = simulate.write_section(args.out, [simulate.bench_simulate(size, root, log=log) for size in sizes],
+                                          info)
         else:
             path = backends.write_section(args.out, backends.bench_backends(args.backends_size, root), info)
         print(f"[bench] report: {path}", file=sys.stderr)
@@ -93,8 +100,8 @@ def main(argv=None) -> int:
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
-        kept = [previous_section(args.out),
-                *(read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends, dag))]
+        kept = [previous_section(args.out), *(read_section(args.out, m.BEGIN, m.END)
+                                              for m in (scoring, training, cluster, backends, dag, simulate))]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
@@ -125,7 +132,7 @@ def main(argv=None) -> int:
                                  **scoring.bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
     features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
     # the sections measured by --only alone
-    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends, dag)]
+    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends, dag, simulate)]
     path = write_report(args.out, info, pipeline, training_rows, scoring_rows)
     write_section(path, features, info)
     for block in kept:

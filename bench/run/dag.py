@@ -30,14 +30,21 @@ TARGET_WARM_VS_SESSION = 1.5
 MODES = ("cold per step", "warm driver", "warm session")
 
 
-def _liftlake(args: list[str], env: dict) -> None:
+def step_env(warehouse: str) -> dict:
+    """The environment of a step's ``liftlake`` process: this one's without any LIFTLAKE_ setting (no
+    warm driver, no other warehouse or config layer), the step writing into ``warehouse``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("LIFTLAKE_")},
+            "LIFTLAKE_WAREHOUSE": warehouse, "PYARROW_IGNORE_TIMEZONE": "1"}
+
+
+def run_liftlake(args: list[str], env: dict) -> None:
     proc = subprocess.run([sys.executable, "-m", "liftlake.lib.cli.main", *args], env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=3600)
     if proc.returncode != 0:
         raise RuntimeError(f"liftlake {' '.join(args)} exited {proc.returncode}: {proc.stderr[-2000:]}")
 
 
-def _step_args(step: str, size: int) -> list[str]:
+def step_args(step: str, size: int) -> list[str]:
     day = [] if step == "tables" else ["--ds", DS]
     return [step, *day, "--set", f"simulator.exposures={size}", "--quiet-config"]
 
@@ -47,7 +54,7 @@ def _timed_steps(env: dict, size: int, log) -> dict:
     for step in STEPS:
         log(f"[bench] dag section: {step}")
         with TreeCPU() as cpu:
-            _liftlake(_step_args(step, size), env)
+            run_liftlake(step_args(step, size), env)
         out[step] = {"wall_s": cpu.wall, "cpu_s": cpu.cpu}
     return out
 
@@ -56,13 +63,12 @@ def bench_dag(size: int, root: str, log=print) -> dict:
     from liftlake.lib.cli import warm_driver
 
     warehouse = os.path.join(root, f"wh-dag-{size}")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LIFTLAKE_")},
-           "LIFTLAKE_WAREHOUSE": warehouse, "PYARROW_IGNORE_TIMEZONE": "1"}
+    env = step_env(warehouse)
     log(f"[bench] dag section: preparing the day ({size:,} exposures) and a DCMT champion")
     for step in STEPS[:3]:
-        _liftlake(_step_args(step, size), env)
-    _liftlake(["train", "--ds", DS, "--model", "dcmt", "--set", "train.epochs=1", "--set", "train.gate_min_cvr=0",
-               "--quiet-config"], env)
+        run_liftlake(step_args(step, size), env)
+    run_liftlake(["train", "--ds", DS, "--model", "dcmt", "--set", "train.epochs=1", "--set", "train.gate_min_cvr=0",
+                  "--quiet-config"], env)
     load_before = os.getloadavg()[0]
     result: dict = {"exposures": size, "load_before": load_before}
     result["cold per step"] = _timed_steps(env, size, log)
