@@ -228,6 +228,12 @@ def section(results: list[dict], info: dict) -> list[str]:
                          f"{fmt(c.get('cpu_s'))} | {fmt(c.get('wall_s'))} | {rows[key]} |")
         lines.append(f"| {r['exposures']:,} | first day: build-features fitting the spec (warm session) | "
                      f"{fmt(r['first_day']['cpu_s'])} | {fmt(r['first_day']['wall_s'])} | | | |")
+    lines += [""]
+    for r in results:  # the JIT is still warming the platform's code after the warm-up: each round shown
+        rounds = "; ".join(f"{label} {', '.join(fmt(x['cpu_s']) for x in r['warm_runs'][key])}"
+                           for key, label in (("platform", "build-features"), ("spark_sql", "plain Spark SQL"),
+                                              ("duckdb", "DuckDB")))
+        lines.append(f"Warm rounds at {r['exposures']:,} in order, CPU s (the first is the warm-up): {rounds}.")
     lines += ["", "| target (warm CPU s, ratio in this run) | measured | |", "|---|---|---|"]
     for r in results:
         a, b = r["ratio_vs_spark_sql"], r["ratio_vs_duckdb"]

@@ -62,6 +62,13 @@ def build_session(
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "true",
         "spark.sql.shuffle.partitions": "8",
+        # Compiled whole-stage classes are cached per JVM by their code; Spark's 100 entries are fewer
+        # than one build-features day generates (123), so a warm session (the run's warm driver, a
+        # multi-day job, the test suite's one session) recompiled every stage on its next use and the
+        # JIT warmed it up again (111 compiles a day); with room for them a warm build-features day at
+        # 1M exposures took 16-18 CPU s instead of 21 (reports/bench.md) and the tests of features/ and
+        # storage/ 260 s instead of 306. A one-day DAG run's steps share few stages: it gains little.
+        "spark.sql.codegen.cache.maxEntries": "2000",
         "spark.driver.memory": "4g",
         # delta-rs and every Delta reader expect microsecond timestamps, not INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",

@@ -1,0 +1,18 @@
+"""The session build_session makes keeps what a warm process has compiled."""
+from __future__ import annotations
+
+
+def _compiles(spark) -> int:
+    return spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME().getCount()
+
+
+def test_a_warm_session_reuses_its_compiled_stages_past_sparks_default_100(spark):
+    # 120 distinct generated classes (each literal is inlined into its stage's code), more than Spark's
+    # default cache of 100 and about what one build-features day generates; then the first again
+    plans = [spark.range(4).selectExpr(f"id * {i + 7919} + {i} as x") for i in range(120)]
+    first = [row.x for row in plans[0].collect()]
+    for df in plans[1:]:
+        df.collect()
+    before = _compiles(spark)
+    assert [row.x for row in plans[0].collect()] == first
+    assert _compiles(spark) == before  # served from the cache: nothing compiled, nothing for the JIT to warm again
