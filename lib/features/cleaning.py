@@ -115,7 +115,7 @@ def clean_attributes(rows: DataFrame, table: str, key: str, ds: str, job: str, m
 def exposure_rules(ds: str, max_id_chars: int) -> Column:
     """Null ids, ids that join no user or item of the day, oversized ids, timestamps outside the day,
     an hour that is not the timestamp's, negative positions. Reads the ``_user_known`` /
-    ``_item_known`` flags of ``with_known_flags``."""
+    ``_item_known`` flags of ``with_attributes``."""
     lo, hi = _day_bounds(ds)
     return (F.when(F.col("exposure_id").isNull() | F.col("user_id").isNull() | F.col("item_id").isNull(), "null_id")
             .when(F.length(F.col("exposure_id")) > max_id_chars, "oversized_id")
