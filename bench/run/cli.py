@@ -11,9 +11,9 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster, dag, scoring, simulate, training
-from bench.run.common import job_context, machine, read_section, restore_section
-from bench.run.features import bench_features, previous_section, write_section
+from bench.run import backends, cluster, dag, features, scoring, simulate, training
+from bench.run.common import job_context, machine, read_section, restore_section, write_section
+from bench.run.features import bench_features, previous_section
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
 
@@ -64,14 +64,14 @@ def main(argv=None) -> int:
         info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
                 "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
         if args.only == "cluster":
-            path = cluster.write_section(args.out, cluster.bench_cluster(args.cluster_size, root), info)
+            path = write_section(args.out, cluster, cluster.bench_cluster(args.cluster_size, root), info)
         elif args.only == "dag":
-            path = dag.write_section(args.out, [dag.bench_dag(size, root, log=log) for size in sizes], info)
+            path = write_section(args.out, dag, [dag.bench_dag(size, root, log=log) for size in sizes], info)
         elif args.only == "simulate":
-            path = simulate.write_section(args.out, [simulate.bench_simulate(size, root, log=log) for size in sizes],
-                                          info)
+            path = write_section(args.out, simulate, [simulate.bench_simulate(size, root, log=log) for size in sizes],
+                                 info)
         else:
-            path = backends.write_section(args.out, backends.bench_backends(args.backends_size, root), info)
+            path = write_section(args.out, backends, backends.bench_backends(args.backends_size, root), info)
         print(f"[bench] report: {path}", file=sys.stderr)
         return 0
     spark = build_session("liftlake-bench", master="local[*]", conf={"spark.ui.showConsoleProgress": "false"})
@@ -80,19 +80,19 @@ def main(argv=None) -> int:
             "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
     ds = "2026-11-20"
     if args.only == "features":
-        features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
+        feature_runs = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
         spark.stop()
-        print(f"[bench] report: {write_section(args.out, features, info)}", file=sys.stderr)
+        print(f"[bench] report: {write_section(args.out, features, feature_runs, info)}", file=sys.stderr)
         return 0
     if args.only == "scoring":
         cold_warm = [scoring.bench_scoring_cold(spark, size, root, args.repeats, log=log) for size in sizes]
         spark.stop()
-        print(f"[bench] report: {scoring.write_section(args.out, cold_warm, info)}", file=sys.stderr)
+        print(f"[bench] report: {write_section(args.out, scoring, cold_warm, info)}", file=sys.stderr)
         return 0
     if args.only == "training":
         launchers = training.bench_launchers(spark, sizes[0], root, args.epochs, log=log)
         spark.stop()
-        print(f"[bench] report: {training.write_section(args.out, launchers, info)}", file=sys.stderr)
+        print(f"[bench] report: {write_section(args.out, training, launchers, info)}", file=sys.stderr)
         return 0
     pipeline = []
     for size in sizes:
@@ -130,11 +130,11 @@ def main(argv=None) -> int:
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
             scoring_rows.append({"exposures": size,
                                  **scoring.bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
-    features = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
+    feature_runs = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
     # the sections measured by --only alone
     kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends, dag, simulate)]
     path = write_report(args.out, info, pipeline, training_rows, scoring_rows)
-    write_section(path, features, info)
+    write_section(path, features, feature_runs, info)
     for block in kept:
         restore_section(path, block)
     print(f"[bench] report: {path}", file=sys.stderr)

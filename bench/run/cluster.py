@@ -103,12 +103,6 @@ def section(result: dict, info: dict) -> list[str]:
     return lines
 
 
-def write_section(path: str, result: dict, info: dict) -> str:
-    """This section into the report at ``path``; its JSON goes to <report>-cluster.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(result, info), BEGIN, END, "cluster", {"info": info, "cluster": result})
-
 
 if __name__ == "__main__":
     from bench.run.common import serve_driver

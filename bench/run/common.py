@@ -207,12 +207,14 @@ def restore_section(path: str, block: str | None) -> None:
         fh.write(text)
 
 
-def write_section(path: str, lines: list[str], begin: str, end: str, name: str, payload: dict) -> str:
-    """A section's Markdown into the report at ``path`` (``replace_section``) and its data as JSON
-    beside it (<report>-<name>.json)."""
+def write_section(path: str, module, results, info: dict) -> str:
+    """A bench section into the report at ``path`` (``replace_section``: every other line stays) and its
+    data as JSON beside it (<report>-<name>.json, ``name`` the module's): ``module`` is the section's
+    bench.run module, with its ``section(results, info)`` lines and its ``BEGIN`` / ``END`` markers."""
     import json
 
-    replace_section(path, "\n".join(lines), begin, end)
+    name = module.__name__.rsplit(".", 1)[-1]
+    replace_section(path, "\n".join(module.section(results, info)), module.BEGIN, module.END)
     with open(os.path.splitext(path)[0] + f"-{name}.json", "w", encoding="utf-8") as fh:
-        json.dump(payload, fh, indent=1, default=float)
+        json.dump({"info": info, name: results}, fh, indent=1, default=float)
     return path

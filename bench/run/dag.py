@@ -163,10 +163,3 @@ def capacity_table(result: dict, cores: int) -> list[str]:
 def _cores_for_a_billion(result: dict, mode: str, cores: int, needed_per_s: float) -> float:
     per_core = result["exposures"] / result[mode]["day"]["wall_s"] / cores
     return needed_per_s / per_core
-
-
-def write_section(path: str, results: list[dict], info: dict) -> str:
-    """This section into the report at ``path``; its JSON goes to <report>-dag.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(results, info), BEGIN, END, "dag", {"info": info, "dag": results})

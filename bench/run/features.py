@@ -252,14 +252,6 @@ def section(results: list[dict], info: dict) -> list[str]:
     return lines
 
 
-def write_section(path: str, results: list[dict], info: dict) -> str:
-    """Put this section into the report at ``path`` (every other line stays); its JSON goes to
-    <report>-features.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(results, info), BEGIN, END, "features",
-                                {"info": info, "features": results})
-
 
 def previous_section(path: str) -> str | None:
     """The features section of the report at ``path`` (markers included), if it has one."""

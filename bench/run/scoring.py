@@ -193,14 +193,6 @@ def section(results: list[dict], info: dict) -> list[str]:
     return lines
 
 
-def write_section(path: str, results: list[dict], info: dict) -> str:
-    """Put this section into the report at ``path`` (every other line stays); its JSON goes to
-    <report>-scoring.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(results, info), BEGIN, END, "scoring",
-                                {"info": info, "scoring": results})
-
 
 if __name__ == "__main__":
     from bench.run.common import serve_driver

@@ -451,14 +451,6 @@ def section(results: list[dict], info: dict) -> list[str]:
     return lines
 
 
-def write_section(path: str, results: list[dict], info: dict) -> str:
-    """This section into the report at ``path`` (every other line stays); its JSON goes to
-    <report>-simulate.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(results, info), BEGIN, END, "simulate",
-                                {"info": info, "simulate": results})
-
 
 if __name__ == "__main__":
     serve_driver(_drive)

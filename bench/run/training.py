@@ -163,12 +163,3 @@ def section(result: dict, info: dict) -> list[str]:
               "hand-back, which no training code can remove). Regenerate: "
               "`.venv/bin/python -m bench.run --only training --sizes 1000000`.", END, ""]
     return lines
-
-
-def write_section(path: str, result: dict, info: dict) -> str:
-    """Put this section into the report at ``path`` (every other line stays); its JSON goes to
-    <report>-training.json."""
-    from bench.run import common
-
-    return common.write_section(path, section(result, info), BEGIN, END, "training",
-                                {"info": info, "training": result})
