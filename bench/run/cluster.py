@@ -103,7 +103,6 @@ def section(result: dict, info: dict) -> list[str]:
     return lines
 
 
-
 if __name__ == "__main__":
     from bench.run.common import serve_driver
 

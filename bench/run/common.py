@@ -207,6 +207,16 @@ def restore_section(path: str, block: str | None) -> None:
         fh.write(text)
 
 
+def day_files(table_dir: str, ds: str | None = None) -> list[str]:
+    """Local paths of the Parquet files the Delta table at ``table_dir`` is made of (of the day ``ds``
+    when given): the files the platform itself reads."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(table_dir)
+    uris = table.file_uris(partition_filters=[("ds", "=", ds)]) if ds else table.file_uris()
+    return [u.removeprefix("file://") for u in uris]
+
+
 def write_section(path: str, module, results, info: dict) -> str:
     """A bench section into the report at ``path`` (``replace_section``: every other line stays) and its
     data as JSON beside it (<report>-<name>.json, ``name`` the module's): ``module`` is the section's

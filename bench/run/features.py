@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 
-from bench.run.common import TreeCPU, own_cpu
+from bench.run.common import TreeCPU, day_files, own_cpu
 
 DS = "2026-11-20"
 TARGET_VS_SPARK_SQL = 2.5
@@ -58,13 +58,7 @@ FLOOR_TABLES = ("exposures", "clicks", "conversions", "users", "items")
 # -- the three measured steps -------------------------------------------------------------------
 def raw_files(warehouse: str, ds: str) -> dict[str, list[str]]:
     """{floor table name: the Parquet files of the raw table's day} (the files the platform reads)."""
-    from deltalake import DeltaTable
-
-    out = {}
-    for name in FLOOR_TABLES:
-        table = DeltaTable(os.path.join(warehouse, "raw", name))
-        out[name] = [u.removeprefix("file://") for u in table.file_uris(partition_filters=[("ds", "=", ds)])]
-    return out
+    return {name: day_files(os.path.join(warehouse, "raw", name), ds) for name in FLOOR_TABLES}
 
 
 def run_platform(spark, warehouse: str, ds: str) -> dict:
@@ -250,7 +244,6 @@ def section(results: list[dict], info: dict) -> list[str]:
               "and bucket fields and commits three Delta tables. Machine load (1-minute average) per size: "
               f"{loads}. Regenerate: `.venv/bin/python -m bench.run --only features`.", END, ""]
     return lines
-
 
 
 def previous_section(path: str) -> str | None:

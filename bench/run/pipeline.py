@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from bench.run.common import PeakRSS, job_context, timed
+from bench.run.common import PeakRSS, day_files, job_context, timed
 
 DUCKDB_FEATURE_SQL = """
 with e as (
@@ -60,8 +60,7 @@ def bench_pipeline(spark, size: int, ds: str, root: str) -> dict:
     store = ctx.store
 
     def files(table):
-        return "[" + ", ".join(f"'{u.removeprefix('file://')}'" for u in
-                               __import__("deltalake").DeltaTable(store.path(table)).file_uris()) + "]"
+        return "[" + ", ".join(f"'{path}'" for path in day_files(store.path(table))) + "]"
 
     sql = DUCKDB_FEATURE_SQL.format(exposures=files("raw.exposures"), clicks=files("raw.clicks"),
                                     conversions=files("raw.conversions"), users=files("raw.users"),

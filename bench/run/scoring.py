@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from bench.run.common import PeakRSS, TreeCPU, job_context, own_cpu
+from bench.run.common import PeakRSS, TreeCPU, day_files, job_context, own_cpu
 
 DS = "2026-11-20"
 MODEL = "dcmt"  # exposure-level: its rows grow with the day
@@ -44,7 +44,6 @@ def inprocess(warehouse: str, model: str, version: str, spark=None) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
-    from deltalake import DeltaTable
 
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.config import warehouse_path
@@ -56,9 +55,8 @@ def inprocess(warehouse: str, model: str, version: str, spark=None) -> dict:
     art = load_artifact(warehouse_path(ctx.config), model, version)
     layout = layout_for(art.info, FeatureSpec.from_json(art.feature_spec_json), art.config)
     table = "features.samples" if layout.task == "cvr" else "features.user_samples"
-    uris = [u.removeprefix("file://") for u in DeltaTable(ctx.store.path(table)).file_uris(
-        partition_filters=[("ds", "=", DS)])]
-    data = pa.concat_tables([pq.read_table(u, columns=list(layout.feature_columns)) for u in uris])
+    data = pa.concat_tables([pq.read_table(u, columns=list(layout.feature_columns))
+                             for u in day_files(ctx.store.path(table), DS)])
     columns = {c: data.column(c).to_numpy() for c in data.column_names}
     for c in batch_columns(layout):
         if c not in ("row_id", "cf_label"):
@@ -191,7 +189,6 @@ def section(results: list[dict], info: dict) -> list[str]:
               "and workers, from its start to its exit), the floor's this process's own. Machine load (1-minute "
               f"average) per size: {loads}. Regenerate: `.venv/bin/python -m bench.run --only scoring`.", END, ""]
     return lines
-
 
 
 if __name__ == "__main__":

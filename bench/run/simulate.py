@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from bench.run import dag
-from bench.run.common import TreeCPU, run_driver, serve_driver
+from bench.run.common import TreeCPU, day_files, run_driver, serve_driver
 
 BEGIN, END = "<!-- bench.run simulate: begin -->", "<!-- bench.run simulate: end -->"
 TARGET_VS_FLOOR = 3.0
@@ -336,10 +336,7 @@ def _rows(files: list[str]) -> int:
 
 def platform_rows(warehouse: str, ds: str = dag.DS) -> dict[str, int]:
     """Rows of each table's day, from the files its Delta log holds (read from the Parquet footers)."""
-    from deltalake import DeltaTable
-
-    return {name: _rows([u.removeprefix("file://") for u in DeltaTable(os.path.join(warehouse, *name.split(".")))
-                         .file_uris(partition_filters=[("ds", "=", ds)])]) for name in TABLES}
+    return {name: _rows(day_files(os.path.join(warehouse, *name.split(".")), ds)) for name in TABLES}
 
 
 def floor_rows(warehouse: str, ds: str = dag.DS) -> dict[str, int]:
@@ -449,7 +446,6 @@ def section(results: list[dict], info: dict) -> list[str]:
               f"`.venv/bin/python -m bench.run --only simulate --sizes {sizes}`.",
               END, ""]
     return lines
-
 
 
 if __name__ == "__main__":
