@@ -30,12 +30,10 @@ BEGIN, END = "<!-- bench.run scoring: begin -->", "<!-- bench.run scoring: end -
 
 def score_day(spark, warehouse: str, model: str, version: str) -> int:
     """The scoring job's work for one model on the day (read, forward passes, write, commit): rows."""
-    from liftlake.lib.scoring.scorer import score_model_day, write_scores
+    from liftlake.lib.scoring.scorer import score_and_write
 
     ctx = job_context(warehouse, [], [DS], spark)
-    table, frame = score_model_day(ctx.store, warehouse, model, version, DS,
-                                   dataclasses.asdict(ctx.config.score), 2, 2)
-    return write_scores(ctx.store, table, frame, model, DS).rows
+    return score_and_write(ctx.store, warehouse, model, version, DS, dataclasses.asdict(ctx.config.score), 2, 2).rows
 
 
 def inprocess(warehouse: str, model: str, version: str, spark=None) -> dict:
@@ -159,8 +157,9 @@ def section(results: list[dict], info: dict) -> list[str]:
     lines = [BEGIN, "## Scoring, cold and warm, vs. in-process torch inference", "",
              f"Measured {info['started']} by `{info['command']}` on {info['machine']['cpus']} CPU cores "
              f"(pyspark {info['machine'].get('pyspark')}, torch {info['machine'].get('torch')}); {MODEL} "
-             "(trained one epoch on the day) scores one simulated day: read features.samples, forward passes "
-             "in the Python workers (mapInArrow), write scores.cvr, commit. Cold: a fresh driver process "
+             "(trained one epoch on the day) scores one simulated day: the Python workers read the day's "
+             "features.samples files, run the forward passes and write the scores.cvr files (pyarrow, a Spark "
+             "task per share of the files), delta-rs commits them. Cold: a fresh driver process "
              "(its session start apart, then the job with a JIT-cold JVM and no Python worker yet); the "
              "whole process also counts Python's imports and the session. Warm: this run's session after a "
              f"warm-up, best of {results[0]['repeats'] if results else 0}. Floor: the same rows' forward "

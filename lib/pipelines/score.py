@@ -8,7 +8,7 @@ from liftlake.lib.artifacts.model_store import current_version, versions
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import ConfigError, warehouse_path
 from liftlake.lib.log import log_commits
-from liftlake.lib.scoring.scorer import bad_scores_message, score_model_day, write_scores
+from liftlake.lib.scoring.scorer import bad_scores_message, score_and_write
 
 logger = logging.getLogger(__name__)
 
@@ -83,16 +83,15 @@ def score_days(ctx, only_model: str | None = None, version: str | None = None) -
         for ds in ctx.days:
             for name, current in chosen:
                 v = version_for_day(name, current, ds, recorded, bool(version), config.score.rescore)
-                table, frame = score_model_day(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
-                                               config.data.num_responses, config.data.num_treatments)
                 try:
-                    res = write_scores(ctx.store, table, frame, name, ds)
-                except Exception as exc:  # noqa: BLE001 - a worker's score check fails the Spark write
+                    res = score_and_write(ctx.store, warehouse, name, v, ds, dataclasses.asdict(config.score),
+                                          config.data.num_responses, config.data.num_treatments)
+                except Exception as exc:  # noqa: BLE001 - a worker's score check fails the Spark job
                     message = bad_scores_message(exc)
                     if message is None:
                         raise
                     raise InputError(message) from None
-                summary[(ds, table, name)] = res.rows
-                logger.info(f"score {ds}: {table} {name} {v} rows={res.rows} staged")
+                summary[(ds, res.table, name)] = res.rows
+                logger.info(f"score {ds}: {res.table} {name} {v} rows={res.rows} staged")
     log_commits(logger, "score", batch.results)
     return summary

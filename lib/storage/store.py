@@ -743,15 +743,18 @@ class DeltaRsStore(TableStore):
 
         return from_arrow_schema(pa.schema(ordered))
 
-    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+    def file_uris(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> list[str]:
+        """The URIs of the Parquet files a version of the table (of ``partitions`` when given) is made of."""
         table = self._delta(name, version)
+        if partitions is None:
+            return table.file_uris()
         part_col = (table.metadata().partition_columns or [None])[0]
-        filters = None
-        if partitions is not None:
-            if part_col is None:
-                raise TableError(f"table {name} is not partitioned; cannot read partitions {list(partitions)}")
-            filters = [(part_col, "in", [str(p) for p in partitions])]
-        uris = table.file_uris(partition_filters=filters) if filters else table.file_uris()
+        if part_col is None:
+            raise TableError(f"table {name} is not partitioned; cannot read partitions {list(partitions)}")
+        return table.file_uris(partition_filters=[(part_col, "in", [str(p) for p in partitions])])
+
+    def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
+        uris = self.file_uris(name, version, partitions)
         schema = self.spark_schema(name, version)
         if not uris:
             return self.spark.createDataFrame([], schema)
@@ -816,25 +819,44 @@ class DeltaRsStore(TableStore):
               column_comments: dict[str, str] | None = None,
               sub_partition_values: dict[str, Sequence[str]] | None = None,
               checks: Mapping[str, str] | None = None) -> WriteResult:
+        parts = partition_columns_of(partition_by)
+        # Column order: data columns then the partition columns, as Spark reads them back.
+        df = _guard_checks(df.select(*[c for c in df.columns if c not in parts], *[c for c in parts if c in df.columns]),
+                           name, checks)
+        return self.write_staged(name, df.schema, lambda staging: self._stage_parquet(df, staging, parts), mode,
+                                 partition_values, partition_by, comment, column_comments, sub_partition_values)
+
+    def write_staged(self, name: str, schema: StructType, stage: Callable[[str], None], mode: str = "append",
+                     partition_values: Sequence[str] | None = None,
+                     partition_by: str | Sequence[str] | None = "ds", comment: str | None = None,
+                     column_comments: dict[str, str] | None = None,
+                     sub_partition_values: dict[str, Sequence[str]] | None = None) -> WriteResult:
+        """``write`` of rows that ``stage(folder)`` writes as Parquet files of ``schema``'s data columns
+        into Hive partition folders of ``folder`` (a job writing its files itself, without Spark's
+        row writer: the scoring job's Python workers). The column rules are ``stage``'s to enforce; a
+        ``stage`` that raises leaves no folder."""
         from deltalake import DeltaTable, Field, Schema
         from deltalake.transaction import AddAction, CommitProperties, create_table_with_add_actions
+        from pyspark.sql.types import StructType
 
         validate_table_name(name)
         parts = partition_columns_of(partition_by)
         _check_write_args(mode, parts, partition_values, sub_partition_values)
-        missing_parts = [c for c in parts if c not in df.columns]
+        missing_parts = [c for c in parts if c not in schema.fieldNames()]
         if missing_parts:
             raise TableError(f"table {name}: partition column(s) {missing_parts} are not in the data")
+        schema = StructType([schema[c] for c in schema.fieldNames() if c not in parts] + [schema[c] for c in parts])
         table_path = self.path(name)
-        exists = self.exists(name)
-        if exists:
-            self._check_fits(name, parts, df.schema)
-        # Column order: data columns then the partition columns, as Spark reads them back.
-        data_cols = [c for c in df.columns if c not in parts]
-        df = _guard_checks(df.select(*data_cols, *parts), name, checks)
+        if self.exists(name):
+            self._check_fits(name, parts, schema)
+        data_cols = [c for c in schema.fieldNames() if c not in parts]
         txn = new_txn()
         staging = self._staging_dir(name, txn)
-        self._stage_parquet(df, staging, parts)
+        try:
+            stage(staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         scope = overwrite_scope(parts, partition_values, sub_partition_values) if mode == "overwrite_partitions" else []
         if scope:
             self._check_staged_scope(name, staging, parts, scope)
@@ -876,7 +898,7 @@ class DeltaRsStore(TableStore):
 
             from pyspark.sql.pandas.types import to_arrow_schema
 
-            arrow_schema = to_arrow_schema(df.schema)
+            arrow_schema = to_arrow_schema(schema)
             fields = []
             for f in arrow_schema:
                 field_ = Field.from_arrow(f)
@@ -899,7 +921,7 @@ class DeltaRsStore(TableStore):
             # commit_together() block, or another job)
             exists_now = self.exists(name)
             if exists_now:
-                self._check_fits(name, parts, df.schema)
+                self._check_fits(name, parts, schema)
             version_before.append(self.version(name) if exists_now else None)
             created = False
             if not exists_now:
@@ -914,7 +936,7 @@ class DeltaRsStore(TableStore):
                         raise
                     # Lost a race: another job created the table after our check (two days of a
                     # backfill starting at once). Commit onto it, after the checks an existing table gets.
-                    self._check_fits(name, parts, df.schema)
+                    self._check_fits(name, parts, schema)
             if not created:
                 table = DeltaTable(table_path)
                 if mode in ("append", "overwrite"):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 from pyspark.sql import functions as F
 
@@ -150,6 +151,30 @@ def test_uplift_scores_equal_the_model_called_directly_and_other_tasks_columns_s
         np.testing.assert_allclose(got[k].to_numpy(), want, rtol=1e-5, atol=1e-7)
     assert got[["tau_r1_k1", "decision_k1", "w_r1"]].isna().all().all()  # the multi-treatment task's columns
     assert set(got.version) == {versions["unimvt"]} and set(got.ds) == {DS}
+
+
+@pytest.mark.parametrize("model, table, key", [("dcmt", "scores.cvr", "exposure_id"),
+                                                 ("unimvt", "scores.uplift_user", "user_id")])
+def test_the_workers_score_files_hold_what_spark_s_writer_would(world, model, table, key):
+    # the embedded default's path (the Python workers read the feature files and write the score
+    # files, delta-rs commits them) against delta-spark's (mapInArrow, Spark's writer) on the same day
+    import dataclasses
+
+    from liftlake.lib.scoring.scorer import score_model_day
+
+    ctx, versions = world
+    score(ctx, model, versions[model])
+    written = ctx.store.read(table, partitions=[DS]).where(F.col("model") == model).orderBy(key).toPandas()
+    _, frame = score_model_day(ctx.store, ctx.store.root, model, versions[model], DS,
+                               dataclasses.asdict(ctx.config.score), ctx.config.data.num_responses,
+                               ctx.config.data.num_treatments)
+    assert ctx.store.spark_schema(table) == frame.select(*written.columns).schema
+    through_spark = frame.orderBy(key).toPandas()[list(written.columns)]
+    assert len(written) == ctx.store.partition_counts("features.samples" if model == "dcmt"
+                                                      else "features.user_samples")[DS]
+    pd.testing.assert_frame_equal(written, through_spark, rtol=1e-6, atol=1e-9)
+    files = [f for f in ctx.store.referenced_files(table) if f"model={model}/" in f and f"ds={DS}/" in f]
+    assert 1 <= len(files) <= ctx.spark.sparkContext.defaultParallelism  # a file per task, none empty
 
 
 @pytest.mark.reliability

@@ -72,3 +72,38 @@ def test_a_worker_refusal_fails_the_write_and_reaches_the_driver_as_one_line(spa
     assert message == ("scores refused, nothing written: model dcmt version v0001: 1 of 3 rows of a batch break "
                        "the score rules (cvr: 1; rule: finite, probabilities in [0, 1], decisions in the allowed set)")
     assert not store.exists("scores.cvr")
+
+
+@pytest.mark.reliability
+def test_a_worker_refusal_while_staging_files_fails_the_write_and_leaves_no_table(spark, tmp_path):
+    # the embedded default's scoring path: Spark tasks (Python workers) write the score files
+    # themselves; a refusal there fails the Spark job, reaches the driver as the same one line, and
+    # the staged folder goes with it
+    import os
+
+    from pyspark.sql import types as T
+
+    from liftlake.lib.scoring.scorer import CVR_SCHEMA
+
+    store = DeltaRsStore(spark, str(tmp_path / "wh"))
+    staged: list[str] = []
+
+    def stage(folder):
+        staged.append(folder)
+        day = os.path.join(folder, "ds=2026-11-20", "model=dcmt")
+
+        def task(_):
+            os.makedirs(day, exist_ok=True)
+            _cvr().drop(columns=["model", "ds"]).to_parquet(os.path.join(day, "part-00000.parquet"))
+            check_scores(_cvr(ctr=[0.1, 1.5, 0.2]), "cvr", "dcmt", "v0001", GRID)
+            yield 3
+
+        spark.sparkContext.parallelize([0], 1).mapPartitions(task).collect()
+
+    with pytest.raises(Exception) as failure:
+        store.write_staged("scores.cvr", T.StructType(CVR_SCHEMA.fields), stage, "overwrite_partitions",
+                           ["2026-11-20"], partition_by=("ds", "model"), sub_partition_values={"model": ["dcmt"]})
+    assert bad_scores_message(failure.value) == (
+        "scores refused, nothing written: model dcmt version v0001: 1 of 3 rows of a batch break the score rules "
+        "(ctr: 1; rule: finite, probabilities in [0, 1], decisions in the allowed set)")
+    assert staged and not os.path.exists(staged[0]) and not store.exists("scores.cvr")
