@@ -97,13 +97,14 @@ class FeatureSpec:
         return cls(**raw)
 
 
-def require_day_spec(store, rows: DataFrame, table: str, ds: str, spec_version: str, user: str) -> None:
+def require_day_spec(store, table: str, ds: str, spec_version: str, user: str) -> None:
     """Refuse a day of ``table`` encoded with another spec than the one ``user`` (a model, the
     ESCIM labeler) was built on: its ids would index other vocabulary entries, silently. The Delta
     log's file statistics answer when the day holds one version (no rows read; a scan of the day
-    was 15 % of a scoring job at 1M exposures); ``rows`` (the day) are read when they cannot."""
+    was 15 % of a scoring job at 1M exposures); the day's rows are read when they cannot."""
     if store.single_value_from_stats(table, "feature_spec_version", ds) == spec_version:
         return
+    rows = store.read(table, partitions=[ds])
     versions = sorted(r[0] for r in rows.select("feature_spec_version").distinct().limit(3).collect())
     if versions != [spec_version]:
         raise InputError(f"table {table}: ds={ds} is encoded with feature spec {versions}, {user} with "

@@ -58,7 +58,7 @@ def label_day(store, config, ds: str, version: str, labeler, spec_version: str) 
     spec = load_spec(warehouse, spec_version)
     cols = spec.columns("exposure")
     rows = store.read("features.samples", partitions=[ds])
-    require_day_spec(store, rows, "features.samples", ds, spec.version, f"the ESCIM labeler {version}")
+    require_day_spec(store, "features.samples", ds, spec.version, f"the ESCIM labeler {version}")
     day = rows.select("exposure_id", *cols, "click")
     schema = T.StructType([T.StructField("exposure_id", T.StringType()), T.StructField("click", T.IntegerType()),
                            T.StructField("pcvr_cf", T.DoubleType())])

@@ -169,18 +169,20 @@ def bad_scores_message(exc: BaseException) -> str | None:
     return f"scores refused, nothing written: {line}"
 
 
-def day_rows(store, spec: FeatureSpec, level: str, ds: str) -> DataFrame:
-    """The day's encoded rows for ``spec``: the feature table when its encoding matches."""
+def check_day(store, spec: FeatureSpec, level: str, ds: str) -> str:
+    """The feature table whose day ``ds`` is encoded for ``spec``; refused (InputError) when the day is
+    missing, lacks a column of the spec or was encoded with another spec (from the Delta log; the day's
+    rows only when its file statistics cannot say)."""
     table = "features.samples" if level == "exposure" else "features.user_samples"
     if not store.exists(table) or ds not in store.partition_counts(table):
         raise InputError(f"table {table}: partition ds={ds} is missing (run build-features for the day first)")
-    df = store.read(table, partitions=[ds])
-    missing = [c for c in spec.columns(level) if c not in df.columns]
+    columns = store.spark_schema(table).fieldNames()
+    missing = [c for c in spec.columns(level) if c not in columns]
     if missing:
         raise InputError(f"table {table}: column(s) {missing} of the model's feature spec {spec.version} "
                          f"are missing on ds={ds}")
-    require_day_spec(store, df, table, ds, spec.version, "the model")
-    return df
+    require_day_spec(store, table, ds, spec.version, "the model")
+    return table
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,8 +206,8 @@ class DayScoring:
 
 
 def plan_day(store, warehouse: str, name: str, version: str, ds: str,
-             num_responses: int, num_treatments: int) -> tuple[DayScoring, DataFrame]:
-    """(the plan, the day's rows of the feature table) of one model version on one day."""
+             num_responses: int, num_treatments: int) -> DayScoring:
+    """What scoring one model version on one day reads and writes, its day checked."""
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.evaluation.evaluate import layout_for
     from liftlake.lib.training.plan import batch_columns
@@ -214,7 +216,7 @@ def plan_day(store, warehouse: str, name: str, version: str, ds: str,
     spec = FeatureSpec.from_json(art.feature_spec_json)
     layout = layout_for(art.info, spec, art.config)
     level = "exposure" if layout.task == "cvr" else "user"
-    rows = day_rows(store, spec, level, ds)
+    source = check_day(store, spec, level, ds)
     # Scoring reads only features; labels may not exist yet for today: the batches fill them with zeros.
     zero_columns = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")
                     and c not in layout.feature_columns]
@@ -222,18 +224,16 @@ def plan_day(store, warehouse: str, name: str, version: str, ds: str,
         table, schema = "scores.cvr", CVR_SCHEMA
     else:
         table, schema = "scores.uplift_user", uplift_schema(num_responses, num_treatments)
-    plan = DayScoring(warehouse, name, version, ds, layout, table, schema,
-                      "features.samples" if level == "exposure" else "features.user_samples",
+    return DayScoring(warehouse, name, version, ds, layout, table, schema, source,
                       ["exposure_id", "user_id"] if level == "exposure" else ["user_id"], zero_columns)
-    return plan, rows
 
 
 def score_model_day(store, warehouse: str, name: str, version: str, ds: str, score_conf: dict,
                     num_responses: int, num_treatments: int) -> tuple[str, DataFrame]:
     """(table, scores DataFrame) of one model version on one day; nothing is written here."""
-    plan, rows = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
+    plan = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
     out_schema = to_arrow_schema(plan.schema)
-    scored = rows.select(*plan.read_columns).mapInArrow(
+    scored = store.read(plan.source, partitions=[ds]).select(*plan.read_columns).mapInArrow(
         lambda it: score_batches(iter(it), warehouse, name, version, plan.layout, score_conf, out_schema, ds,
                                  plan.zero_columns),
         schema=plan.schema)
@@ -292,7 +292,7 @@ def score_and_write(store, warehouse: str, name: str, version: str, ds: str, sco
     if not hasattr(store, "write_staged"):
         table, frame = score_model_day(store, warehouse, name, version, ds, score_conf, num_responses, num_treatments)
         return write_scores(store, table, frame, name, ds)
-    plan, _ = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
+    plan = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
     uris = store.file_uris(plan.source, partitions=[ds])
     return store.write_staged(plan.table, plan.schema, lambda staging: stage_scores(
         store.spark, plan, uris, score_conf, staging), **_score_write_args(plan.table, name, ds))
