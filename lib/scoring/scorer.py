@@ -74,7 +74,7 @@ def _cached_model(warehouse: str, name: str, version: str, threads: int = 1):
     import torch
 
     # a worker per Spark task, a task per core: one thread each, unless there are fewer tasks than cores
-    torch.set_num_threads(threads)
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
     key = f"{warehouse}|{name}|{version}"
     if key not in _MODEL_CACHE:
         from liftlake.lib.artifacts.model_store import load_artifact
