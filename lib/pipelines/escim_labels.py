@@ -2,7 +2,7 @@
 
 The labeler (f(x, z) and the abduction VAE) is fitted on a bounded sample of the window, saved in
 the model store as ``_escim_labeler/<version>``, then applied to every exposure of the day on the
-executors (``mapInPandas``): pcvr_cf = f(x, z) under do(C = 1). The two label transforms are
+executors (``mapInArrow``): pcvr_cf = f(x, z) under do(C = 1). The two label transforms are
 applied in Spark over the whole day, not per batch: label_max = pcvr_cf >= the largest factual pCVR
 (Alg. 2); label_ratio = the top ceil(|V||N|/|C|) pcvr_cf of the non-clicked rows (Alg. 3), found
 with a quantile of the day. One INFO line per day says how the labels look: the share of the
@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -39,18 +39,23 @@ LABEL_COMMENTS = {
 }
 
 
-def _pcvr_batches(batches: Iterator[pd.DataFrame], warehouse: str, version: str, cols: list[str]):
+def _pcvr_batches(batches: Iterator[pa.RecordBatch], warehouse: str, version: str, cols: list[str]):
+    """The labeler over each Arrow batch's columns (no pandas frame either way)."""
     from liftlake.models.escim_labeler import label_counterfactuals
 
     labeler = _load_labeler(warehouse, version)
-    for pdf in batches:
-        if pdf.empty:
+    for batch in batches:
+        if batch.num_rows == 0:
             continue
-        x = torch.from_numpy(np.stack([pdf[c].to_numpy(np.int64) for c in cols], axis=1))
+        x = torch.from_numpy(np.stack([batch.column(c).to_numpy(zero_copy_only=False).astype(np.int64)
+                                       for c in cols], axis=1))
+        click = batch.column("click")
         with torch.no_grad():
-            out = label_counterfactuals(labeler, x, torch.from_numpy(pdf["click"].to_numpy(np.float32)))
-        yield pd.DataFrame({"exposure_id": pdf["exposure_id"], "click": pdf["click"],
-                            "pcvr_cf": out["pcvr_cf"].numpy().astype(np.float64)})
+            out = label_counterfactuals(labeler, x, torch.from_numpy(
+                click.to_numpy(zero_copy_only=False).astype(np.float32)))
+        yield pa.RecordBatch.from_arrays([batch.column("exposure_id"), click,
+                                          pa.array(out["pcvr_cf"].numpy().astype(np.float64))],
+                                         names=["exposure_id", "click", "pcvr_cf"])
 
 
 def label_day(store, config, ds: str, version: str, labeler, spec_version: str) -> object:
@@ -62,7 +67,7 @@ def label_day(store, config, ds: str, version: str, labeler, spec_version: str) 
     day = rows.select("exposure_id", *cols, "click")
     schema = T.StructType([T.StructField("exposure_id", T.StringType()), T.StructField("click", T.IntegerType()),
                            T.StructField("pcvr_cf", T.DoubleType())])
-    scored = day.mapInPandas(lambda it: _pcvr_batches(it, warehouse, version, cols), schema=schema).cache()
+    scored = day.mapInArrow(lambda it: _pcvr_batches(it, warehouse, version, cols), schema=schema).cache()
     nonclicked = scored.where(F.col("click") == 0)
     n = nonclicked.count()
     k = min(n, -(-int(labeler.num_conversions) * n // max(int(labeler.num_clicks), 1)))
