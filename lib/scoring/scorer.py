@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Iterator, Mapping
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +22,7 @@ from pyspark.sql import types as T
 
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.features.spec import FeatureSpec, require_day_spec
-from liftlake.lib.storage.store import probability_checks
+from liftlake.lib.storage.store import partition_dir, probability_checks
 
 if TYPE_CHECKING:
     from liftlake.lib.training.plan import BatchLayout
@@ -83,21 +82,21 @@ def _cached_model(warehouse: str, name: str, version: str, threads: int = 1):
     return _MODEL_CACHE[key]
 
 
-def score_batches(batches: Iterator[pa.RecordBatch], warehouse: str, name: str, version: str, layout,
-                  score_conf: dict, schema: pa.Schema, ds: str, zero_columns: list[str],
+def score_batches(batches: Iterator[pa.RecordBatch], plan: DayScoring, score_conf: dict, schema: pa.Schema,
                   threads: int = 1) -> Iterator[pa.RecordBatch]:
     """One artifact per worker, the forward passes over each Arrow batch's columns, the batches of
-    ``schema`` out (``zero_columns``: the label columns the layout names, which scoring does not read,
-    as zeros; ``threads``: torch's in this worker)."""
+    ``schema`` out (the plan's label columns, which scoring does not read, as zeros; ``threads``:
+    torch's in this worker)."""
     from liftlake.lib.evaluation.evaluate import predict_frame
 
-    art = _cached_model(warehouse, name, version, threads)
+    name, version, layout = plan.name, plan.version, plan.layout
+    art = _cached_model(plan.warehouse, name, version, threads)
     for batch in batches:
         n = batch.num_rows
         if n == 0:
             continue
         cols = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in layout.feature_columns}
-        cols.update({c: np.zeros(n, dtype=np.float32) for c in zero_columns})
+        cols.update({c: np.zeros(n, dtype=np.float32) for c in plan.zero_columns})
         pred = predict_frame(art.model, layout, cols, batch_size=score_conf["batch_size"])
         out: dict[str, np.ndarray] = {}
         if layout.task == "cvr":
@@ -113,7 +112,7 @@ def score_batches(batches: Iterator[pa.RecordBatch], warehouse: str, name: str, 
                                               score_conf["coupon_min_ratio"])
                 out["coupon_value"], out["expected_gain"] = value.numpy(), gain.numpy()
         check_scores(out, layout.task, name, version, score_conf["coupon_grid"])
-        constants = {"model": name, "version": version, "ds": ds}
+        constants = {"model": name, "version": version, "ds": plan.ds}
         arrays = [batch.column(f.name).cast(f.type) if f.name in ("exposure_id", "user_id")
                   else pa.repeat(pa.scalar(constants[f.name], f.type), n) if f.name in constants
                   else pa.array(out[f.name], type=f.type) if f.name in out
@@ -234,9 +233,7 @@ def score_model_day(store, warehouse: str, name: str, version: str, ds: str, sco
     plan = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
     out_schema = to_arrow_schema(plan.schema)
     scored = store.read(plan.source, partitions=[ds]).select(*plan.read_columns).mapInArrow(
-        lambda it: score_batches(iter(it), warehouse, name, version, plan.layout, score_conf, out_schema, ds,
-                                 plan.zero_columns),
-        schema=plan.schema)
+        lambda it: score_batches(iter(it), plan, score_conf, out_schema), schema=plan.schema)
     return plan.table, scored
 
 
@@ -247,8 +244,7 @@ def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, sta
     conversions and Parquet writer were half the CPU of the mapInArrow job at 1M rows)."""
     tasks = max(1, min(len(uris), spark.sparkContext.defaultParallelism))
     shares = [uris[i::tasks] for i in range(tasks)]
-    folder = os.path.join(staging, *(f"{col}={quote(value, safe='')}"
-                                     for col, value in (("ds", plan.ds), ("model", plan.name))))
+    folder = os.path.join(staging, partition_dir(dict(zip(SCORE_PARTITIONS, (plan.ds, plan.name)))))
     file_schema = to_arrow_schema(T.StructType([f for f in plan.schema if f.name not in SCORE_PARTITIONS]))
     threads = max(1, spark.sparkContext.defaultParallelism // tasks)
     batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
@@ -271,8 +267,7 @@ def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, sta
         partial = os.path.join(folder, f".part-{index:05d}-{task.attemptNumber() if task else 0}.partial")
         rows = 0
         with pq.ParquetWriter(partial, file_schema) as writer:
-            for out in score_batches(batches(), plan.warehouse, plan.name, plan.version, plan.layout, score_conf,
-                                     file_schema, plan.ds, plan.zero_columns, threads):
+            for out in score_batches(batches(), plan, score_conf, file_schema, threads):
                 writer.write_batch(out)
                 rows += out.num_rows
         if rows:

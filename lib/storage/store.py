@@ -671,6 +671,14 @@ def _actions(adds: list) -> list:
     return list(adds)
 
 
+def partition_dir(values: Mapping[str, str]) -> str:
+    """The Hive-style folder ``<col>=<escaped value>[/<col>=<value>...]`` of a partition's ``values``
+    (in the table's partition order): what ``_partition_values`` reads back."""
+    from urllib.parse import quote
+
+    return os.path.join(*(f"{col}={quote(str(value), safe='')}" for col, value in values.items()))
+
+
 def _partition_values(rel_dir: str, parts: tuple[str, ...]) -> dict[str, str | None]:
     """The values of a Hive-style partition path ``<col>=<escaped value>[/<col>=<value>...]`` (None for
     null), in the table's partition order."""
