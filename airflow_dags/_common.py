@@ -26,13 +26,19 @@ Environment read here (all optional):
                           log URL) or a daily run finished after its deadline (kind "deadline":
                           dag, run, day, minutes, deadline_minutes)
 ``LIFTLAKE_DAILY_DEADLINE_MIN`` the daily run's deadline in minutes after it started (default 360)
-``LIFTLAKE_WARM_DRIVER``  ``1`` (default): the daily run starts one Spark driver (``start_driver``) and
-                          its steps run in it, paying the JVM start and warm-up once per run
+``LIFTLAKE_WARM_DRIVER``  ``1`` (default): the daily run's steps run in one Spark driver (``start_driver``),
+                          paying the JVM start and warm-up once, not once per step
                           (lib/cli/warm_driver.py); ``0``: every step is its own spark-submit. A step
                           that finds no driver (it failed to start, died, or went idle) runs as its own
                           spark-submit. The run's tasks must share one worker (the driver listens on a
                           Unix socket there): set ``0`` where they do not.
-``LIFTLAKE_DRIVER_IDLE_S`` the warm driver exits after this many seconds without a step (default 600)
+``LIFTLAKE_DRIVER_KEEP``  ``1`` (default): ``stop_driver`` leaves the driver up and the next run's
+                          ``start_driver`` reuses it when it is the same (the same spark-submit command,
+                          LIFTLAKE_* / PYSPARK_* / SPARK_* / JAVA_* environment, and code and conf/ files:
+                          ``warm_driver.driver_identity``), so a run after the first pays no JVM start or
+                          JIT warm-up at all; ``0``: every run starts its own driver and stops it.
+``LIFTLAKE_DRIVER_IDLE_S`` the driver exits after this many seconds without a step (default 90000, 25
+                          hours: a daily run finds the previous day's driver; at most 604800)
 """
 from __future__ import annotations
 
@@ -184,13 +190,24 @@ def simulate_default() -> bool:
 
 
 WARM_DRIVER_ENV = "LIFTLAKE_WARM_DRIVER"
+DRIVER_KEEP_ENV = "LIFTLAKE_DRIVER_KEEP"
 DRIVER_IDLE_ENV = "LIFTLAKE_DRIVER_IDLE_S"
-DEFAULT_DRIVER_IDLE_S = 600.0
+# a day and an hour: a daily run starts within it of the previous run's last step
+DEFAULT_DRIVER_IDLE_S = 90000.0
+MAX_DRIVER_IDLE_S = 7 * 86400.0
 DRIVER_START_TIMEOUT_S = 240.0
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off", "")
+
+
 def warm_driver_on() -> bool:
-    return os.environ.get(WARM_DRIVER_ENV, "1").strip().lower() not in ("0", "false", "no", "off", "")
+    return _flag(WARM_DRIVER_ENV)
+
+
+def driver_kept() -> bool:
+    return _flag(DRIVER_KEEP_ENV)
 
 
 def driver_idle_seconds() -> float:
@@ -199,7 +216,7 @@ def driver_idle_seconds() -> float:
         value = float(raw) if raw else DEFAULT_DRIVER_IDLE_S
     except ValueError:
         value = -1.0
-    return value if 0 < value <= 86400 else DEFAULT_DRIVER_IDLE_S
+    return value if 0 < value <= MAX_DRIVER_IDLE_S else DEFAULT_DRIVER_IDLE_S
 
 
 class _TaskLogLines:
@@ -261,7 +278,11 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
         from liftlake.lib.cli.main import JOBS
 
         job = {module: name for name, (module, _) in JOBS.items()}[Path(self.application).stem]
-        sock = warm_driver.socket_for_run(context["run_id"])
+        sock = run_driver_socket(context["ti"])
+        if not sock:
+            self.log.warning(f"this run has no warm driver (start_driver did not start one); running {job} as "
+                             "its own spark-submit")
+            return False
         lines = _TaskLogLines(self.log)
         code = warm_driver.run_step(sock, [job, *self.application_args], env={**os.environ, **self.env_vars},
                                     out=lines, err=lines)  # type: ignore[arg-type]
@@ -274,10 +295,21 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
         return True
 
 
+START_DRIVER_TASK = "start_driver"
+
+
+def run_driver_socket(ti) -> str | None:
+    """The socket of the run's warm driver, as ``start_driver`` published it (None: it started none)."""
+    sock = ti.xcom_pull(task_ids=START_DRIVER_TASK)
+    return sock if isinstance(sock, str) and sock else None
+
+
 class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
-    """Starts the run's warm driver (``spark-submit jobs/driver.py --socket <the run's socket>``) in the
-    background and waits until it answers. A driver that does not come up is logged, not failed: the
-    steps then run as their own spark-submits."""
+    """Starts the run's warm driver (``spark-submit jobs/driver.py --socket <socket>``) in the background
+    and waits until it answers, or reuses the driver an earlier run left up (``LIFTLAKE_DRIVER_KEEP``)
+    when its identity is this run's. Returns the socket (its XCom: the steps' and ``stop_driver``'s way
+    to the driver). A driver that does not come up is logged, not failed: the steps then run as their
+    own spark-submits."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -291,22 +323,28 @@ class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
 
         if not warm_driver_on():
             raise AirflowSkipException(f"{WARM_DRIVER_ENV} is off: every step is its own spark-submit")
-        sock = warm_driver.socket_for_run(context["run_id"])
+        self.application_args = [*self.driver_args, "--idle-timeout", f"{driver_idle_seconds():g}"]
+        self._set_runtime_env()
+        command = self._get_hook()._build_spark_submit_command(self.application)
+        env = {**os.environ, **self.env_vars}
+        if driver_kept():
+            sources = [str(REPO_ROOT / d) for d in ("lib", "models", "jobs", "conf")] + conf_files()
+            sock = warm_driver.socket_for(warm_driver.driver_identity(command, env, sources))
+        else:
+            sock = warm_driver.socket_for(context["run_id"])
         if warm_driver.ping(sock):
-            self.log.info(f"the run's driver already answers at {sock}")
+            self.log.info(f"a warm driver with this run's code, config and settings answers at {sock}: reusing it")
             return sock
         try:
             warm_driver.check_socket_path(sock)  # its folder: made private, or refused
         except warm_driver.DriverRequestError as exc:
             self.log.warning(f"no warm driver for this run: {exc}; the steps run as their own spark-submits")
             return None
-        self.application_args = [*self.driver_args, "--socket", sock, "--idle-timeout", f"{driver_idle_seconds():g}"]
-        self._set_runtime_env()
-        command = self._get_hook()._build_spark_submit_command(self.application)
+        command = [*command, "--socket", sock]
         log_path = f"{sock}.log"
         with open(log_path, "wb") as log_file:
-            driver = subprocess.Popen(command, env={**os.environ, **self.env_vars}, stdout=log_file,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            driver = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + DRIVER_START_TIMEOUT_S
         while not warm_driver.ping(sock):
             if driver.poll() is not None or time.monotonic() > deadline:
@@ -323,29 +361,39 @@ class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
 
 
 def stop_driver_task():
-    """Ends the run's warm driver whatever its steps did (trigger rule all_done), and puts the
-    driver's own log into this task's log."""
+    """Ends the run's use of its warm driver whatever its steps did (trigger rule all_done): stops the
+    driver, or with ``LIFTLAKE_DRIVER_KEEP`` leaves it up for the next run; puts the driver's log into
+    this task's log. Returns whether the driver still answered when the run ended."""
     from airflow.providers.standard.operators.python import PythonOperator
 
-    def stop(run_id: str) -> bool:
+    def stop(ti) -> bool:
         import contextlib
         import logging
 
         from liftlake.lib.cli import warm_driver
 
-        sock = warm_driver.socket_for_run(run_id)
-        stopped = warm_driver.stop(sock)
         log = logging.getLogger("liftlake.driver")
+        sock = run_driver_socket(ti)
+        if sock is None:
+            log.info("this run started no warm driver")
+            return False
+        kept = driver_kept()
+        answered = warm_driver.ping(sock) if kept else warm_driver.stop(sock)
         with contextlib.suppress(OSError), open(f"{sock}.log", encoding="utf-8", errors="replace") as fh:
             log.info("the warm driver's log:\n" + fh.read()[-20000:])
-        with contextlib.suppress(OSError):
-            os.unlink(f"{sock}.log")
-        log.info("stopped the run's warm driver" if stopped else "no warm driver was running for this run")
-        return stopped
+        if not answered or not kept:
+            with contextlib.suppress(OSError):
+                os.unlink(f"{sock}.log")
+        if kept and answered:
+            log.info(f"left the warm driver up for the next run ({DRIVER_KEEP_ENV}); it exits after "
+                     f"{driver_idle_seconds():g} s without a step")
+        else:
+            log.info("stopped the run's warm driver" if answered else "the run's warm driver was no longer running")
+        return answered
 
-    return PythonOperator(task_id="stop_driver", python_callable=stop, op_kwargs={"run_id": "{{ run_id }}"},
-                          trigger_rule="all_done",
-                          doc_md="Stops the run's warm driver (LIFTLAKE_WARM_DRIVER) once every step is done.")
+    return PythonOperator(task_id="stop_driver", python_callable=stop, trigger_rule="all_done",
+                          doc_md="Ends the run's use of its warm driver once every step is done: stops it, or "
+                                 "leaves it up for the next run (LIFTLAKE_DRIVER_KEEP).")
 
 
 # A task's log is the platform's own lines: the driver's JVM logs warnings and errors only from its

@@ -3,9 +3,12 @@
     start_driver -> simulate -> build_features -> escim_labels -> score -> publish -> stop_driver
                                                              \-> week_built (Saturdays: Asset liftlake.week_built)
 
-* start_driver    jobs/driver.py          one Spark driver for the run (spark-submit, in the background):
-                                          the steps below run in it and pay the JVM start and warm-up
-                                          once (LIFTLAKE_WARM_DRIVER=0: skipped, and every step is its
+* start_driver    jobs/driver.py          one Spark driver for the run (spark-submit, in the background),
+                                          or the one an earlier run left up when it runs the same code,
+                                          config and settings (LIFTLAKE_DRIVER_KEEP=1, the default): the
+                                          steps below run in it and pay the JVM start and warm-up once,
+                                          not per step, and on a kept driver not at all
+                                          (LIFTLAKE_WARM_DRIVER=0: skipped, and every step is its
                                           own spark-submit; a step that finds no driver runs as its
                                           own spark-submit too, so a retry after a crash runs cold)
 * simulate        jobs/simulate.py        simulated raw logs for the day (embedded default only: the
@@ -16,7 +19,9 @@
 * score           jobs/score.py           scores.* for every model that has a CURRENT version
                                           (models without one are skipped by the job)
 * publish         jobs/tables.py --json   logs every table's new version and rows per partition
-* stop_driver     (no job)                stops the run's driver whatever the steps did (all_done)
+* stop_driver     (no job)                whatever the steps did (all_done): leaves the driver up for
+                                          the next run (it exits after LIFTLAKE_DRIVER_IDLE_S without a
+                                          step), or stops it with LIFTLAKE_DRIVER_KEEP=0
 * week_built      (no job)                on the last day of a training week (Saturday) emits the
                                           Asset liftlake.week_built that schedules liftlake_train;
                                           skipped on the other days
@@ -44,6 +49,7 @@ if _HERE not in sys.path:  # Airflow puts the DAGs folder on sys.path; a plain i
 from _common import (  # noqa: E402
     DEFAULT_ARGS,
     RUN_DAY,
+    START_DRIVER_TASK,
     check_deadline,
     day_param,
     simulate_default,
@@ -74,7 +80,7 @@ with DAG(
     def outlets(*tables):
         return {"outlets": [table_asset(t) for t in tables]}
 
-    start_driver = spark_job("start_driver", "driver.py", ds=None, operator=WarmDriverStartOperator)
+    start_driver = spark_job(START_DRIVER_TASK, "driver.py", ds=None, operator=WarmDriverStartOperator)
     # Runs after start_driver succeeded or was skipped (LIFTLAKE_WARM_DRIVER=0).
     simulate = spark_job("simulate", "simulate.py", skip_unless_param="simulate", warm=True,
                          trigger_rule=TriggerRule.NONE_FAILED,

@@ -1,6 +1,6 @@
 """liftlake driver --socket PATH [--idle-timeout SECONDS] [--conf FILE]...
 
-A warm Spark driver for one pipeline run (lib/cli/warm_driver.py): starts the session with the
+A warm Spark driver for pipeline runs (lib/cli/warm_driver.py): starts the session with the
 config given, then runs the steps sent to PATH (``LIFTLAKE_DRIVER=PATH liftlake <step> ...``, the
 daily DAG's tasks) one after another in it, until a stop request or the idle timeout."""
 import os

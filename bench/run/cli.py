@@ -39,8 +39,8 @@ def main(argv=None) -> int:
                              "training: DCMT under each launcher vs. the in-memory loop, at the first size; "
                              "cluster: the daily pipeline on delta-spark, local[2] vs. a standalone cluster; "
                              "backends: delta-rs vs. delta-spark on the same day; "
-                             "dag: the daily DAG's steps cold per step, on the run's warm driver and in one warm "
-                             "session; "
+                             "dag: the daily DAG's steps cold per step, on a fresh driver, on the driver an earlier "
+                             "run left up and in one warm session; "
                              "simulate: the simulate step cold vs. its numpy + pyarrow floor cold, at each size)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
                         help="exposures of the day the cluster section runs (default 200000)")

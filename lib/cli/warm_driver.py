@@ -1,7 +1,9 @@
-"""A warm driver per pipeline run: one Spark driver that the run's steps execute in, one after another.
+"""A warm driver for pipeline runs: one Spark driver that a run's steps execute in, one after another,
+and that the next run with the same code, config and settings reuses (``driver_identity``).
 
 A cold step pays the JVM start, Spark's set-up and the JIT warm-up every time (reports/bench.md, the
-``dag`` section). ``liftlake driver --socket PATH`` starts one driver with the run's config and
+``dag`` section); a run's first step on a fresh driver still pays the JIT warm-up of its own code, a
+run on a kept driver does not. ``liftlake driver --socket PATH`` starts one driver with the run's config and
 serves steps over a Unix socket; ``LIFTLAKE_DRIVER=PATH liftlake <step> ...`` (and the daily DAG's
 tasks) send the step's command line there instead of starting a driver of their own. The step runs
 in the warm session through the same job code and exit-code contract as a cold run; its stdout and
@@ -18,7 +20,10 @@ Contract, so that retries and idempotency stay as they are:
 - A step whose Spark settings differ from the driver's exits 2 naming the setting (the JVM's settings
   are fixed when it starts).
 - Only the daily steps are served (``SERVED_JOBS``); the driver exits after ``idle_timeout_s``
-  without a request, so a run that died leaves no JVM behind.
+  without a request (the DAG's default keeps it a day and an hour, for the next daily run).
+- A kept driver serves a later run only under the identity it started with: the start command, the
+  LIFTLAKE_* / PYSPARK_* / SPARK_* / JAVA_* environment and the content of the code and config files.
+  After a deploy or a conf/ change the next run starts a driver of its own.
 
 Wire format (hostile input is refused, not interpreted): the caller sends one JSON line, at most
 ``MAX_REQUEST_BYTES``: ``{"argv": [job, args...], "env": {LIFTLAKE_*: value}}``, ``{"ping": true}`` or
@@ -38,7 +43,7 @@ import stat
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Mapping, Sequence, TextIO
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +63,44 @@ class DriverRequestError(ValueError):
     """A request the driver refuses: not JSON, too large, or not a served step."""
 
 
-def socket_for_run(run_id: str) -> str:
-    """The socket of one pipeline run's driver: short (Unix socket paths are limited to ~100 bytes)
-    and private (``<tmp>/liftlake-<uid>/``, mode 0700)."""
+def socket_for(identity: str) -> str:
+    """The socket of the driver known by ``identity`` (a run id, or a kept driver's ``driver_identity``):
+    short (Unix socket paths are limited to ~100 bytes) and private (``<tmp>/liftlake-<uid>/``, mode 0700)."""
     folder = os.path.join(tempfile.gettempdir(), f"liftlake-{os.getuid()}")
-    digest = hashlib.sha256(run_id.encode("utf-8")).hexdigest()[:16]
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
     return os.path.join(folder, f"{digest}.sock")
+
+
+# the files a kept driver's identity reads (path and content) of the code and config it runs
+IDENTITY_SUFFIXES = (".py", ".yaml", ".yml", ".properties")
+IDENTITY_ENV_PREFIXES = (FORWARDED_ENV_PREFIX, "PYSPARK_", "SPARK_", "JAVA_")
+
+
+def driver_identity(command: Sequence[str], env: Mapping[str, str], sources: Sequence[str]) -> str:
+    """What a driver kept from an earlier run must match to serve this one: the command that starts it
+    (its Spark settings), the LIFTLAKE_* / PYSPARK_* / SPARK_* / JAVA_* environment, and the path and
+    content of every source and config file under ``sources`` (files or folders). Any
+    change (a deploy, an edited conf/ file, another warehouse) gives another identity, so the run starts a
+    driver of its own and the old one exits when its idle timeout ends."""
+    digest = hashlib.sha256()
+    settings = sorted((k, v) for k, v in env.items() if k.startswith(IDENTITY_ENV_PREFIXES) and k != DRIVER_ENV)
+    digest.update(json.dumps([list(command), settings]).encode("utf-8"))
+    for source in sources:
+        for path in _source_files(source):
+            with open(path, "rb") as fh:
+                content = hashlib.sha256(fh.read()).hexdigest()
+            digest.update(f"{path}\0{content}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
+
+
+def _source_files(source: str) -> list[str]:
+    if not os.path.isdir(source):
+        return [source] if os.path.exists(source) else []
+    found = []
+    for root, folders, names in os.walk(source, followlinks=True):
+        folders[:] = sorted(f for f in folders if f != "__pycache__" and not f.startswith("."))
+        found += [os.path.join(root, n) for n in sorted(names) if n.endswith(IDENTITY_SUFFIXES)]
+    return found
 
 
 def check_socket_path(path: str) -> None:

@@ -41,6 +41,45 @@ def tables_json(warehouse: str) -> dict[str, dict]:
 # --------------------------------------------------------------------------------------------------
 # Loading and wiring (no Spark)
 # --------------------------------------------------------------------------------------------------
+class _TaskInstance:
+    """What stop_driver reads of its task instance: start_driver's XCom (the run's socket)."""
+
+    def __init__(self, sock: str | None) -> None:
+        self.sock = sock
+
+    def xcom_pull(self, task_ids: str):
+        assert task_ids == "start_driver"
+        return self.sock
+
+
+@pytest.mark.parametrize("keep, still_serving", [("1", True), ("0", False)])
+def test_stop_driver_leaves_the_driver_up_for_the_next_run_unless_told_not_to(dagbag, monkeypatch, keep,
+                                                                               still_serving):
+    """A driver that answers ping and stop without Spark (warm_driver.serve): LIFTLAKE_DRIVER_KEEP=1
+    (the default) leaves it serving for the next run's start_driver, 0 stops it; either way the task
+    returns that it answered when the run ended."""
+    import threading
+
+    from liftlake.lib.cli import warm_driver
+
+    monkeypatch.setenv("LIFTLAKE_DRIVER_KEEP", keep)
+    sock = warm_driver.socket_for(f"test-stop-driver-{os.getpid()}-{keep}")
+    server = threading.Thread(target=warm_driver.serve, args=(sock, 30.0, lambda: None), daemon=True)
+    server.start()
+    while not warm_driver.ping(sock):
+        server.join(0.05)
+    stop = dagbag.get_dag("liftlake_daily").get_task("stop_driver").python_callable
+    try:
+        assert stop(_TaskInstance(sock)) is True
+        server.join(2.0)
+        assert warm_driver.ping(sock) is still_serving
+        assert stop(_TaskInstance(None)) is False  # start_driver started none (LIFTLAKE_WARM_DRIVER=0)
+    finally:
+        warm_driver.stop(sock)
+        server.join(5.0)
+    assert not server.is_alive()
+
+
 def test_every_dag_file_loads_without_import_errors(dagbag):
     assert dagbag.import_errors == {}
     assert {"liftlake_daily", "liftlake_train"} <= set(dagbag.dag_ids)
@@ -368,16 +407,23 @@ def first_daily_run(airflow_home, tmp_path_factory):
     mp.setenv("LIFTLAKE_WAREHOUSE", warehouse)
     dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
     dr, states = _run_daily(dag)
-    yield warehouse, states, tables_json(warehouse), _returned(dr, "stop_driver")
+    sock = _returned(dr, "start_driver")
+    yield warehouse, states, tables_json(warehouse), sock, _returned(dr, "stop_driver")
     mp.undo()
+    from liftlake.lib.cli import warm_driver
+
+    if sock:  # the run left its driver up for the next run (LIFTLAKE_DRIVER_KEEP): no JVM outlives the tests
+        warm_driver.stop(sock)
 
 
 @pytest.mark.slow
 def test_daily_dag_end_to_end_on_a_simulated_day(first_daily_run):
-    warehouse, states, tables, stopped = first_daily_run
+    from liftlake.lib.cli import warm_driver
+
+    warehouse, states, tables, sock, answered = first_daily_run
     # the run's warm driver was serving when stop_driver ran: every step found it and ran in it (a
-    # step that finds none runs as its own spark-submit)
-    assert stopped is True
+    # step that finds none runs as its own spark-submit); stop_driver left it up for the next run
+    assert answered is True and warm_driver.ping(sock)
     assert states.pop("week_built")[0] == "skipped"  # DAY is a Friday: no training week ends
     assert states == {task_id: ("success", 1) for task_id in ["start_driver", *DAILY_ORDER, "stop_driver"]}
     for name in ("raw.exposures", "raw.clicks", "raw.conversions", "raw.users", "raw.items",
@@ -404,7 +450,7 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
     from airflow.models.taskinstancehistory import TaskInstanceHistory
     from airflow.utils.session import create_session
 
-    warehouse, _, tables, _ = first_daily_run
+    warehouse, _, tables, first_sock, _ = first_daily_run
     monkeypatch.setenv("LIFTLAKE_WAREHOUSE", warehouse)
     dag = DagBag(dag_folder=str(REPO / "airflow_dags")).get_dag("liftlake_daily")
     task = dag.get_task("build_features")
@@ -420,8 +466,10 @@ def test_rerun_with_a_driver_killed_before_its_commit_leaves_one_copy(first_dail
         earlier = session.query(TaskInstanceHistory).filter_by(
             dag_id=dag.dag_id, run_id=dr.run_id, task_id="build_features").all()
     assert [(h.try_number, h.state) for h in earlier] == [(1, "failed")]
-    # the first try died with the run's warm driver (the fault travelled with the step); the retry and
-    # the later steps found no driver and ran as their own spark-submits
+    # start_driver found the driver the first run left up (the same code, config and settings) and
+    # reused it; the first try died with it (the fault travelled with the step); the retry and the
+    # later steps found no driver and ran as their own spark-submits
+    assert first_sock and _returned(dr, "start_driver") == first_sock
     assert _returned(dr, "stop_driver") is False
 
     after = tables_json(warehouse)

@@ -56,10 +56,36 @@ def test_no_driver_at_the_socket_means_the_step_runs_here(tmp_path):
     assert not warm_driver.ping(str(tmp_path / "none.sock"))
 
 
-def test_run_sockets_are_short_private_and_one_per_run():
-    a, b = warm_driver.socket_for_run("manual__2026-11-20T00:00:00+00:00"), warm_driver.socket_for_run("other")
+def test_a_kept_driver_s_identity_changes_with_its_code_config_and_settings(tmp_path):
+    """The identity a run's start_driver looks a kept driver up by: the same code, config, command and
+    settings give the same one; a run-specific variable does not change it; any of the others does."""
+    code, conf = tmp_path / "lib", tmp_path / "conf"
+    (code / "__pycache__").mkdir(parents=True)
+    conf.mkdir()
+    (code / "job.py").write_text("x = 1\n")
+    (conf / "defaults.yaml").write_text("spark:\n  master: local[2]\n")
+    command = ["spark-submit", "--master", "local[2]", "jobs/driver.py", "--idle-timeout", "90000"]
+    env = {"LIFTLAKE_WAREHOUSE": "/w", "PYSPARK_PYTHON": "/venv/bin/python", "PATH": "/bin"}
+    sources = [str(code), str(conf)]
+    base = warm_driver.driver_identity(command, env, sources)
+    assert warm_driver.driver_identity(command, dict(env), sources) == base
+    assert warm_driver.driver_identity(command, {**env, "AIRFLOW_CTX_DAG_RUN_ID": "scheduled__x",
+                                                 "LIFTLAKE_DRIVER": "/s", "PATH": "/usr/bin"}, sources) == base
+    (code / "__pycache__" / "job.cpython-312.pyc").write_bytes(b"\0")
+    assert warm_driver.driver_identity(command, env, sources) == base
+    assert warm_driver.driver_identity(command, {**env, "LIFTLAKE_WAREHOUSE": "/other"}, sources) != base
+    assert warm_driver.driver_identity([*command[:-1], "600"], env, sources) != base
+    (conf / "defaults.yaml").write_text("spark:\n  master: local[4]\n")
+    changed_conf = warm_driver.driver_identity(command, env, sources)
+    assert changed_conf != base
+    (code / "new_module.py").write_text("")
+    assert warm_driver.driver_identity(command, env, sources) not in (base, changed_conf)
+
+
+def test_driver_sockets_are_short_private_and_one_per_identity():
+    a, b = warm_driver.socket_for("manual__2026-11-20T00:00:00+00:00"), warm_driver.socket_for("other")
     assert a != b and len(a.encode()) <= 100
-    assert warm_driver.socket_for_run("manual__2026-11-20T00:00:00+00:00") == a
+    assert warm_driver.socket_for("manual__2026-11-20T00:00:00+00:00") == a
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,7 +124,7 @@ def driver(tmp_path_factory):
     folder = tmp_path_factory.mktemp("warm")
     conf, warehouse, log = folder / "small.yaml", folder / "wh", folder / "driver.log"
     conf.write_text(SMALL, encoding="utf-8")
-    sock = Path(warm_driver.socket_for_run(str(folder)))
+    sock = Path(warm_driver.socket_for(str(folder)))
     proc = _start_driver(sock, conf, warehouse, log)
     yield sock, conf, warehouse, proc, log
     # a stop request ends the driver and removes its socket
@@ -155,7 +181,7 @@ def test_the_exit_code_contract_holds_through_the_driver(driver):
 def test_a_driver_killed_mid_step_leaves_the_tables_and_the_next_step_runs_cold(spark, tmp_path):
     conf, warehouse = tmp_path / "small.yaml", tmp_path / "wh"
     conf.write_text(SMALL, encoding="utf-8")
-    sock = Path(warm_driver.socket_for_run(str(tmp_path)))
+    sock = Path(warm_driver.socket_for(str(tmp_path)))
     proc = _start_driver(sock, conf, warehouse, tmp_path / "driver.log")
     try:
         env = _env(warehouse, LIFTLAKE_DRIVER=str(sock))
@@ -179,7 +205,7 @@ def test_a_driver_killed_mid_step_leaves_the_tables_and_the_next_step_runs_cold(
 def test_a_caller_that_leaves_mid_step_takes_the_driver_with_it(tmp_path):
     conf, warehouse = tmp_path / "small.yaml", tmp_path / "wh"
     conf.write_text(SMALL, encoding="utf-8")
-    sock = Path(warm_driver.socket_for_run(str(tmp_path)))
+    sock = Path(warm_driver.socket_for(str(tmp_path)))
     log = tmp_path / "driver.log"
     proc = _start_driver(sock, conf, warehouse, log)
     try:
