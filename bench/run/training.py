@@ -46,6 +46,7 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
     from liftlake.lib.training.plan import build_plan
 
     out: dict = {"model": model, "runs": []}
+    first_plan = None
     for launcher, procs, *mode in launchers:
         embedding_allreduce = mode[0] if mode else "dense"
         ctx = job_context(warehouse, [f"model.name={model}", f"train.launcher={launcher}",
@@ -54,19 +55,28 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
                                       f"train.embedding_allreduce={embedding_allreduce}"], [ds], spark)
         plan, trainset, _ = build_plan(ctx.store, ctx.config, ds,
                                        checkpoint_dir=tempfile.mkdtemp(prefix="bench-ckpt-"))
-        if "inmemory_samples_per_s" not in out:
+        if first_plan is None:
+            first_plan = plan
             out["train_rows"] = trainset.rows["train"]
             out["batch_size"] = plan.batch_size
-            out["inmemory_samples_per_s"] = inmemory_loop(plan, epochs)
-        start = time.perf_counter()
+            out["inmemory_runs_samples_per_s"] = [inmemory_loop(plan, epochs)]
+        start, launched_at = time.perf_counter(), time.time()
         result = launch(plan, launcher, procs, spark)
         wall = time.perf_counter() - start
         history = result["state"]["history"]
         steady = max(h["samples_per_s"] for h in history)  # epochs after the first skip start-up costs
         run = {"launcher": launcher, "processes": procs, "embedding_allreduce": embedding_allreduce,
-               "wall_s": wall, "epoch_samples_per_s": steady,
-               "ratio_vs_inmemory": steady / out["inmemory_samples_per_s"], "final_loss": history[-1]["loss"]}
-        out["runs"].append({**run, "outside_epochs_s": outside_epochs(run, history)})
+               "wall_s": wall, "epoch_samples_per_s": steady, "final_loss": history[-1]["loss"]}
+        out["runs"].append({**run, "outside_epochs_s": outside_epochs(run, history),
+                            # the launch's start-up: processes, rendezvous, the shards and the model, up to the
+                            # first step (the rank's wall clock; the launcher's processes share this machine's)
+                            "startup_s": result["training_started_at"] - launched_at})
+    # the reference once more after the launchers, its best run kept: one run alone lands low whenever
+    # the shared machine is busy while it runs, which would flatter every ratio
+    out["inmemory_runs_samples_per_s"].append(inmemory_loop(first_plan, epochs))
+    out["inmemory_samples_per_s"] = max(out["inmemory_runs_samples_per_s"])
+    for run in out["runs"]:
+        run["ratio_vs_inmemory"] = run["epoch_samples_per_s"] / out["inmemory_samples_per_s"]
     return out
 
 
@@ -130,17 +140,19 @@ def section(result: dict, info: dict) -> list[str]:
              f"{result['model']} on one simulated day of {result['exposures']:,} exposures "
              f"({result['train_rows']:,} train rows, global batch {result['batch_size']}, {result['epochs']} "
              "epoch(s)). The reference is one process looping over tensors already in memory with every core's "
-             f"threads: {fmt(result['inmemory_samples_per_s'])} samples/s. Embedding all-reduce (`train.embedding_allreduce`): "
+             f"threads, run before and after the launchers, its best kept: {fmt(result['inmemory_samples_per_s'])} "
+             f"samples/s (runs: {', '.join(fmt(v) for v in result.get('inmemory_runs_samples_per_s', []))}). Embedding all-reduce (`train.embedding_allreduce`): "
              "dense, the default, all-reduces every gradient once a step (DDP's 25 MiB buckets, one for dcmt; one "
              "grouped Horovod all-reduce after it); touched rows average the embedding table on the rows a rank "
              "looked up, at two more syncs a step.", "",
              "| launcher | processes | embedding all-reduce | samples/s (best epoch) | ratio vs. in-memory | wall s | "
-             "outside the epochs s | the launcher's own floor s |",
-             "|---|---|---|---|---|---|---|---|"]
+             "start-up s (launch to the first step) | outside the epochs s | the launcher's own floor s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
         mode = r.get("embedding_allreduce", "dense").replace("_", " ") if r["processes"] > 1 else "-"
         lines.append(f"| {r['launcher']} | {r['processes']} | {mode} | {fmt(r['epoch_samples_per_s'])} | "
-                     f"{r['ratio_vs_inmemory']:.3f} | {fmt(r['wall_s'])} | {fmt(r['outside_epochs_s'])} | "
+                     f"{r['ratio_vs_inmemory']:.3f} | {fmt(r['wall_s'])} | {fmt(r['startup_s'])} | "
+                     f"{fmt(r['outside_epochs_s'])} | "
                      f"{fmt(r.get('launcher_floor_s')) if r['launcher'] != 'local' else '-'} |")
     lines += ["", "| target (this run) | measured | |", "|---|---|---|"]
     for r in result["runs"]:
@@ -152,13 +164,16 @@ def section(result: dict, info: dict) -> list[str]:
             ok = r["ratio_vs_inmemory"] >= TARGET_X2
             lines.append(f"| {r['launcher']} x2 >= {TARGET_X2} of the in-memory loop | "
                          f"{r['ratio_vs_inmemory']:.3f} | {'met' if ok else '**not met**'} |")
-        ok = r["outside_epochs_s"] <= TARGET_STARTUP_S
-        floor = f" (its launcher's own floor {fmt(r['launcher_floor_s'])} s)" if r.get("launcher_floor_s") else ""
-        lines.append(f"| {r['launcher']} x{r['processes']}: start-up <= {TARGET_STARTUP_S:g} s (wall outside "
-                     f"the epochs) | {fmt(r['outside_epochs_s'])} s{floor} | {'met' if ok else '**not met**'} |")
-    lines += ["", f"Machine load (1-minute average) at the end: {result['load'][0]:.2f}. The wall outside the "
-              "epochs holds the launcher's start-up (processes, rendezvous, reading the shards) and the "
-              "per-epoch validation, so it is an upper bound of the start-up. The launcher's own floor: the same launcher "
+        ok = r["startup_s"] <= TARGET_STARTUP_S
+        floor = f"; its launcher's own floor {fmt(r['launcher_floor_s'])} s" if r.get("launcher_floor_s") else ""
+        lines.append(f"| {r['launcher']} x{r['processes']}: start-up <= {TARGET_STARTUP_S:g} s (launch to the first "
+                     f"step) | {fmt(r['startup_s'])} s (outside the epochs {fmt(r['outside_epochs_s'])} s{floor}) | "
+                     f"{'met' if ok else '**not met**'} |")
+    lines += ["", f"Machine load (1-minute average) at the end: {result['load'][0]:.2f}. Start-up: from the "
+              "launch call to the moment the training function begins its first epoch (processes, rendezvous, "
+              "reading the shards and the validation rows, building and wrapping the model), both on this "
+              "machine's wall clock. The wall outside the epochs adds the per-epoch validation and the hand-back "
+              "of the results. The launcher's own floor: the same launcher "
               f"around a function that sleeps {FLOOR_FN_S:g} s, less those seconds (its processes, rendezvous and "
               "hand-back, which no training code can remove). Regenerate: "
               "`.venv/bin/python -m bench.run --only training --sizes 1000000`.", END, ""]

@@ -252,6 +252,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
     if epochs > plan.epochs:
         _log(rank, f"{epochs} epochs for train.min_steps {plan.min_steps} ({steps} steps an epoch)")
     stopped_early = False
+    training_started_at = time.time()  # the end of this rank's start-up (the launch's, for the bench)
     while state["epoch"] < epochs:
         epoch = state["epoch"]
         started, seen, loss_sum = time.time(), 0, 0.0
@@ -323,6 +324,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
             "weights": weights, "weights_digest": digest,
             "final_digest": hashlib.sha256(b"".join(
                 v.detach().cpu().numpy().tobytes() for v in model.state_dict().values())).hexdigest(),
-            "stopped_early": stopped_early, "ranks_identical": ranks_identical}
+            "stopped_early": stopped_early, "ranks_identical": ranks_identical,
+            "training_started_at": training_started_at}
 
 
