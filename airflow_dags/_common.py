@@ -271,7 +271,10 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
 
     def _run_on_warm_driver(self, context) -> bool:
         """The job on the run's driver: True when it ran there (exit 0; another exit fails the task),
-        False when no driver answers (the caller then spark-submits it)."""
+        False when no driver answers (the caller then spark-submits it). A step that failed inside
+        the driver (exit 1) retires it: whatever broke may live on in its JVM or Python state, and a
+        kept driver would carry it into every later run; the retry then runs cold, as after a crash.
+        Bad input (exit 2) leaves the driver serving."""
         from airflow.exceptions import AirflowException
 
         from liftlake.lib.cli import warm_driver
@@ -291,6 +294,9 @@ class LiftlakeSparkSubmitOperator(SparkSubmitOperator):
             self.log.warning(f"no warm driver answers for this run ({sock}); running {job} as its own spark-submit")
             return False
         if code != 0:
+            if code != 2 and warm_driver.stop(sock):
+                self.log.warning(f"{job} failed on the warm driver ({sock}); stopped it, so the retry and later "
+                                 "runs start clean")
             raise AirflowException(f"{job} exited {code} on the run's warm driver")
         return True
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -78,6 +79,42 @@ def test_stop_driver_leaves_the_driver_up_for_the_next_run_unless_told_not_to(da
         warm_driver.stop(sock)
         server.join(5.0)
     assert not server.is_alive()
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+def test_a_step_that_fails_inside_the_driver_retires_it_and_bad_input_does_not(dagbag, monkeypatch, tmp_path):
+    """A real driver with the DAG's config: a step refused as bad input (exit 2) leaves it serving; a
+    step that fails inside it (exit 1, here an injected failure before a commit) stops it, so a kept
+    driver never carries a broken state into the retry or the next run."""
+    from airflow.exceptions import AirflowException
+
+    from liftlake.lib.cli import warm_driver
+
+    warehouse, log = tmp_path / "wh", tmp_path / "driver.log"
+    monkeypatch.setenv("LIFTLAKE_WAREHOUSE", str(warehouse))
+    sock = warm_driver.socket_for(str(tmp_path))
+    proc = subprocess.Popen([liftlake_bin(), "driver", "--socket", sock, "--conf", os.environ["LIFTLAKE_CONF"],
+                             "--idle-timeout", "300"], stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        while not warm_driver.ping(sock):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        task = dagbag.get_dag("liftlake_daily").get_task("simulate")
+        task._set_runtime_env()
+        context = {"ti": _TaskInstance(sock)}
+        task.application_args = ["--ds", "2026-13-01", "--conf", os.environ["LIFTLAKE_CONF"]]
+        with pytest.raises(AirflowException, match="exited 2"):
+            task._run_on_warm_driver(context)
+        assert warm_driver.ping(sock)
+        task.application_args = ["--ds", DAY, "--conf", os.environ["LIFTLAKE_CONF"]]
+        monkeypatch.setenv("LIFTLAKE_FAULT_BEFORE_COMMIT", "raw.exposures")
+        with pytest.raises(AirflowException, match="exited 1"):
+            task._run_on_warm_driver(context)
+        assert proc.wait(timeout=60) == 0 and not warm_driver.ping(sock)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_every_dag_file_loads_without_import_errors(dagbag):
