@@ -12,7 +12,7 @@ test: setup typecheck
 	.venv/bin/python -m pytest -q -ra --durations=15 tests
 
 typecheck: setup
-	.venv/bin/python -m mypy -p liftlake.lib -p liftlake.models -p liftlake.jobs
+	.venv/bin/python -m mypy -p liftlake.lib -p liftlake.models -p liftlake.jobs -p bench.run
 
 # Every bad-input and fault case of docs/reliability.md (a subset of `make test`)
 test-reliability: setup

@@ -90,9 +90,9 @@ def main(argv=None) -> int:
         print(f"[bench] report: {write_section(args.out, scoring, cold_warm, info)}", file=sys.stderr)
         return 0
     if args.only == "training":
-        launchers = training.bench_launchers(spark, sizes[0], root, args.epochs, log=log)
+        launched = training.bench_launchers(spark, sizes[0], root, args.epochs, log=log)
         spark.stop()
-        print(f"[bench] report: {write_section(args.out, training, launchers, info)}", file=sys.stderr)
+        print(f"[bench] report: {write_section(args.out, training, launched, info)}", file=sys.stderr)
         return 0
     pipeline = []
     for size in sizes:
@@ -112,10 +112,11 @@ def main(argv=None) -> int:
     warehouse = os.path.join(root, f"wh-{train_size}")
     if train_size not in sizes:
         pipeline.append(bench_pipeline(spark, train_size, ds, root))
-    launchers = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2)]
+    launchers: list[tuple] = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2)]
     if not args.quick:
         launchers += [("horovod", 1), ("horovod", 2)]
-    training_rows, scoring_rows = [], []
+    training_rows: list[dict] = []
+    scoring_rows: list[dict] = []
     from liftlake.lib.artifacts.model_store import versions
     from liftlake.lib.pipelines.train import train
 

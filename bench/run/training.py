@@ -84,8 +84,9 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
 BEGIN, END = "<!-- bench.run training: begin -->", "<!-- bench.run training: end -->"
 TARGET_X2 = 0.8
 TARGET_STARTUP_S = 10.0
-LAUNCHERS = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2), ("horovod", 1), ("horovod", 2),
-             ("torch-distributor", 2, "touched_rows"), ("horovod", 2, "touched_rows")]
+# (launcher, processes[, train.embedding_allreduce])
+LAUNCHERS: list[tuple] = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2), ("horovod", 1),
+                          ("horovod", 2), ("torch-distributor", 2, "touched_rows"), ("horovod", 2, "touched_rows")]
 
 
 def outside_epochs(run: dict, history: list[dict]) -> float:
