@@ -323,7 +323,6 @@ class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
 
     def execute(self, context):
         import subprocess
-        import time
 
         from liftlake.lib.cli import warm_driver
 
@@ -351,17 +350,14 @@ class WarmDriverStartOperator(LiftlakeSparkSubmitOperator):
         with open(log_path, "wb") as log_file:
             driver = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + DRIVER_START_TIMEOUT_S
-        while not warm_driver.ping(sock):
-            if driver.poll() is not None or time.monotonic() > deadline:
-                if driver.poll() is None:
-                    driver.kill()
-                with open(log_path, encoding="utf-8", errors="replace") as fh:
-                    tail = fh.read()[-2000:]
-                self.log.warning(f"the warm driver did not come up (exit {driver.poll()}); the steps run as their "
-                                 f"own spark-submits. Its log:\n{tail}")
-                return None
-            time.sleep(0.5)
+        if not warm_driver.wait_until_serving(sock, driver, DRIVER_START_TIMEOUT_S, interval_s=0.5):
+            if driver.poll() is None:
+                driver.kill()
+            with open(log_path, encoding="utf-8", errors="replace") as fh:
+                tail = fh.read()[-2000:]
+            self.log.warning(f"the warm driver did not come up (exit {driver.poll()}); the steps run as their "
+                             f"own spark-submits. Its log:\n{tail}")
+            return None
         self.log.info(f"the run's warm driver (pid {driver.pid}) answers at {sock}; its log: {log_path}")
         return sock
 
@@ -387,14 +383,13 @@ def stop_driver_task():
         answered = warm_driver.ping(sock) if kept else warm_driver.stop(sock)
         with contextlib.suppress(OSError), open(f"{sock}.log", encoding="utf-8", errors="replace") as fh:
             log.info("the warm driver's log:\n" + fh.read()[-20000:])
-        if not answered or not kept:
-            with contextlib.suppress(OSError):
-                os.unlink(f"{sock}.log")
         if kept and answered:
             log.info(f"left the warm driver up for the next run ({DRIVER_KEEP_ENV}); it exits after "
                      f"{driver_idle_seconds():g} s without a step")
-        else:
-            log.info("stopped the run's warm driver" if answered else "the run's warm driver was no longer running")
+            return True
+        with contextlib.suppress(OSError):
+            os.unlink(f"{sock}.log")  # its driver is gone: nothing appends to it any more
+        log.info("stopped the run's warm driver" if answered else "the run's warm driver was no longer running")
         return answered
 
     return PythonOperator(task_id="stop_driver", python_callable=stop, trigger_rule="all_done",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 from bench.run.common import TreeCPU
 
@@ -83,10 +82,8 @@ def bench_dag(size: int, root: str, log=print) -> dict:
         driver = subprocess.Popen([sys.executable, "-m", "liftlake.lib.cli.main", "driver", "--socket", sock,
                                    "--idle-timeout", "900"], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
-        while not warm_driver.ping(sock):
-            if driver.poll() is not None:
-                raise RuntimeError(f"the warm driver exited {driver.returncode} before it answered")
-            time.sleep(0.2)
+        if not warm_driver.wait_until_serving(sock, driver, timeout_s=600):
+            raise RuntimeError(f"the warm driver did not answer (exit {driver.poll()})")
     try:
         driven = {**env, warm_driver.DRIVER_ENV: sock}
         result["driver start"] = {"wall_s": start_cpu.wall, "cpu_s": start_cpu.cpu}

@@ -142,7 +142,7 @@ def section(result: dict, info: dict) -> list[str]:
              f"({result['train_rows']:,} train rows, global batch {result['batch_size']}, {result['epochs']} "
              "epoch(s)). The reference is one process looping over tensors already in memory with every core's "
              f"threads, run before and after the launchers, its best kept: {fmt(result['inmemory_samples_per_s'])} "
-             f"samples/s (runs: {', '.join(fmt(v) for v in result.get('inmemory_runs_samples_per_s', []))}). Embedding all-reduce (`train.embedding_allreduce`): "
+             f"samples/s (runs: {', '.join(fmt(v) for v in result['inmemory_runs_samples_per_s'])}). Embedding all-reduce (`train.embedding_allreduce`): "
              "dense, the default, all-reduces every gradient once a step (DDP's 25 MiB buckets, one for dcmt; one "
              "grouped Horovod all-reduce after it); touched rows average the embedding table on the rows a rank "
              "looked up, at two more syncs a step.", "",

@@ -43,7 +43,11 @@ import stat
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, Mapping, Sequence, TextIO
+import time
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TextIO
+
+if TYPE_CHECKING:
+    import subprocess
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +164,17 @@ def ping(path: str) -> bool:
         return _exchange(path, {"ping": True}) == 0
     except (OSError, ValueError):
         return False
+
+
+def wait_until_serving(path: str, process: "subprocess.Popen", timeout_s: float, interval_s: float = 0.2) -> bool:
+    """Poll ``path`` until the driver ``process`` (just started) answers: False when the process exited
+    first or ``timeout_s`` passed (the caller decides what that means: a warning, an error)."""
+    deadline = time.monotonic() + timeout_s
+    while not ping(path):
+        if process.poll() is not None or time.monotonic() > deadline:
+            return False
+        time.sleep(interval_s)
+    return True
 
 
 def stop(path: str) -> bool:

@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,9 +96,7 @@ def test_a_step_that_fails_inside_the_driver_retires_it_and_bad_input_does_not(d
     proc = subprocess.Popen([liftlake_bin(), "driver", "--socket", sock, "--conf", os.environ["LIFTLAKE_CONF"],
                              "--idle-timeout", "300"], stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
-        while not warm_driver.ping(sock):
-            assert proc.poll() is None, log.read_text()[-3000:]
-            time.sleep(0.5)
+        assert warm_driver.wait_until_serving(sock, proc, 180), log.read_text()[-3000:]
         task = dagbag.get_dag("liftlake_daily").get_task("simulate")
         task._set_runtime_env()
         context = {"ti": _TaskInstance(sock)}

@@ -105,11 +105,8 @@ def _start_driver(sock: Path, conf: Path, warehouse: Path, log: Path) -> subproc
     proc = subprocess.Popen([sys.executable, "-m", "liftlake.lib.cli.main", "driver", "--socket", str(sock),
                              "--conf", str(conf), "--idle-timeout", "600"], env=_env(warehouse),
                             stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while not warm_driver.ping(str(sock)):
-        assert proc.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "the driver did not answer within 180 s"
-        time.sleep(0.5)
+    assert warm_driver.wait_until_serving(str(sock), proc, 180), \
+        f"the driver exited ({proc.poll()}) or did not answer within 180 s: {log.read_text()[-3000:]}"
     return proc
 
 
