@@ -239,9 +239,11 @@ class CvrModel(LiftlakeModel):
         """ctr, cvr, ctcvr per row, in eval mode (no dropout, running batch-norm statistics)."""
         self._check_features(batch["x"])
         was_training = self.training
-        self.eval()
+        if was_training:  # eval() walks every submodule: a scoring job calls predict per batch
+            self.eval()
         try:
             out = self.forward({"x": batch["x"]})
         finally:
-            self.train(was_training)
+            if was_training:
+                self.train()
         return {k: out[k].float() for k in PREDICT_COLUMNS}

@@ -148,6 +148,10 @@ class ScoreConf:
     # version column), so a re-run reproduces it after a promotion; current: with CURRENT. --version
     # names one version for every day.
     rescore: Literal["recorded", "current"] = "recorded"
+    # On the embedded default a day of at most this many rows is scored in the driver process: Python
+    # workers' start and torch import (2.7 s on 2 cores) cost more than its forward passes. 0: always
+    # Spark tasks. delta-spark always scores in Spark tasks.
+    driver_max_rows: int = check(lambda v: v >= 0, "must be an integer >= 0", default=2_000_000)
 
 
 @dataclass

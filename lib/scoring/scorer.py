@@ -1,11 +1,12 @@
 """Batch scoring: a model version over a day's rows, into Delta tables.
 
-The artifact is loaded once per Python worker (cached by path) and applied to Arrow batches
-themselves: their columns go to numpy without copies and the outputs back to Arrow, with no pandas
-frame on either side (that round trip was 46 % over the bare forward passes at 1M rows). On the
-embedded default the workers also read the day's feature files and write the score files with pyarrow
-(``stage_scores``; delta-rs commits them), so no row goes through the JVM; on delta-spark the rows go
-through ``mapInArrow`` and Spark's writer. The day's rows are the feature table's, checked against the
+The artifact is loaded once per Python worker (cached by path; the driver uses the copy it checked)
+and applied to Arrow batches themselves: their columns go to numpy without copies and the outputs
+back to Arrow, with no pandas frame on either side (that round trip was 46 % over the bare forward
+passes at 1M rows). On the embedded default the day's feature files are read and the score files
+written with pyarrow (``stage_scores``; delta-rs commits them), so no row goes through the JVM: by the
+driver itself for a day of at most ``score.driver_max_rows`` rows, else by the Python workers; on
+delta-spark the rows go through ``mapInArrow`` and Spark's writer. The day's rows are the feature table's, checked against the
 artifact's feature spec; a missing column stops the job before anything is written.
 """
 from __future__ import annotations
@@ -69,11 +70,7 @@ UPLIFT_COMMENTS = {
 _MODEL_CACHE: dict[str, object] = {}
 
 
-def _cached_model(warehouse: str, name: str, version: str, threads: int = 1):
-    import torch
-
-    # a worker per Spark task, a task per core: one thread each, unless there are fewer tasks than cores
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+def _cached_model(warehouse: str, name: str, version: str):
     key = f"{warehouse}|{name}|{version}"
     if key not in _MODEL_CACHE:
         from liftlake.lib.artifacts.model_store import load_artifact
@@ -83,14 +80,18 @@ def _cached_model(warehouse: str, name: str, version: str, threads: int = 1):
 
 
 def score_batches(batches: Iterator[pa.RecordBatch], plan: DayScoring, score_conf: dict, schema: pa.Schema,
-                  threads: int = 1) -> Iterator[pa.RecordBatch]:
-    """One artifact per worker, the forward passes over each Arrow batch's columns, the batches of
-    ``schema`` out (the plan's label columns, which scoring does not read, as zeros; ``threads``:
-    torch's in this worker)."""
+                  threads: int = 1, art=None) -> Iterator[pa.RecordBatch]:
+    """The forward passes over each Arrow batch's columns, the batches of ``schema`` out (the plan's
+    label columns, which scoring does not read, as zeros). ``threads``: torch's in this process (a
+    worker per Spark task, a task per core: one each, unless there are fewer tasks than cores);
+    ``art``: the artifact, else the worker's cached one."""
+    import torch
+
     from liftlake.lib.evaluation.evaluate import predict_frame
 
     name, version, layout = plan.name, plan.version, plan.layout
-    art = _cached_model(plan.warehouse, name, version, threads)
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    art = art if art is not None else _cached_model(plan.warehouse, name, version)
     for batch in batches:
         n = batch.num_rows
         if n == 0:
@@ -168,12 +169,13 @@ def bad_scores_message(exc: BaseException) -> str | None:
     return f"scores refused, nothing written: {line}"
 
 
-def check_day(store, spec: FeatureSpec, level: str, ds: str) -> str:
-    """The feature table whose day ``ds`` is encoded for ``spec``; refused (InputError) when the day is
-    missing, lacks a column of the spec or was encoded with another spec (from the Delta log; the day's
-    rows only when its file statistics cannot say)."""
+def check_day(store, spec: FeatureSpec, level: str, ds: str) -> tuple[str, int]:
+    """(the feature table whose day ``ds`` is encoded for ``spec``, the day's rows); refused (InputError)
+    when the day is missing, lacks a column of the spec or was encoded with another spec (from the
+    Delta log; the day's rows only when its file statistics cannot say)."""
     table = "features.samples" if level == "exposure" else "features.user_samples"
-    if not store.exists(table) or ds not in store.partition_counts(table):
+    rows = store.partition_counts(table).get(ds) if store.exists(table) else None
+    if rows is None:
         raise InputError(f"table {table}: partition ds={ds} is missing (run build-features for the day first)")
     columns = store.spark_schema(table).fieldNames()
     missing = [c for c in spec.columns(level) if c not in columns]
@@ -181,7 +183,7 @@ def check_day(store, spec: FeatureSpec, level: str, ds: str) -> str:
         raise InputError(f"table {table}: column(s) {missing} of the model's feature spec {spec.version} "
                          f"are missing on ds={ds}")
     require_day_spec(store, table, ds, spec.version, "the model")
-    return table
+    return table, rows
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,6 +198,7 @@ class DayScoring:
     table: str  # the scores table
     schema: T.StructType  # its columns
     source: str  # the feature table read
+    rows: int  # the day's rows in it (the Delta log's count)
     keys: list[str]
     zero_columns: list[str]  # label columns of the layout, which scoring does not read
 
@@ -205,8 +208,8 @@ class DayScoring:
 
 
 def plan_day(store, warehouse: str, name: str, version: str, ds: str,
-             num_responses: int, num_treatments: int) -> DayScoring:
-    """What scoring one model version on one day reads and writes, its day checked."""
+             num_responses: int, num_treatments: int):
+    """(what scoring one model version on one day reads and writes, its day checked; the artifact)."""
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.evaluation.evaluate import layout_for
     from liftlake.lib.training.plan import batch_columns
@@ -215,7 +218,7 @@ def plan_day(store, warehouse: str, name: str, version: str, ds: str,
     spec = FeatureSpec.from_json(art.feature_spec_json)
     layout = layout_for(art.info, spec, art.config)
     level = "exposure" if layout.task == "cvr" else "user"
-    source = check_day(store, spec, level, ds)
+    source, rows = check_day(store, spec, level, ds)
     # Scoring reads only features; labels may not exist yet for today: the batches fill them with zeros.
     zero_columns = [c for c in batch_columns(layout) if c not in ("row_id", "cf_label")
                     and c not in layout.feature_columns]
@@ -223,58 +226,94 @@ def plan_day(store, warehouse: str, name: str, version: str, ds: str,
         table, schema = "scores.cvr", CVR_SCHEMA
     else:
         table, schema = "scores.uplift_user", uplift_schema(num_responses, num_treatments)
-    return DayScoring(warehouse, name, version, ds, layout, table, schema, source,
-                      ["exposure_id", "user_id"] if level == "exposure" else ["user_id"], zero_columns)
+    return DayScoring(warehouse, name, version, ds, layout, table, schema, source, rows,
+                      ["exposure_id", "user_id"] if level == "exposure" else ["user_id"], zero_columns), art
 
 
 def score_model_day(store, warehouse: str, name: str, version: str, ds: str, score_conf: dict,
                     num_responses: int, num_treatments: int) -> tuple[str, DataFrame]:
     """(table, scores DataFrame) of one model version on one day; nothing is written here."""
-    plan = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
+    plan, _ = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
     out_schema = to_arrow_schema(plan.schema)
     scored = store.read(plan.source, partitions=[ds]).select(*plan.read_columns).mapInArrow(
         lambda it: score_batches(iter(it), plan, score_conf, out_schema), schema=plan.schema)
     return plan.table, scored
 
 
-def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, staging: str) -> None:
-    """The day's scores as Parquet files in ``staging``'s (ds, model) folder, written by the Python workers
-    themselves: each Spark task reads its share of the day's feature files with pyarrow, runs the forward
-    passes over their Arrow batches and writes one file. No row crosses the JVM (its row <-> Arrow
-    conversions and Parquet writer were half the CPU of the mapInArrow job at 1M rows)."""
-    tasks = max(1, min(len(uris), spark.sparkContext.defaultParallelism))
-    shares = [uris[i::tasks] for i in range(tasks)]
-    folder = os.path.join(staging, partition_dir(dict(zip(SCORE_PARTITIONS, (plan.ds, plan.name)))))
+# Rows read (and written: a row group of the score file) at a time: 16 forward passes of the default
+# score.batch_size, ~10 MB of feature columns.
+READ_BATCH_ROWS = 65_536
+# Score columns with a few values (the version, a decision, a coupon value from the grid): dictionary
+# encoded. The rest are per-row values, where pyarrow's dictionary attempt only costs (it was 60 % of
+# the file's write time at 1M rows).
+FEW_VALUES = ("version", "coupon_value", "decision_")
+
+
+def write_score_file(plan: DayScoring, uris: list[str], score_conf: dict, folder: str, index: int, attempt: int,
+                     threads: int, art=None) -> int:
+    """Score ``uris`` (feature files of the day) into ``folder``/part-``index``.parquet: rows written.
+    The file appears whole or not at all: it is written as the attempt's own partial file and renamed,
+    so a retried (or speculative) attempt never writes into another's; no rows, no file (as Spark's
+    writer). A batch is written while the next is scored (the writer releases the GIL). ``art``: the
+    artifact, when the caller holds it (the driver); else the worker's cached one."""
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
     file_schema = to_arrow_schema(T.StructType([f for f in plan.schema if f.name not in SCORE_PARTITIONS]))
-    threads = max(1, spark.sparkContext.defaultParallelism // tasks)
-    batch_rows = int(spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch", "10000"))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for uri in uris:
+            fs, path = pafs.FileSystem.from_uri(uri)
+            with fs.open_input_file(path) as source:
+                yield from pq.ParquetFile(source).iter_batches(batch_size=READ_BATCH_ROWS, columns=plan.read_columns)
+
+    os.makedirs(folder, exist_ok=True)
+    target = os.path.join(folder, f"part-{index:05d}.parquet")
+    partial = os.path.join(folder, f".part-{index:05d}-{attempt}.partial")
+    rows = 0
+    dictionary = [f.name for f in file_schema if f.name.startswith(FEW_VALUES)]
+    with pq.ParquetWriter(partial, file_schema, use_dictionary=dictionary) as writer, \
+            ThreadPoolExecutor(1, thread_name_prefix="score-writer") as io:
+        written: Future | None = None
+        for out in score_batches(batches(), plan, score_conf, file_schema, threads, art):
+            if written is not None:
+                written.result()
+            written = io.submit(writer.write_batch, out)
+            rows += out.num_rows
+        if written is not None:
+            written.result()
+    if rows:
+        os.replace(partial, target)
+    else:
+        os.remove(partial)
+    return rows
+
+
+def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, staging: str, art=None) -> None:
+    """The day's scores as Parquet files in ``staging``'s (ds, model) folder, written with pyarrow
+    straight from the day's feature files: no row crosses the JVM (its row <-> Arrow conversions and
+    Parquet writer were half the CPU of the mapInArrow job at 1M rows). A day of at most
+    ``score.driver_max_rows`` rows is scored here, in the driver, with ``art`` (plan_day loaded it) and
+    every core's threads: starting Python workers and their torch import (2.7 s on 2 cores) costs more
+    than such a day's forward passes. A larger day goes to Spark tasks, one per core, each scoring its
+    share of the files into one file."""
+    folder = os.path.join(staging, partition_dir(dict(zip(SCORE_PARTITIONS, (plan.ds, plan.name)))))
+    cores = spark.sparkContext.defaultParallelism
+    if plan.rows <= score_conf["driver_max_rows"]:
+        write_score_file(plan, uris, score_conf, folder, 0, 0, cores, art)
+        return
+    tasks = max(1, min(len(uris), cores))
+    shares = [uris[i::tasks] for i in range(tasks)]
+    threads = max(1, cores // tasks)
 
     def score_share(index: int, share: Iterator[list[str]]) -> Iterator[int]:
-        import pyarrow.fs as pafs
-        import pyarrow.parquet as pq
         from pyspark import TaskContext
 
-        def batches() -> Iterator[pa.RecordBatch]:
-            for uri in (u for files in share for u in files):
-                fs, path = pafs.FileSystem.from_uri(uri)
-                with fs.open_input_file(path) as source:
-                    yield from pq.ParquetFile(source).iter_batches(batch_size=batch_rows, columns=plan.read_columns)
-
-        os.makedirs(folder, exist_ok=True)
-        target = os.path.join(folder, f"part-{index:05d}.parquet")
-        # an attempt's own partial file: a retried (or speculative) attempt never writes into another's
         task = TaskContext.get()
-        partial = os.path.join(folder, f".part-{index:05d}-{task.attemptNumber() if task else 0}.partial")
-        rows = 0
-        with pq.ParquetWriter(partial, file_schema) as writer:
-            for out in score_batches(batches(), plan, score_conf, file_schema, threads):
-                writer.write_batch(out)
-                rows += out.num_rows
-        if rows:
-            os.replace(partial, target)
-        else:  # Spark's writer makes no file for no rows either
-            os.remove(partial)
-        yield rows
+        yield write_score_file(plan, [u for files in share for u in files], score_conf, folder, index,
+                               task.attemptNumber() if task else 0, threads)
 
     spark.sparkContext.parallelize(shares, tasks).mapPartitionsWithIndex(score_share).collect()
 
@@ -282,15 +321,16 @@ def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, sta
 def score_and_write(store, warehouse: str, name: str, version: str, ds: str, score_conf: dict,
                     num_responses: int, num_treatments: int):
     """Score one model version on one day and write it (``write_scores``' partitions and rules): on the
-    embedded default (delta-rs) the Python workers read and write the Parquet files themselves
-    (``stage_scores``), on delta-spark the rows go through Spark's DataFrame writer."""
+    embedded default (delta-rs) the Parquet files are read and written with pyarrow, by the driver for
+    a small day, else by the Python workers (``stage_scores``); on delta-spark the rows go through
+    Spark's DataFrame writer."""
     if not hasattr(store, "write_staged"):
         table, frame = score_model_day(store, warehouse, name, version, ds, score_conf, num_responses, num_treatments)
         return write_scores(store, table, frame, name, ds)
-    plan = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
+    plan, art = plan_day(store, warehouse, name, version, ds, num_responses, num_treatments)
     uris = store.file_uris(plan.source, partitions=[ds])
     return store.write_staged(plan.table, plan.schema, lambda staging: stage_scores(
-        store.spark, plan, uris, score_conf, staging), **_score_write_args(plan.table, name, ds))
+        store.spark, plan, uris, score_conf, staging, art), **_score_write_args(plan.table, name, ds))
 
 
 # Score tables nest the model inside the day: a job replaces its own model's rows of the day and

@@ -155,15 +155,25 @@ def test_uplift_scores_equal_the_model_called_directly_and_other_tasks_columns_s
 
 @pytest.mark.parametrize("model, table, key", [("dcmt", "scores.cvr", "exposure_id"),
                                                  ("unimvt", "scores.uplift_user", "user_id")])
-def test_the_workers_score_files_hold_what_spark_s_writer_would(world, model, table, key):
-    # the embedded default's path (the Python workers read the feature files and write the score
-    # files, delta-rs commits them) against delta-spark's (mapInArrow, Spark's writer) on the same day
+@pytest.mark.parametrize("driver_max_rows", [0, 2_000_000], ids=["spark-tasks", "in-driver"])
+def test_the_staged_score_files_hold_what_spark_s_writer_would(world, model, table, key, driver_max_rows):
+    # the embedded default's paths (the feature files read and the score files written with pyarrow,
+    # by Spark tasks or, for a small day, by the driver; delta-rs commits them) against delta-spark's
+    # (mapInArrow, Spark's writer) on the same day
     import dataclasses
 
     from liftlake.lib.scoring.scorer import score_model_day
 
     ctx, versions = world
-    score(ctx, model, versions[model])
+    ctx = make_ctx(ctx.spark, ctx.store.root, [DS], f"score.driver_max_rows={driver_max_rows}")
+    sc = ctx.spark.sparkContext
+    sc.setJobGroup(f"score-{driver_max_rows}-{model}", "scoring under test")
+    try:
+        score(ctx, model, versions[model])
+    finally:
+        sc.setLocalProperty("spark.jobGroup.id", None)  # type: ignore[arg-type]
+    spark_jobs = sc.statusTracker().getJobIdsForGroup(f"score-{driver_max_rows}-{model}")
+    assert (len(spark_jobs) == 0) == bool(driver_max_rows)  # the driver's path starts no Spark job
     written = ctx.store.read(table, partitions=[DS]).where(F.col("model") == model).orderBy(key).toPandas()
     _, frame = score_model_day(ctx.store, ctx.store.root, model, versions[model], DS,
                                dataclasses.asdict(ctx.config.score), ctx.config.data.num_responses,
@@ -174,7 +184,10 @@ def test_the_workers_score_files_hold_what_spark_s_writer_would(world, model, ta
                                                       else "features.user_samples")[DS]
     pd.testing.assert_frame_equal(written, through_spark, rtol=1e-6, atol=1e-9)
     files = [f for f in ctx.store.referenced_files(table) if f"model={model}/" in f and f"ds={DS}/" in f]
-    assert 1 <= len(files) <= ctx.spark.sparkContext.defaultParallelism  # a file per task, none empty
+    if driver_max_rows:
+        assert len(files) == 1  # the driver writes one file
+    else:
+        assert 1 <= len(files) <= ctx.spark.sparkContext.defaultParallelism  # a file per task, none empty
 
 
 @pytest.mark.reliability
