@@ -302,7 +302,13 @@ def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, sta
     folder = os.path.join(staging, partition_dir(dict(zip(SCORE_PARTITIONS, (plan.ds, plan.name)))))
     cores = spark.sparkContext.defaultParallelism
     if plan.rows <= score_conf["driver_max_rows"]:
-        write_score_file(plan, uris, score_conf, folder, 0, 0, cores, art)
+        import torch
+
+        threads_before = torch.get_num_threads()  # the driver outlives the job (a warm driver's next steps)
+        try:
+            write_score_file(plan, uris, score_conf, folder, 0, 0, cores, art)
+        finally:
+            torch.set_num_threads(threads_before)
         return
     tasks = max(1, min(len(uris), cores))
     shares = [uris[i::tasks] for i in range(tasks)]
