@@ -211,8 +211,9 @@ def section(results: list[dict], info: dict) -> list[str]:
               "only imports what a scoring task imports (torch, the models), the part of a cold job's wall that no "
               "scoring code can remove on the Spark tasks' path; a cold job there is within the target only when the "
               "floor's wall / 0.6 leaves room for it. The driver's path starts no worker (torch is already imported "
-              "in the driver, which loads the artifact to check the day).", "", "CPU seconds are user + system of the process tree (the cold one: the fresh driver, its JVM "
-              "and workers, from its start to its exit), the floor's this process's own. Machine load (1-minute "
+              "in the driver, which loads the artifact to check the day).", "",
+              "CPU seconds are user + system of the process tree (the cold one: the fresh driver, its JVM and "
+              "workers, from its start to its exit), the floor's this process's own. Machine load (1-minute "
               f"average) per size: {loads}. Regenerate: `.venv/bin/python -m bench.run --only scoring`.", END, ""]
     return lines
 

@@ -6,11 +6,13 @@ back to Arrow, with no pandas frame on either side (that round trip was 46 % ove
 passes at 1M rows). On the embedded default the day's feature files are read and the score files
 written with pyarrow (``stage_scores``; delta-rs commits them), so no row goes through the JVM: by the
 driver itself for a day of at most ``score.driver_max_rows`` rows, else by the Python workers; on
-delta-spark the rows go through ``mapInArrow`` and Spark's writer. The day's rows are the feature table's, checked against the
-artifact's feature spec; a missing column stops the job before anything is written.
+delta-spark the rows go through ``mapInArrow`` and Spark's writer. The day's rows are the feature
+table's, checked against the artifact's feature spec; a missing column stops the job before anything
+is written.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from typing import TYPE_CHECKING, Iterator, Mapping
@@ -79,47 +81,62 @@ def _cached_model(warehouse: str, name: str, version: str):
     return _MODEL_CACHE[key]
 
 
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (at most the cores) for the block, then put back: the
+    process may outlive the job (a warm driver scoring a small day itself runs later steps)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def score_batches(batches: Iterator[pa.RecordBatch], plan: DayScoring, score_conf: dict, schema: pa.Schema,
                   threads: int = 1, art=None) -> Iterator[pa.RecordBatch]:
     """The forward passes over each Arrow batch's columns, the batches of ``schema`` out (the plan's
-    label columns, which scoring does not read, as zeros). ``threads``: torch's in this process (a
-    worker per Spark task, a task per core: one each, unless there are fewer tasks than cores);
-    ``art``: the artifact, else the worker's cached one."""
-    import torch
+    label columns, which scoring does not read, as zeros). ``threads``: torch's in this process while
+    it scores (a worker per Spark task, a task per core: one each, unless there are fewer tasks than
+    cores); ``art``: the artifact, else the worker's cached one."""
+    art = art if art is not None else _cached_model(plan.warehouse, plan.name, plan.version)
+    with torch_threads(threads):
+        for batch in batches:
+            if batch.num_rows:
+                yield score_batch(batch, plan, art, score_conf, schema)
 
+
+def score_batch(batch: pa.RecordBatch, plan: DayScoring, art, score_conf: dict, schema: pa.Schema) -> pa.RecordBatch:
+    """One Arrow batch's scores as a batch of ``schema``, checked (``check_scores``)."""
     from liftlake.lib.evaluation.evaluate import predict_frame
 
-    name, version, layout = plan.name, plan.version, plan.layout
-    torch.set_num_threads(max(1, min(threads, os.cpu_count() or 1)))
-    art = art if art is not None else _cached_model(plan.warehouse, name, version)
-    for batch in batches:
-        n = batch.num_rows
-        if n == 0:
-            continue
-        cols = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in layout.feature_columns}
-        cols.update({c: np.zeros(n, dtype=np.float32) for c in plan.zero_columns})
-        pred = predict_frame(art.model, layout, cols, batch_size=score_conf["batch_size"])
-        out: dict[str, np.ndarray] = {}
-        if layout.task == "cvr":
-            out.update({k: pred[k].astype(np.float64) for k in ("ctr", "cvr", "ctcvr")})
-        else:
-            out.update({k: v.astype(np.int32) if k.startswith("decision_") else v.astype(np.float64)
-                        for k, v in pred.items() if k in schema.names})
-            if layout.task == "coupon":
-                from liftlake.models.unimvt import coupon_decision
+    name, version, layout, n = plan.name, plan.version, plan.layout, batch.num_rows
+    cols = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in layout.feature_columns}
+    cols.update({c: np.zeros(n, dtype=np.float32) for c in plan.zero_columns})
+    pred = predict_frame(art.model, layout, cols, batch_size=score_conf["batch_size"])
+    out: dict[str, np.ndarray] = {}
+    if layout.task == "cvr":
+        out.update({k: pred[k].astype(np.float64) for k in ("ctr", "cvr", "ctcvr")})
+    else:
+        out.update({k: v.astype(np.int32) if k.startswith("decision_") else v.astype(np.float64)
+                    for k, v in pred.items() if k in schema.names})
+        if layout.task == "coupon":
+            from liftlake.models.unimvt import coupon_decision
 
-                value, gain = coupon_decision(pred["p0"], pred["unit_uplift"], score_conf["coupon_grid"],
-                                              max(score_conf["coupon_cost_per_unit"], 1e-12),
-                                              score_conf["coupon_min_ratio"])
-                out["coupon_value"], out["expected_gain"] = value.numpy(), gain.numpy()
-        check_scores(out, layout.task, name, version, score_conf["coupon_grid"])
-        constants = {"model": name, "version": version, "ds": plan.ds}
-        arrays = [batch.column(f.name).cast(f.type) if f.name in ("exposure_id", "user_id")
-                  else pa.repeat(pa.scalar(constants[f.name], f.type), n) if f.name in constants
-                  else pa.array(out[f.name], type=f.type) if f.name in out
-                  else pa.nulls(n, f.type)  # an output this model does not make (another task's column)
-                  for f in schema]
-        yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+            value, gain = coupon_decision(pred["p0"], pred["unit_uplift"], score_conf["coupon_grid"],
+                                          max(score_conf["coupon_cost_per_unit"], 1e-12),
+                                          score_conf["coupon_min_ratio"])
+            out["coupon_value"], out["expected_gain"] = value.numpy(), gain.numpy()
+    check_scores(out, layout.task, name, version, score_conf["coupon_grid"])
+    constants = {"model": name, "version": version, "ds": plan.ds}
+    arrays = [batch.column(f.name).cast(f.type) if f.name in ("exposure_id", "user_id")
+              else pa.repeat(pa.scalar(constants[f.name], f.type), n) if f.name in constants
+              else pa.array(out[f.name], type=f.type) if f.name in out
+              else pa.nulls(n, f.type)  # an output this model does not make (another task's column)
+              for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 # A score that breaks a rule stops the job before anything is committed. The check runs where the
@@ -302,13 +319,7 @@ def stage_scores(spark, plan: DayScoring, uris: list[str], score_conf: dict, sta
     folder = os.path.join(staging, partition_dir(dict(zip(SCORE_PARTITIONS, (plan.ds, plan.name)))))
     cores = spark.sparkContext.defaultParallelism
     if plan.rows <= score_conf["driver_max_rows"]:
-        import torch
-
-        threads_before = torch.get_num_threads()  # the driver outlives the job (a warm driver's next steps)
-        try:
-            write_score_file(plan, uris, score_conf, folder, 0, 0, cores, art)
-        finally:
-            torch.set_num_threads(threads_before)
+        write_score_file(plan, uris, score_conf, folder, 0, 0, cores, art)
         return
     tasks = max(1, min(len(uris), cores))
     shares = [uris[i::tasks] for i in range(tasks)]

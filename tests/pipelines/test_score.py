@@ -190,6 +190,20 @@ def test_the_staged_score_files_hold_what_spark_s_writer_would(world, model, tab
         assert 1 <= len(files) <= ctx.spark.sparkContext.defaultParallelism  # a file per task, none empty
 
 
+def test_a_day_scored_in_the_driver_leaves_the_driver_s_torch_threads_as_they_were(world):
+    # a kept warm driver runs the next steps after the score step: its torch settings are theirs
+    import torch
+
+    ctx, versions = world
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        score(ctx, "dcmt", versions["dcmt"])  # 2 threads (the session's cores) while it scores
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.reliability
 def test_scoring_job_killed_before_its_commit_changes_nothing(world):
     # killed while staging the second table (scores.uplift_user, after scores.cvr was staged): the
