@@ -41,18 +41,18 @@ def inmemory_loop(plan, epochs: int = 1) -> float:
 
 
 def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, launchers: list[tuple]) -> dict:
-    """``launchers``: (launcher, processes) or (launcher, processes, train.embedding_allreduce)."""
+    """``launchers``: (launcher, processes) or (launcher, processes, {train setting: value})."""
     from liftlake.lib.training.launchers import launch
     from liftlake.lib.training.plan import build_plan
 
     out: dict = {"model": model, "runs": []}
     first_plan = None
-    for launcher, procs, *mode in launchers:
-        embedding_allreduce = mode[0] if mode else "dense"
+    for launcher, procs, *changed in launchers:
+        settings = changed[0] if changed else {}
         ctx = job_context(warehouse, [f"model.name={model}", f"train.launcher={launcher}",
                                       f"train.num_processes={procs}", f"train.epochs={epochs}",
                                       "train.early_stopping_patience=0",
-                                      f"train.embedding_allreduce={embedding_allreduce}"], [ds], spark)
+                                      *(f"train.{k}={v}" for k, v in settings.items())], [ds], spark)
         plan, trainset, _ = build_plan(ctx.store, ctx.config, ds,
                                        checkpoint_dir=tempfile.mkdtemp(prefix="bench-ckpt-"))
         if first_plan is None:
@@ -65,7 +65,7 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
         wall = time.perf_counter() - start
         history = result["state"]["history"]
         steady = max(h["samples_per_s"] for h in history)  # epochs after the first skip start-up costs
-        run = {"launcher": launcher, "processes": procs, "embedding_allreduce": embedding_allreduce,
+        run = {"launcher": launcher, "processes": procs, "settings": settings, "transport": result["transport"],
                "wall_s": wall, "epoch_samples_per_s": steady, "final_loss": history[-1]["loss"]}
         out["runs"].append({**run, "outside_epochs_s": outside_epochs(run, history),
                             # the launch's start-up: processes, rendezvous, the shards and the model, up to the
@@ -84,9 +84,12 @@ def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, laun
 BEGIN, END = "<!-- bench.run training: begin -->", "<!-- bench.run training: end -->"
 TARGET_X2 = 0.8
 TARGET_STARTUP_S = 10.0
-# (launcher, processes[, train.embedding_allreduce])
+# (launcher, processes[, {train setting: value}]): the defaults, then x2 with the launcher's own collective
+# and with the embedding tables averaged on their touched rows
 LAUNCHERS: list[tuple] = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2), ("horovod", 1),
-                          ("horovod", 2), ("torch-distributor", 2, "touched_rows"), ("horovod", 2, "touched_rows")]
+                          ("horovod", 2)] + [(launcher, 2, settings) for settings in (
+                              {"same_host_allreduce": "launcher"}, {"embedding_allreduce": "touched_rows"})
+                                             for launcher in ("torch-distributor", "horovod")]
 
 
 def outside_epochs(run: dict, history: list[dict]) -> float:
@@ -121,7 +124,8 @@ def bench_launchers(spark, size: int, root: str, epochs: int, log=print) -> dict
     from bench.run.scoring import DS, MODEL, ensure_inputs
 
     warehouse, _ = ensure_inputs(spark, root, size, log)
-    log(f"[bench] training {MODEL} at {size:,}: {', '.join(' '.join([n, f'x{p}', *m]) for n, p, *m in LAUNCHERS)}")
+    runs = [" ".join([n, f"x{p}", *(f"{k}={v}" for s in m for k, v in s.items())]) for n, p, *m in LAUNCHERS]
+    log(f"[bench] training {MODEL} at {size:,}: {', '.join(runs)}")
     out = bench_training(spark, warehouse, DS, MODEL, epochs, LAUNCHERS)
     floors = {}
     for launcher, procs, *_ in LAUNCHERS:
@@ -142,16 +146,20 @@ def section(result: dict, info: dict) -> list[str]:
              f"({result['train_rows']:,} train rows, global batch {result['batch_size']}, {result['epochs']} "
              "epoch(s)). The reference is one process looping over tensors already in memory with every core's "
              f"threads, run before and after the launchers, its best kept: {fmt(result['inmemory_samples_per_s'])} "
-             f"samples/s (runs: {', '.join(fmt(v) for v in result['inmemory_runs_samples_per_s'])}). Embedding all-reduce (`train.embedding_allreduce`): "
-             "dense, the default, all-reduces every gradient once a step (DDP's 25 MiB buckets, one for dcmt; one "
-             "grouped Horovod all-reduce after it); touched rows average the embedding table on the rows a rank "
-             "looked up, at two more syncs a step.", "",
-             "| launcher | processes | embedding all-reduce | samples/s (best epoch) | ratio vs. in-memory | wall s | "
-             "start-up s (launch to the first step) | outside the epochs s | the launcher's own floor s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"samples/s (runs: {', '.join(fmt(v) for v in result['inmemory_runs_samples_per_s'])}). By default "
+             "(`train.same_host_allreduce: shared_memory`, `train.embedding_allreduce: dense`) ranks on one host "
+             "average every gradient once a step through a shared segment (DDP's communication hook; in place of "
+             "Horovod's grouped all-reduce); `same_host_allreduce=launcher` keeps the launcher's collective (Gloo "
+             "over loopback, DDP's 25 MiB buckets, one for dcmt; one grouped Horovod all-reduce); "
+             "`embedding_allreduce=touched_rows` averages the embedding table on the rows a rank looked up, at "
+             "two more syncs a step.", "",
+             "| launcher | processes | settings | gradients averaged by | samples/s (best epoch) | ratio vs. in-memory "
+             "| wall s | start-up s (launch to the first step) | outside the epochs s | the launcher's own floor s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
-        mode = r.get("embedding_allreduce", "dense").replace("_", " ") if r["processes"] > 1 else "-"
-        lines.append(f"| {r['launcher']} | {r['processes']} | {mode} | {fmt(r['epoch_samples_per_s'])} | "
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items()) or "defaults"
+        lines.append(f"| {r['launcher']} | {r['processes']} | {settings} | {r['transport']} | "
+                     f"{fmt(r['epoch_samples_per_s'])} | "
                      f"{r['ratio_vs_inmemory']:.3f} | {fmt(r['wall_s'])} | {fmt(r['startup_s'])} | "
                      f"{fmt(r['outside_epochs_s'])} | "
                      f"{fmt(r.get('launcher_floor_s')) if r['launcher'] != 'local' else '-'} |")
@@ -159,8 +167,8 @@ def section(result: dict, info: dict) -> list[str]:
     for r in result["runs"]:
         if r["launcher"] == "local":
             continue
-        if r.get("embedding_allreduce", "dense") != "dense":
-            continue  # the targets are the default's
+        if r["settings"]:
+            continue  # the targets are the defaults'
         if r["processes"] == 2:
             ok = r["ratio_vs_inmemory"] >= TARGET_X2
             lines.append(f"| {r['launcher']} x2 >= {TARGET_X2} of the in-memory loop | "

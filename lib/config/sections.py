@@ -97,6 +97,11 @@ class TrainConf:
     # to 1M floats, so the count of syncs, not their bytes, is the cost); "touched_rows" exchanges only
     # the rows some rank looked up, at two more syncs a step (for tables of millions of rows on a network).
     embedding_allreduce: Literal["dense", "touched_rows"] = "dense"
+    # Ranks on one host (CPU) average the gradients through shared memory, "launcher" through the
+    # launcher's collective (Gloo / Horovod): on 2 busy cores a collective's thread hand-offs cost
+    # 2.5-4 ms a step, the shared segment 0.6 ms (lib/training/shared_memory.py). A host where it cannot
+    # (not x86-64, /dev/shm missing or full, ranks on several hosts) falls back to the launcher's.
+    same_host_allreduce: Literal["shared_memory", "launcher"] = "shared_memory"
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     learning_rate: float = positive(0.001)
     weight_decay: float = check(lambda v: v >= 0, "must be >= 0", default=0.0)

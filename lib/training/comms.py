@@ -9,13 +9,20 @@ the rows its batch looked up; with ``train.embedding_allreduce: touched_rows`` t
 tables on the rows some rank touched (``reduce_touched_rows``) instead of all-reducing whole tables,
 which is the same sum (an untouched row's gradient is zero on every rank) for fewer bytes and two more
 syncs. On one 2-core machine an all-reduce costs 1-2 ms from 1k to 1M floats, so "dense" is the
-default; touched rows are for tables of millions of rows over a network."""
+default; touched rows are for tables of millions of rows over a network.
+
+Ranks on one host (``train.same_host_allreduce: shared_memory``, the default, CPU training) average
+the gradients through a shared segment instead of the launcher's collective (lib/training/shared_memory.py):
+under DDP as its communication hook, under Horovod in place of the grouped all-reduce. Everything else
+(the start's broadcast, the epoch's sums, touched rows) stays on the launcher's collective."""
 from __future__ import annotations
 
 import copy
 from typing import TYPE_CHECKING, Callable
 
 import torch
+
+from liftlake.lib.training.shared_memory import SharedMemoryAllreduce
 
 if TYPE_CHECKING:
     from liftlake.models.base import LiftlakeModel
@@ -82,9 +89,37 @@ def row_mask(tables: list[torch.Tensor]) -> torch.Tensor:
 
 
 # -- communication: local, torch DDP, Horovod -------------------------------------------------------------
+def attach_shared_memory(comm, setting: str, capacity: int) -> SharedMemoryAllreduce | None:
+    """The shared-memory all-reduce for ``comm``'s ranks when ``setting`` asks for it and every rank
+    maps it; ``comm.transport`` says which way the gradients go, and why."""
+    if setting != "shared_memory" or comm.size < 2:
+        return None
+    shared, why = SharedMemoryAllreduce.attach(comm.allreduce_sum, comm.rank, comm.size, capacity)
+    comm.transport = "shared memory" if shared else f"{comm.transport} ({why})"
+    return shared
+
+
+def average_through(shared: SharedMemoryAllreduce, tensors: list[torch.Tensor]) -> None:
+    """The tensors averaged in place through shared memory, as one flat all-reduce."""
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    shared.average_(flat)
+    start = 0
+    for t in tensors:
+        t.view(-1).copy_(flat[start:start + t.numel()])
+        start += t.numel()
+
+
+def _average_bucket(shared: SharedMemoryAllreduce, bucket):  # DDP accepts no annotation but Future[Tensor]
+    """DDP's communication hook: the bucket's flat gradients averaged through shared memory."""
+    done: torch.futures.Future = torch.futures.Future()
+    done.set_result(shared.average_(bucket.buffer()))
+    return done
+
+
 class LocalComm:
     rank, size = 0, 1
     name = "local"
+    transport = "none"
 
     def wrap(self, model, optimizer, find_unused: bool = True):
         return model, optimizer
@@ -104,7 +139,7 @@ class TorchDDPComm:
 
     name = "torch-ddp"
 
-    def __init__(self, use_gpu: bool, embedding_allreduce: str = "dense"):
+    def __init__(self, use_gpu: bool, embedding_allreduce: str = "dense", same_host_allreduce: str = "launcher"):
         import torch.distributed as dist
 
         self.dist = dist
@@ -112,6 +147,8 @@ class TorchDDPComm:
             dist.init_process_group("nccl" if use_gpu else "gloo")
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.touched_rows = embedding_allreduce == "touched_rows"
+        self.same_host_allreduce = "launcher" if use_gpu else same_host_allreduce  # NCCL has its own
+        self.transport = dist.get_backend()
         self.tables: list[torch.Tensor] = []
 
     def wrap(self, model, optimizer, find_unused: bool = True):
@@ -132,8 +169,14 @@ class TorchDDPComm:
         broadcast = any(name in persistent for name, _ in model.named_buffers())
         # every bucket 25 MiB, the first too (DDP's default first is 1 MiB): a model whose gradients fit
         # (DCMT's 1.1 MB) is one all-reduce a step instead of two (+8 % samples/s x2 on 2 cores, measured)
-        return DistributedDataParallel(model, find_unused_parameters=find_unused, broadcast_buffers=broadcast,
-                                       bucket_cap_mb_list=[25]), optimizer
+        ddp = DistributedDataParallel(model, find_unused_parameters=find_unused, broadcast_buffers=broadcast,
+                                      bucket_cap_mb_list=[25])
+        ignored = {id(p) for p in self.tables}
+        capacity = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in ignored)
+        shared = attach_shared_memory(self, self.same_host_allreduce, capacity)
+        if shared:
+            ddp.register_comm_hook(shared, _average_bucket)
+        return ddp, optimizer
 
     def reduce_gradients(self) -> None:
         """After the backward (DDP has averaged its parameters by then)."""
@@ -161,15 +204,18 @@ class HorovodComm:
 
     name = "horovod"
 
-    def __init__(self, embedding_allreduce: str = "dense"):
+    def __init__(self, embedding_allreduce: str = "dense", same_host_allreduce: str = "launcher"):
         import horovod.torch as hvd
 
         self.hvd = hvd
         hvd.init()
         self.rank, self.size = hvd.rank(), hvd.size()
         self.touched_rows = embedding_allreduce == "touched_rows"
+        self.same_host_allreduce = same_host_allreduce
+        self.transport = "horovod"
         self.tables: list[torch.Tensor] = []
         self.dense: list[torch.Tensor] = []
+        self.shared: SharedMemoryAllreduce | None = None
 
     def wrap(self, model, optimizer, find_unused: bool = True):
         # a parameter without a gradient is reduced as zeros (reduce_gradients): nothing to search for
@@ -179,12 +225,17 @@ class HorovodComm:
         table_ids = {id(p) for _, p in embedding_tables(model)} if self.touched_rows else set()
         self.tables = [p for p in model.parameters() if id(p) in table_ids]
         self.dense = [p for p in model.parameters() if p.requires_grad and id(p) not in table_ids]
+        capacity = sum(p.numel() for p in self.dense) + sum(len(p) for p in self.tables)
+        self.shared = attach_shared_memory(self, self.same_host_allreduce, capacity)
         return model, optimizer
 
     def reduce_gradients(self) -> None:
         hvd = self.hvd
         mask = [row_mask(self.tables)] if self.tables else []  # averaged: non-zero where a rank touched
-        hvd.grouped_allreduce_(gradients(self.dense) + mask, op=hvd.Average, name="gradients")
+        if self.shared:
+            average_through(self.shared, gradients(self.dense) + mask)
+        else:
+            hvd.grouped_allreduce_(gradients(self.dense) + mask, op=hvd.Average, name="gradients")
         if self.tables:
             reduce_touched_rows(self.tables, self.size, lambda t: hvd.allreduce_(t, op=hvd.Sum, name="table_rows"),
                                 touched=mask[0])

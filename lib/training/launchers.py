@@ -11,14 +11,14 @@ from liftlake.lib.training.plan import TrainingError, TrainPlan
 
 # -- launchers -------------------------------------------------------------------------------------------
 def _torch_distributor_entry(plan: TrainPlan):
-    comm = TorchDDPComm(plan.use_gpu, plan.embedding_allreduce)
+    comm = TorchDDPComm(plan.use_gpu, plan.embedding_allreduce, plan.same_host_allreduce)
     result = train_rank(plan, comm)
     comm.dist.destroy_process_group()
     return result
 
 
 def _horovod_entry(plan: TrainPlan):
-    return train_rank(plan, HorovodComm(plan.embedding_allreduce))
+    return train_rank(plan, HorovodComm(plan.embedding_allreduce, plan.same_host_allreduce))
 
 
 def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> dict[str, Any]:

@@ -232,7 +232,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
     train_model, optimizer = comm.wrap(model, optimizer, find_unused=find_unused)
     steps, rows = steps_per_epoch(plan, world)
     _log(rank, f"{plan.model_name}: {sum(rows)} rows over {world} rank(s) {rows}, {steps} steps/epoch, "
-               f"batch {plan.batch_size}, launcher {comm.name}")
+               f"batch {plan.batch_size}, launcher {comm.name}, gradients averaged by {comm.transport}")
 
     def save_checkpoint():
         if rank != 0:
@@ -318,7 +318,8 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
     ranks_identical = comm.allreduce_sum(checksum) == checksum * world
     weights = best_weights or {k: v.detach().cpu() for k, v in model.state_dict().items()}
     digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in weights.values())).hexdigest()
-    return {"rank": rank, "world_size": world, "state": state, "steps_per_epoch": steps, "rank_rows": rows,
+    return {"rank": rank, "world_size": world, "transport": comm.transport, "state": state, "steps_per_epoch": steps,
+            "rank_rows": rows,
             # every rank returns the (identical) weights: TorchDistributor keeps whichever rank's
             # return value it pickles last, not necessarily rank 0's
             "weights": weights, "weights_digest": digest,

@@ -52,6 +52,7 @@ class TrainPlan:
     cf_label_column: str | None = None
     use_gpu: bool = False
     embedding_allreduce: str = "dense"  # dense | touched_rows (lib/training/comms.py)
+    same_host_allreduce: str = "shared_memory"  # shared_memory | launcher (lib/training/shared_memory.py)
     # A step budget: at least this many optimizer steps, in whole epochs (0: just ``epochs``). A
     # small world is a few steps an epoch, where a fixed epoch count leaves a model at its start.
     min_steps: int = 0
@@ -163,7 +164,8 @@ def build_plan(store, config: Config, ds: str, versions: dict[str, int] | None =
                       log_every_steps=config.train.log_every_steps, checkpoint_dir="",
                       num_responses=shape.num_responses, num_treatments=shape.num_treatments,
                       cf_label_column="cf_label" if cf_label_column else None, use_gpu=config.train.use_gpu,
-                      embedding_allreduce=config.train.embedding_allreduce, min_steps=config.train.min_steps)
+                      embedding_allreduce=config.train.embedding_allreduce,
+                      same_host_allreduce=config.train.same_host_allreduce, min_steps=config.train.min_steps)
     columns = [c for c in batch_columns(probe) if c not in ("row_id", "cf_label")]
     if task == "cvr":
         columns = ["exposure_id"] + columns if cf_label_column else columns

@@ -2,7 +2,9 @@
 never reaches (on a copy, leaving the run as it was); no registered model has one (so the search is
 off for each); a model with an idle head still trains on two Gloo ranks, which it could not with the
 search off. The embedding tables' gradients averaged on their touched rows equal a dense all-reduce of
-the whole tables, on two Gloo ranks."""
+the whole tables, on two Gloo ranks. The shared-memory all-reduce gives each rank Gloo's average to the
+bit and leaves no file; a rank that cannot map it (another host) leaves both on Gloo; a rank whose
+peer exits fails naming it, not at the timeout."""
 from __future__ import annotations
 
 import json
@@ -134,7 +136,7 @@ def test_touched_rows_average_equals_a_dense_all_reduce_of_the_tables(tmp_path):
         assert r["equal"], r["max_diff"]
 
 
-def _two_ranks(tmp_path, mode: str, source: str = RANK_SCRIPT) -> list[subprocess.CompletedProcess]:
+def _two_ranks(tmp_path, mode: str, source: str = RANK_SCRIPT, *args: str) -> list[subprocess.CompletedProcess]:
     script = tmp_path / "rank.py"
     script.write_text(textwrap.dedent(source), encoding="utf-8")
     with socket.socket() as s:
@@ -144,7 +146,7 @@ def _two_ranks(tmp_path, mode: str, source: str = RANK_SCRIPT) -> list[subproces
     for rank in range(2):
         env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
                "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "OMP_NUM_THREADS": "1"}
-        procs.append(subprocess.Popen([sys.executable, str(script), mode], env=env, stdout=subprocess.PIPE,
+        procs.append(subprocess.Popen([sys.executable, str(script), mode, *args], env=env, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True))
     out = []
     for p in procs:
@@ -164,3 +166,80 @@ def test_a_model_with_an_idle_head_trains_on_two_ddp_ranks(tmp_path):
     assert all(p.returncode != 0 for p in off)
     assert any("finished reduction in the prior iteration" in p.stderr for p in off), off[0].stderr[-2000:]
 
+
+
+SHARED_MEMORY_SCRIPT = '''
+import json, os, sys, time
+import torch
+from liftlake.lib.training import shared_memory
+from liftlake.lib.training.comms import TorchDDPComm
+
+comm = TorchDDPComm(use_gpu=False)
+mode, shm_dir = sys.argv[1], sys.argv[2]
+if mode == "another_host" and comm.rank == 1:
+    shared_memory.SHM_DIR = shm_dir  # this rank's /dev/shm is not rank 0's
+shared, why = shared_memory.SharedMemoryAllreduce.attach(comm.allreduce_sum, comm.rank, comm.size, capacity=1000,
+                                                        timeout_s=60)
+left = sorted(f for f in os.listdir(shared_memory.SHM_DIR) if f.startswith("liftlake-allreduce-"))
+out = {"attached": shared is not None, "why": why, "left": left}
+if mode == "sums":
+    g = torch.Generator().manual_seed(comm.rank)
+    out["equal"], out["bits"] = [], []
+    for n in (1000, 10, 333, 1000):  # a call reuses the half of the call before the last
+        t = torch.randn(n, generator=g)
+        expected = t.clone()
+        comm.dist.all_reduce(expected)
+        out["equal"].append(torch.equal(shared.average_(t), expected / comm.size))
+        out["bits"].append(float(t.double().sum()))
+elif mode == "another_host":
+    t = torch.ones(3)
+    comm.dist.all_reduce(t)  # the launcher's collective still answers
+    out["gloo"] = t.tolist()
+elif mode == "peer_exits":
+    if comm.rank == 1:
+        os._exit(3)
+    started = time.monotonic()
+    try:
+        shared.average_(torch.ones(5))
+    except shared_memory.PeerLost as exc:
+        out["error"], out["waited_s"] = str(exc), time.monotonic() - started
+    print(json.dumps(out), flush=True)
+    os._exit(0)  # the peer is gone: Gloo's teardown would wait on it
+print(json.dumps(out))
+comm.dist.destroy_process_group()
+'''
+
+
+def _shared_memory_ranks(tmp_path, mode: str) -> list[dict]:
+    results = []
+    for rank, proc in enumerate(_two_ranks(tmp_path, mode, SHARED_MEMORY_SCRIPT, str(tmp_path / "other-shm"))):
+        if mode == "peer_exits" and rank == 1:
+            assert proc.returncode == 3
+            continue
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return results
+
+
+def test_the_shared_memory_all_reduce_gives_every_rank_the_gloo_average_and_leaves_no_file(tmp_path):
+    ranks = _shared_memory_ranks(tmp_path, "sums")
+    for r in ranks:
+        assert r["attached"] and r["why"] == ""
+        assert r["left"] == []  # removed once both ranks mapped it
+        assert r["equal"] == [True] * 4
+    assert ranks[0]["bits"] == ranks[1]["bits"]
+
+
+def test_a_rank_on_another_host_keeps_the_launcher_s_all_reduce(tmp_path):
+    (tmp_path / "other-shm").mkdir()
+    ranks = _shared_memory_ranks(tmp_path, "another_host")
+    assert [r["attached"] for r in ranks] == [False, False]
+    assert "not every rank is on rank 0's host" in ranks[1]["why"], ranks[1]["why"]
+    assert "1 of 2 rank(s) could not map" in ranks[0]["why"], ranks[0]["why"]
+    assert ranks[0]["left"] == [] and ranks[0]["gloo"] == [2.0, 2.0, 2.0]
+
+
+def test_a_rank_waiting_on_a_peer_that_exited_fails_naming_it(tmp_path):
+    (rank0,) = _shared_memory_ranks(tmp_path, "peer_exits")
+    assert "rank 1" in rank0["error"] and "exited" in rank0["error"], rank0
+    assert rank0["waited_s"] < 30  # found gone, not the 60 s timeout

@@ -102,16 +102,21 @@ def test_horovod_two_ranks(two_rank_runs, single_process_auc):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["torch-distributor", "horovod"])
-def test_touched_rows_train_the_weights_a_dense_all_reduce_trains(spark, plan, two_rank_runs, launcher, tmp_path):
-    """Averaging the embedding table on the rows the ranks looked up is the dense average's sum: the
-    launcher's run gives the weights (to float rounding) its dense run gives."""
-    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt"), embedding_allreduce="touched_rows"),
-                    launcher, 2, spark)
+@pytest.mark.parametrize("setting", [{"embedding_allreduce": "touched_rows"}, {"same_host_allreduce": "launcher"}])
+def test_every_way_of_averaging_trains_the_weights_of_the_default(spark, plan, two_rank_runs, launcher, setting,
+                                                                  tmp_path):
+    """The default (every gradient averaged through shared memory on one host) against the launcher's
+    own collective, and against averaging the embedding table on the rows the ranks looked up (the
+    same sums): each run gives the weights (to float rounding) of the default run."""
+    result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt"), **setting), launcher, 2, spark)
     check_run(result, 12000)
-    dense = two_rank_runs(launcher)["weights"]
-    assert set(result["weights"]) == set(dense)
+    default = two_rank_runs(launcher)
+    assert default["transport"] == "shared memory"
+    if "same_host_allreduce" in setting:
+        assert result["transport"] == {"torch-distributor": "gloo", "horovod": "horovod"}[launcher]
+    assert set(result["weights"]) == set(default["weights"])
     for name, w in result["weights"].items():
-        diff = float((w - dense[name]).abs().max())
+        diff = float((w - default["weights"][name]).abs().max())
         assert diff <= 1e-4, (name, diff)
 
 
