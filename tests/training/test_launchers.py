@@ -102,18 +102,21 @@ def test_horovod_two_ranks(two_rank_runs, single_process_auc):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["torch-distributor", "horovod"])
-@pytest.mark.parametrize("setting", [{"embedding_allreduce": "touched_rows"}, {"same_host_allreduce": "launcher"}])
+@pytest.mark.parametrize("setting", [{"embedding_allreduce": "touched_rows"}, {"same_host_allreduce": "launcher"}],
+                         ids=["touched-rows", "launcher-collective"])
 def test_every_way_of_averaging_trains_the_weights_of_the_default(spark, plan, two_rank_runs, launcher, setting,
                                                                   tmp_path):
     """The default (every gradient averaged through shared memory on one host) against the launcher's
-    own collective, and against averaging the embedding table on the rows the ranks looked up (the
-    same sums): each run gives the weights (to float rounding) of the default run."""
+    own collective (the same weights to the bit) and against averaging the embedding table on the rows
+    the ranks looked up (the same sums: the same weights to float rounding)."""
     result = launch(dataclasses.replace(plan, checkpoint_dir=str(tmp_path / "ckpt"), **setting), launcher, 2, spark)
     check_run(result, 12000)
     default = two_rank_runs(launcher)
     assert default["transport"] == "shared memory"
     if "same_host_allreduce" in setting:
         assert result["transport"] == {"torch-distributor": "gloo", "horovod": "horovod"}[launcher]
+        # two ranks: a + b halved is a / 2 + b / 2 to the bit, so the runs' weights are the same bits
+        assert result["weights_digest"] == default["weights_digest"]
     assert set(result["weights"]) == set(default["weights"])
     for name, w in result["weights"].items():
         diff = float((w - default["weights"][name]).abs().max())
