@@ -139,7 +139,7 @@ class TorchDDPComm:
 
     name = "torch-ddp"
 
-    def __init__(self, use_gpu: bool, embedding_allreduce: str = "dense", same_host_allreduce: str = "launcher"):
+    def __init__(self, use_gpu: bool, embedding_allreduce: str = "dense", same_host_allreduce: str = "shared_memory"):
         import torch.distributed as dist
 
         self.dist = dist
@@ -204,7 +204,7 @@ class HorovodComm:
 
     name = "horovod"
 
-    def __init__(self, embedding_allreduce: str = "dense", same_host_allreduce: str = "launcher"):
+    def __init__(self, embedding_allreduce: str = "dense", same_host_allreduce: str = "shared_memory"):
         import horovod.torch as hvd
 
         self.hvd = hvd

@@ -66,7 +66,7 @@ for step in range(4):
     loss.backward()
     optimizer.step()
     losses.append(float(loss))
-print(json.dumps({"idle": idle, "find_unused": find_unused, "losses": losses}))
+print(json.dumps({"idle": idle, "find_unused": find_unused, "losses": losses, "transport": comm.transport}))
 comm.dist.destroy_process_group()  # as the launcher's entry does: Gloo's threads torn down at exit can abort
 '''
 
@@ -160,6 +160,7 @@ def test_a_model_with_an_idle_head_trains_on_two_ddp_ranks(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         assert result["idle"] == ["idle_head.weight", "idle_head.bias"] and result["find_unused"] is True
+        assert result["transport"] == "shared memory"  # DDP's hook with its unused-parameter search
         assert result["losses"][-1] < result["losses"][0]
     # the same model with the search off: DDP stops at the second step, so the detection is what trains it
     off = _two_ranks(tmp_path, "off")
