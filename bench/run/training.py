@@ -86,10 +86,12 @@ TARGET_X2 = 0.8
 TARGET_STARTUP_S = 10.0
 # (launcher, processes[, {train setting: value}]): the defaults, then x2 with the launcher's own collective
 # and with the embedding tables averaged on their touched rows
-LAUNCHERS: list[tuple] = [("local", 1), ("torch-distributor", 1), ("torch-distributor", 2), ("horovod", 1),
-                          ("horovod", 2)] + [(launcher, 2, settings) for settings in (
-                              {"same_host_allreduce": "launcher"}, {"embedding_allreduce": "touched_rows"})
-                                             for launcher in ("torch-distributor", "horovod")]
+LAUNCHERS: list[tuple] = [
+    ("local", 1), ("torch-distributor", 1), ("torch-distributor", 2), ("horovod", 1), ("horovod", 2),
+    ("torch-distributor", 2, {"same_host_allreduce": "launcher"}), ("horovod", 2, {"same_host_allreduce": "launcher"}),
+    ("torch-distributor", 2, {"embedding_allreduce": "touched_rows"}),
+    ("horovod", 2, {"embedding_allreduce": "touched_rows"}),
+]
 
 
 def outside_epochs(run: dict, history: list[dict]) -> float:
