@@ -52,8 +52,9 @@ class SharedMemoryAllreduce:
                timeout_s: float = 1800.0) -> tuple[SharedMemoryAllreduce | None, str]:
         """(the all-reduce, "") once every rank mapped one segment, else (None, why not). Collective:
         every rank calls it, and makes the same two ``allreduce_sum`` calls whatever happens here.
-        The segment's file is removed before this returns (the mappings keep it alive), so nothing
-        is left in /dev/shm by a run that is killed later."""
+        Rank 0 removes the segment's file once every rank mapped it, before its own call returns (a
+        peer's may return a moment earlier; the mappings keep the memory alive), so nothing is left in
+        /dev/shm by a run that is killed later."""
         size = world * HEADER_WORDS * 8 + 2 * world * capacity * 4
         path, token, segment, why = "", 0, None, ""
         if rank == 0:

@@ -181,8 +181,7 @@ if mode == "another_host" and comm.rank == 1:
     shared_memory.SHM_DIR = shm_dir  # this rank's /dev/shm is not rank 0's
 shared, why = shared_memory.SharedMemoryAllreduce.attach(comm.allreduce_sum, comm.rank, comm.size, capacity=1000,
                                                         timeout_s=60)
-left = sorted(f for f in os.listdir(shared_memory.SHM_DIR) if f.startswith("liftlake-allreduce-"))
-out = {"attached": shared is not None, "why": why, "left": left}
+out = {"attached": shared is not None, "why": why}
 if mode == "sums":
     g = torch.Generator().manual_seed(comm.rank)
     out["equal"], out["bits"] = [], []
@@ -206,6 +205,8 @@ elif mode == "peer_exits":
         out["error"], out["waited_s"] = str(exc), time.monotonic() - started
     print(json.dumps(out), flush=True)
     os._exit(0)  # the peer is gone: Gloo's teardown would wait on it
+# listed after a collective that rank 0 joins once it removed the file (a peer's attach may return first)
+out["left"] = sorted(f for f in os.listdir(shared_memory.SHM_DIR) if f.startswith("liftlake-allreduce-"))
 print(json.dumps(out))
 comm.dist.destroy_process_group()
 '''
