@@ -1,6 +1,7 @@
-"""The command line of bench.run and its main flow: the flags, one SparkSession, the pipeline at each size,
-then (unless --pipeline-only, which carries them from the previous JSON) training and scoring of the bench
-models, and the report."""
+"""The command line of bench.run and its main flow: the flags, one SparkSession, the full run's pipeline at
+each size, then (unless --pipeline-only, which carries them from the previous JSON) its training and scoring
+of the bench models and its report, then every section in turn (those in this session, then those with
+drivers of their own); ``--only`` measures one section, ``--render`` rebuilds the report from its JSON."""
 from __future__ import annotations
 
 import argparse
@@ -11,9 +12,9 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster, dag, features, scoring, simulate, training
+from bench.run import backends, cluster, dag, features, scoring, simulate, summary, training
 from bench.run.common import job_context, machine, read_section, restore_section, write_section
-from bench.run.features import bench_features, previous_section
+from bench.run.features import bench_features
 from bench.run.pipeline import bench_pipeline
 from bench.run.report import write_report
 
@@ -26,7 +27,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", default="1000000,10000000", help="exposures per simulated day, comma-separated")
     parser.add_argument("--train-size", type=int, default=0, help="exposures of the training day (default: first size)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--quick", action="store_true", help="local and torch-distributor x2 only")
+    parser.add_argument("--quick", action="store_true",
+                        help="the full run's tables only, training under local and torch-distributor x2 only; "
+                             "no section is measured (the report keeps its previous ones)")
     parser.add_argument("--out", default="reports/bench.md")
     parser.add_argument("--workdir", default="", help="where the benchmark warehouses go (default: a temp dir)")
     parser.add_argument("--pipeline-only", action="store_true",
@@ -47,7 +50,13 @@ def main(argv=None) -> int:
     parser.add_argument("--backends-size", type=int, default=1_000_000,
                         help="exposures of the day the backends section runs (default 1000000)")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per step of the features section (best)")
+    parser.add_argument("--render", action="store_true",
+                        help="measure nothing: rebuild --out from the JSON files beside it (the full run's, "
+                             "every section's) and its summary")
     args = parser.parse_args(argv)
+    if args.render:
+        print(f"[bench] report: {summary.render(args.out)}", file=sys.stderr)
+        return 0
     carried = None
     if args.pipeline_only:
         previous = os.path.splitext(args.out)[0] + ".json"
@@ -59,52 +68,30 @@ def main(argv=None) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s]
     root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
-    # their drivers are processes of their own: no session here
-    if args.only in ("cluster", "backends", "dag", "simulate"):
-        info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
-                "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
-        if args.only == "cluster":
-            path = write_section(args.out, cluster, cluster.bench_cluster(args.cluster_size, root), info)
-        elif args.only == "dag":
-            path = write_section(args.out, dag, [dag.bench_dag(size, root, log=log) for size in sizes], info)
-        elif args.only == "simulate":
-            path = write_section(args.out, simulate, [simulate.bench_simulate(size, root, log=log) for size in sizes],
-                                 info)
-        else:
-            path = write_section(args.out, backends, backends.bench_backends(args.backends_size, root), info)
-        print(f"[bench] report: {path}", file=sys.stderr)
+    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
+            "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
+    if args.only in DRIVER_SECTIONS:  # their drivers are processes of their own: no session here
+        print(f"[bench] report: {run_section(args.only, args, sizes, root, None, info)}", file=sys.stderr)
         return 0
     spark = build_session("liftlake-bench", master="local[*]", conf={"spark.ui.showConsoleProgress": "false"})
     spark.sparkContext.setLogLevel("ERROR")
-    info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
-            "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
+    if args.only:
+        path = run_section(args.only, args, sizes, root, spark, info)
+        spark.stop()
+        print(f"[bench] report: {path}", file=sys.stderr)
+        return 0
     ds = "2026-11-20"
-    if args.only == "features":
-        feature_runs = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-        spark.stop()
-        print(f"[bench] report: {write_section(args.out, features, feature_runs, info)}", file=sys.stderr)
-        return 0
-    if args.only == "scoring":
-        cold_warm = [scoring.bench_scoring_cold(spark, size, root, args.repeats, log=log) for size in sizes]
-        spark.stop()
-        print(f"[bench] report: {write_section(args.out, scoring, cold_warm, info)}", file=sys.stderr)
-        return 0
-    if args.only == "training":
-        launched = training.bench_launchers(spark, sizes[0], root, args.epochs, log=log)
-        spark.stop()
-        print(f"[bench] report: {write_section(args.out, training, launched, info)}", file=sys.stderr)
-        return 0
     pipeline = []
     for size in sizes:
         print(f"[bench] pipeline at {size:,} exposures", file=sys.stderr, flush=True)
         pipeline.append(bench_pipeline(spark, size, ds, root))
     if carried is not None:
         info["carried"] = {k: carried["info"].get("carried", carried["info"])[k] for k in ("started", "command")}
-        kept = [previous_section(args.out), *(read_section(args.out, m.BEGIN, m.END)
-                                              for m in (scoring, training, cluster, backends, dag, simulate))]
+        kept = [read_section(args.out, m.BEGIN, m.END) for m in summary.SECTIONS]
         path = write_report(args.out, info, pipeline, carried["training"], carried["scoring"])
         for block in kept:
             restore_section(path, block)
+        summary.write_summary(path)
         print(f"[bench] report: {path}", file=sys.stderr)
         spark.stop()
         return 0
@@ -131,16 +118,43 @@ def main(argv=None) -> int:
             print(f"[bench] scoring {model} at {size:,}", file=sys.stderr, flush=True)
             scoring_rows.append({"exposures": size,
                                  **scoring.bench_scoring(spark, wh, ds, model, versions(wh, model)[-1])})
-    feature_runs = [bench_features(spark, size, root, args.repeats, log=log) for size in sizes]
-    # the sections measured by --only alone
-    kept = [read_section(args.out, m.BEGIN, m.END) for m in (scoring, training, cluster, backends, dag, simulate)]
+    kept = [read_section(args.out, m.BEGIN, m.END) for m in summary.SECTIONS]
     path = write_report(args.out, info, pipeline, training_rows, scoring_rows)
-    write_section(path, features, feature_runs, info)
-    for block in kept:
+    for block in kept:  # in place until this run measures them again, one by one
         restore_section(path, block)
-    print(f"[bench] report: {path}", file=sys.stderr)
+    summary.write_summary(path)
+    for name in () if args.quick else SESSION_SECTIONS:
+        run_section(name, args, sizes, root, spark, info)
     spark.stop()
+    for name in () if args.quick else DRIVER_SECTIONS:
+        run_section(name, args, sizes, root, None, info)
+    print(f"[bench] report: {path}", file=sys.stderr)
     return 0
+
+
+SESSION_SECTIONS = ("features", "scoring", "training")  # measured in the bench's own session
+DRIVER_SECTIONS = ("simulate", "dag", "cluster", "backends")  # each mode in drivers of its own
+
+
+def run_section(name: str, args, sizes: list[int], root: str, spark, info: dict) -> str:
+    """One section measured and written into --out (its JSON beside it, the summary rewritten)."""
+    print(f"[bench] section {name}", file=sys.stderr, flush=True)
+    if name == "features":
+        return write_section(args.out, features, [bench_features(spark, size, root, args.repeats, log=log)
+                                                  for size in sizes], info)
+    if name == "scoring":
+        return write_section(args.out, scoring, [scoring.bench_scoring_cold(spark, size, root, args.repeats, log=log)
+                                                 for size in sizes], info)
+    if name == "training":
+        return write_section(args.out, training, training.bench_launchers(spark, sizes[0], root, args.epochs, log=log),
+                             info)
+    if name == "simulate":
+        return write_section(args.out, simulate, [simulate.bench_simulate(size, root, log=log) for size in sizes], info)
+    if name == "dag":
+        return write_section(args.out, dag, [dag.bench_dag(size, root, log=log) for size in sizes], info)
+    if name == "cluster":
+        return write_section(args.out, cluster, cluster.bench_cluster(args.cluster_size, root), info)
+    return write_section(args.out, backends, backends.bench_backends(args.backends_size, root), info)
 
 
 def log(line: str) -> None:

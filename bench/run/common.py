@@ -9,6 +9,7 @@ import resource
 import threading
 import time
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from bench.machine import machine_basics
 
@@ -168,17 +169,20 @@ def serve_driver(drive) -> None:
     print(json.dumps(drive(mode, warehouse, size), default=float))
 
 
+EARLIER_TARGETS = "## Targets of earlier issues"  # the full run's own tables end here: sections go before
+
+
 def replace_section(path: str, block: str, begin: str, end: str) -> None:
     """Put ``block`` (a section between the markers ``begin`` and ``end``) into the report at ``path``:
-    in place of the one between the markers, or before "## Targets" (or at the end); every other line
-    stays."""
+    in place of the one between the markers, or before ``EARLIER_TARGETS`` (or at the end); every other
+    line stays."""
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# liftlake benchmark report\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         text = head + block + rest.split(end, 1)[1].lstrip("\n")
-    elif "\n## Targets" in text:
-        head, tail = text.split("\n## Targets", 1)
-        text = head.rstrip("\n") + "\n\n" + block + "\n## Targets" + tail
+    elif "\n" + EARLIER_TARGETS in text:
+        head, tail = text.split("\n" + EARLIER_TARGETS, 1)
+        text = head.rstrip("\n") + "\n\n" + block + "\n" + EARLIER_TARGETS + tail
     else:
         text = text.rstrip("\n") + "\n\n" + block
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -201,10 +205,28 @@ def restore_section(path: str, block: str | None) -> None:
     if not block:
         return
     text = open(path, encoding="utf-8").read()
-    head, sep, tail = text.partition("\n## Targets")
+    head, sep, tail = text.partition("\n" + EARLIER_TARGETS)
     text = head.rstrip("\n") + "\n\n" + block + "\n" + sep + tail if sep else text.rstrip("\n") + "\n\n" + block + "\n"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
+
+
+class Target(NamedTuple):
+    """One of issue 20's targets against a run's figures: what it asks (with the size), what was
+    measured, and whether that meets it (never adjusted)."""
+    what: str
+    measured: str
+    met: bool
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**not met**"
+
+
+def target_rows(targets: list[Target]) -> list[str]:
+    """A section's own table of its targets (the summary at the top of the report gathers them all)."""
+    return ["| target | measured | |", "|---|---|---|", *(f"| {t.what} | {t.measured} | {verdict(t.met)} |"
+                                                        for t in targets)]
 
 
 def day_files(table_dir: str, ds: str | None = None) -> list[str]:
@@ -227,4 +249,7 @@ def write_section(path: str, module, results, info: dict) -> str:
     replace_section(path, "\n".join(module.section(results, info)), module.BEGIN, module.END)
     with open(os.path.splitext(path)[0] + f"-{name}.json", "w", encoding="utf-8") as fh:
         json.dump({"info": info, name: results}, fh, indent=1, default=float)
+    from bench.run.summary import write_summary  # it reads every section's module
+
+    write_summary(path)
     return path

@@ -22,7 +22,7 @@ import os
 import subprocess
 import sys
 
-from bench.run.common import TreeCPU
+from bench.run.common import Target, TreeCPU, target_rows
 
 DS = "2026-11-20"
 NEXT_DS = "2026-11-21"  # the kept driver's run: the next day, the same size
@@ -128,15 +128,7 @@ def section(results: list[dict], info: dict) -> list[str]:
             lines.append(f"| {label} | {cells} |")
         session = r["warm session"]["day"]
         warm, kept, cold = r["warm driver"]["day"], r["kept driver"]["day"], r["cold per step"]["day"]
-        lines.append("")
-        for name, day in (("a kept driver's run (the DAG's default after a driver's first run)", kept),
-                          ("a fresh driver's first run (its start included: a first run, after a deploy or a config "
-                           "change, or LIFTLAKE_DRIVER_IDLE_S without a step)", warm)):
-            ratio = day["wall_s"] / session["wall_s"]
-            met = "met" if ratio <= TARGET_WARM_VS_SESSION else "not met"
-            lines.append(f"- The DAG's day on {name} / the same steps in one warm session: {ratio:.2f} wall, "
-                         f"{day['cpu_s'] / session['cpu_s']:.2f} CPU (target <= {TARGET_WARM_VS_SESSION}: **{met}**).")
-        lines += [f"- Cold per step / warm session: {cold['wall_s'] / session['wall_s']:.2f} wall, "
+        lines += ["", f"- Cold per step / warm session: {cold['wall_s'] / session['wall_s']:.2f} wall, "
                   f"{cold['cpu_s'] / session['cpu_s']:.2f} CPU; a fresh driver saves "
                   f"{cold['wall_s'] - warm['wall_s']:.0f} s of the day's wall, a kept one "
                   f"{cold['wall_s'] - kept['wall_s']:.0f} s.",
@@ -145,10 +137,29 @@ def section(results: list[dict], info: dict) -> list[str]:
                   + "; ".join(f"{mode} {_cores_for_a_billion(r, mode, cores, BILLION / WINDOW_S):,.0f} cores"
                               for mode in MODES) + ".",
                   f"- Machine load (1-minute average): {r['load_before']:.2f} before, {r['load_after']:.2f} after.", ""]
+    lines += ["A kept driver's run is the DAG's default after a driver's first run; a fresh driver's first run "
+              "(its start included) is a first run, one after a deploy or a config change, or one after "
+              "LIFTLAKE_DRIVER_IDLE_S without a step.", "", *target_rows(targets(results)), ""]
     lines += capacity_table(max(results, key=lambda r: r["exposures"]), cores)
     sizes = ",".join(str(r["exposures"]) for r in results)
     lines += [f"Regenerate: `.venv/bin/python -m bench.run --only dag --sizes {sizes}`.", END, ""]
     return lines
+
+
+def targets(results: list[dict]) -> list[Target]:
+    """The DAG's day on a kept driver's run, then on a fresh driver's first run, over the same steps in
+    one warm session (wall; CPU beside it), at each size."""
+    out = []
+    for r in results:
+        session = r["warm session"]["day"]
+        for name, mode in (("a kept driver's run", "kept driver"), ("a fresh driver's first run", "warm driver")):
+            day = r[mode]["day"]
+            ratio = day["wall_s"] / session["wall_s"]
+            out.append(Target(f"the DAG's day at {r['exposures']:,} on {name} <= {TARGET_WARM_VS_SESSION}x "
+                              "the same steps in one warm session (wall)",
+                              f"{ratio:.2f} wall, {day['cpu_s'] / session['cpu_s']:.2f} CPU",
+                              ratio <= TARGET_WARM_VS_SESSION))
+    return out
 
 
 def capacity_table(result: dict, cores: int) -> list[str]:
