@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from liftlake.lib.training.launchers import launch
+from liftlake.lib.training.launchers import HOROVOD_IDLE_CYCLE_MS, horovod_env, launch
 from liftlake.lib.training.loop import train_rank
 from liftlake.lib.training.plan import TrainPlan
 
@@ -121,6 +121,16 @@ def test_every_way_of_averaging_trains_the_weights_of_the_default(spark, plan, t
     for name, w in result["weights"].items():
         diff = float((w - default["weights"][name]).abs().max())
         assert diff <= 1e-4, (name, diff)
+
+
+def test_horovod_idles_slowly_only_where_no_step_waits_on_it(plan):
+    """The ranks' idle cycle is lengthened only when every step averages through shared memory (a local
+    master, CPU, dense embeddings); elsewhere a Horovod op a step keeps Horovod's own default."""
+    quiet = {"HOROVOD_CYCLE_TIME": str(HOROVOD_IDLE_CYCLE_MS)}
+    assert horovod_env(plan, "local[2]") == quiet and horovod_env(plan, "local-cluster[2,1,1024]") == quiet
+    assert horovod_env(plan, "spark://10.0.0.5:7077") == {}  # ranks may sit on other hosts
+    for setting in ({"embedding_allreduce": "touched_rows"}, {"same_host_allreduce": "launcher"}, {"use_gpu": True}):
+        assert horovod_env(dataclasses.replace(plan, **setting), "local[2]") == {}, setting
 
 
 @pytest.mark.reliability
