@@ -230,6 +230,8 @@ class HorovodComm:
         return model, optimizer
 
     def reduce_gradients(self) -> None:
+        if self.size == 1:
+            return  # the average over one rank is its own gradients: no Horovod op a step to wait on
         hvd = self.hvd
         mask = [row_mask(self.tables)] if self.tables else []  # averaged: non-zero where a rank touched
         if self.shared:

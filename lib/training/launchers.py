@@ -45,18 +45,18 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
 
         results = horovod.spark.run(_horovod_entry, args=(plan,), num_proc=num_processes,
                                     use_gloo=True, verbose=1,
-                                    env=horovod_env(plan, spark.sparkContext.master if spark else "local"))
+                                    env=horovod_env(plan, num_processes, spark.sparkContext.master if spark else "local"))
         first = results[0]
         first["per_rank_digests"] = [r["final_digest"] for r in results]
         return first
     raise ValueError(f"train.launcher {launcher!r} is not one of local | horovod | torch-distributor")
 
 
-def horovod_env(plan: TrainPlan, master: str) -> dict[str, str]:
+def horovod_env(plan: TrainPlan, num_processes: int, master: str) -> dict[str, str]:
     """What Horovod's ranks add to their environment: a slow idle cycle when no Horovod op runs a step,
-    i.e. every rank is on the driver's host (Spark's ``master`` is local), so the gradients go through
-    shared memory, and the embedding tables are averaged densely with them. Otherwise Horovod's default
-    cycle: an op a step would wait up to a cycle for its turn."""
-    quiet = master.startswith("local") and not plan.use_gpu and plan.same_host_allreduce == "shared_memory" \
+    i.e. two ranks or more, all on the driver's host (Spark's ``master`` is local), so the gradients go
+    through shared memory, and the embedding tables are averaged densely with them. Otherwise Horovod's
+    default cycle: an op a step would wait up to a cycle for its turn."""
+    quiet = num_processes > 1 and master.startswith("local") and not plan.use_gpu and plan.same_host_allreduce == "shared_memory" \
         and plan.embedding_allreduce == "dense"
     return {"HOROVOD_CYCLE_TIME": str(HOROVOD_IDLE_CYCLE_MS)} if quiet else {}

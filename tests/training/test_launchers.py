@@ -127,10 +127,11 @@ def test_horovod_idles_slowly_only_where_no_step_waits_on_it(plan):
     """The ranks' idle cycle is lengthened only when every step averages through shared memory (a local
     master, CPU, dense embeddings); elsewhere a Horovod op a step keeps Horovod's own default."""
     quiet = {"HOROVOD_CYCLE_TIME": str(HOROVOD_IDLE_CYCLE_MS)}
-    assert horovod_env(plan, "local[2]") == quiet and horovod_env(plan, "local-cluster[2,1,1024]") == quiet
-    assert horovod_env(plan, "spark://10.0.0.5:7077") == {}  # ranks may sit on other hosts
+    assert horovod_env(plan, 2, "local[2]") == quiet and horovod_env(plan, 3, "local-cluster[3,1,1024]") == quiet
+    assert horovod_env(plan, 2, "spark://10.0.0.5:7077") == {}  # ranks may sit on other hosts
+    assert horovod_env(plan, 1, "local[2]") == {}  # no peer, no shared segment
     for setting in ({"embedding_allreduce": "touched_rows"}, {"same_host_allreduce": "launcher"}, {"use_gpu": True}):
-        assert horovod_env(dataclasses.replace(plan, **setting), "local[2]") == {}, setting
+        assert horovod_env(dataclasses.replace(plan, **setting), 2, "local[2]") == {}, setting
 
 
 @pytest.mark.reliability
