@@ -43,9 +43,9 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
     if launcher == "horovod":
         import horovod.spark
 
-        results = horovod.spark.run(_horovod_entry, args=(plan,), num_proc=num_processes,
-                                    use_gloo=True, verbose=1,
-                                    env=horovod_env(plan, num_processes, spark.sparkContext.master if spark else "local"))
+        master = spark.sparkContext.master if spark is not None else "local"
+        results = horovod.spark.run(_horovod_entry, args=(plan,), num_proc=num_processes, use_gloo=True, verbose=1,
+                                    env=horovod_env(plan, num_processes, master))
         first = results[0]
         first["per_rank_digests"] = [r["final_digest"] for r in results]
         return first
@@ -57,6 +57,6 @@ def horovod_env(plan: TrainPlan, num_processes: int, master: str) -> dict[str, s
     i.e. two ranks or more, all on the driver's host (Spark's ``master`` is local), so the gradients go
     through shared memory, and the embedding tables are averaged densely with them. Otherwise Horovod's
     default cycle: an op a step would wait up to a cycle for its turn."""
-    quiet = num_processes > 1 and master.startswith("local") and not plan.use_gpu and plan.same_host_allreduce == "shared_memory" \
-        and plan.embedding_allreduce == "dense"
+    quiet = (num_processes > 1 and master.startswith("local") and not plan.use_gpu
+             and plan.same_host_allreduce == "shared_memory" and plan.embedding_allreduce == "dense")
     return {"HOROVOD_CYCLE_TIME": str(HOROVOD_IDLE_CYCLE_MS)} if quiet else {}
