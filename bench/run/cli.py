@@ -139,6 +139,7 @@ DRIVER_SECTIONS = ("simulate", "dag", "cluster", "backends")  # each mode in dri
 def run_section(name: str, args, sizes: list[int], root: str, spark, info: dict) -> str:
     """One section measured and written into --out (its JSON beside it, the summary rewritten)."""
     print(f"[bench] section {name}", file=sys.stderr, flush=True)
+    info = {**info, "started": time.strftime("%Y-%m-%d %H:%M:%S")}  # in a full run: this section's start
     if name == "features":
         return write_section(args.out, features, [bench_features(spark, size, root, args.repeats, log=log)
                                                   for size in sizes], info)
