@@ -239,16 +239,25 @@ def day_files(table_dir: str, ds: str | None = None) -> list[str]:
     return [u.removeprefix("file://") for u in uris]
 
 
+def section_name(module) -> str:
+    """A section's name: its bench.run module's (``--only <name>``, <report>-<name>.json)."""
+    return module.__name__.rsplit(".", 1)[-1]
+
+
+def section_json(path: str, module) -> str:
+    """Where a section's data lies beside the report at ``path``."""
+    return os.path.splitext(path)[0] + f"-{section_name(module)}.json"
+
+
 def write_section(path: str, module, results, info: dict) -> str:
     """A bench section into the report at ``path`` (``replace_section``: every other line stays) and its
     data as JSON beside it (<report>-<name>.json, ``name`` the module's): ``module`` is the section's
     bench.run module, with its ``section(results, info)`` lines and its ``BEGIN`` / ``END`` markers."""
     import json
 
-    name = module.__name__.rsplit(".", 1)[-1]
     replace_section(path, "\n".join(module.section(results, info)), module.BEGIN, module.END)
-    with open(os.path.splitext(path)[0] + f"-{name}.json", "w", encoding="utf-8") as fh:
-        json.dump({"info": info, name: results}, fh, indent=1, default=float)
+    with open(section_json(path, module), "w", encoding="utf-8") as fh:
+        json.dump({"info": info, section_name(module): results}, fh, indent=1, default=float)
     from bench.run.summary import write_summary  # it reads every section's module
 
     write_summary(path)

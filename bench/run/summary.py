@@ -8,7 +8,7 @@ import json
 import os
 
 from bench.run import backends, cluster, dag, features, scoring, simulate, training
-from bench.run.common import replace_section, verdict
+from bench.run.common import replace_section, section_json, section_name, verdict
 
 BEGIN, END = "<!-- bench.run summary: begin -->", "<!-- bench.run summary: end -->"
 WITH_TARGETS = (features, dag, simulate, scoring, training)  # in the issue's order
@@ -18,16 +18,11 @@ SECTIONS = (features, cluster, backends, scoring, training, dag, simulate)
 
 def section_data(path: str, module) -> dict | None:
     """{"info": ..., <name>: results} of ``module``'s last run, as written beside the report at ``path``."""
-    name = section_name(module)
-    json_path = os.path.splitext(path)[0] + f"-{name}.json"
+    json_path = section_json(path, module)
     if not os.path.exists(json_path):
         return None
     with open(json_path, encoding="utf-8") as fh:
         return json.load(fh)
-
-
-def section_name(module) -> str:
-    return module.__name__.rsplit(".", 1)[-1]
 
 
 def summary(path: str) -> list[str]:
