@@ -160,6 +160,7 @@ def targets(result: dict) -> list[Target]:
 
 def section(result: dict, info: dict) -> list[str]:
     from bench.run.report import fmt
+    from liftlake.lib.training.launchers import HOROVOD_IDLE_CYCLE_MS
 
     lines = [BEGIN, "## Training under each launcher vs. the in-memory loop", "",
              f"Measured {info['started']} by `{info['command']}` on {info['machine']['cpus']} CPU cores "
@@ -171,8 +172,8 @@ def section(result: dict, info: dict) -> list[str]:
              f"samples/s (runs: {', '.join(fmt(v) for v in result['inmemory_runs_samples_per_s'])}). By default "
              "(`train.same_host_allreduce: shared_memory`, `train.embedding_allreduce: dense`) ranks on one host "
              "average every gradient once a step through a shared segment (DDP's communication hook; in place of "
-             "Horovod's grouped all-reduce, its ranks' idle cycle then 20 ms: `HOROVOD_CYCLE_TIME`, "
-             "lib/training/launchers.py); `same_host_allreduce=launcher` keeps the launcher's collective (Gloo "
+             f"Horovod's grouped all-reduce, its ranks' idle cycle then {HOROVOD_IDLE_CYCLE_MS} ms: "
+             "`HOROVOD_CYCLE_TIME`, lib/training/launchers.py); `same_host_allreduce=launcher` keeps the launcher's collective (Gloo "
              "over loopback, DDP's 25 MiB buckets, one for dcmt; one grouped Horovod all-reduce); "
              "`embedding_allreduce=touched_rows` averages the embedding table on the rows a rank looked up, at "
              "two more syncs a step.", "",

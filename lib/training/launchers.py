@@ -31,11 +31,11 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
     """Run ``train_rank`` under the launcher; returns rank 0's result (with ``per_rank`` digests)."""
     if launcher == "local":
         return train_rank(plan, LocalComm())
+    master = spark.sparkContext.master if spark is not None else "local"
     if launcher == "torch-distributor":
         from pyspark.ml.torch.distributor import TorchDistributor
 
-        local_mode = spark is None or spark.sparkContext.master.startswith("local")
-        result = TorchDistributor(num_processes=num_processes, local_mode=local_mode,
+        result = TorchDistributor(num_processes=num_processes, local_mode=on_driver_host(master),
                                   use_gpu=plan.use_gpu).run(_torch_distributor_entry, plan)
         if result is None:
             raise TrainingError("TorchDistributor returned no result from rank 0")
@@ -43,7 +43,6 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
     if launcher == "horovod":
         import horovod.spark
 
-        master = spark.sparkContext.master if spark is not None else "local"
         results = horovod.spark.run(_horovod_entry, args=(plan,), num_proc=num_processes, use_gloo=True, verbose=1,
                                     env=horovod_env(plan, num_processes, master))
         first = results[0]
@@ -52,11 +51,16 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
     raise ValueError(f"train.launcher {launcher!r} is not one of local | horovod | torch-distributor")
 
 
+def on_driver_host(master: str) -> bool:
+    """Whether every rank runs on the driver's host: Spark's ``master`` is local (local[N], local-cluster)."""
+    return master.startswith("local")
+
+
 def horovod_env(plan: TrainPlan, num_processes: int, master: str) -> dict[str, str]:
     """What Horovod's ranks add to their environment: a slow idle cycle when no Horovod op runs a step,
     i.e. two ranks or more, all on the driver's host (Spark's ``master`` is local), so the gradients go
     through shared memory, and the embedding tables are averaged densely with them. Otherwise Horovod's
     default cycle: an op a step would wait up to a cycle for its turn."""
-    quiet = (num_processes > 1 and master.startswith("local") and not plan.use_gpu
+    quiet = (num_processes > 1 and on_driver_host(master) and not plan.use_gpu
              and plan.same_host_allreduce == "shared_memory" and plan.embedding_allreduce == "dense")
     return {"HOROVOD_CYCLE_TIME": str(HOROVOD_IDLE_CYCLE_MS)} if quiet else {}
