@@ -3,17 +3,18 @@ exposures, cold") and that floor.
 
 * platform  ``liftlake simulate --ds DAY`` in a fresh process into a fresh warehouse, as the daily DAG's
             task runs it cold (``bench.run.dag``'s per-step command and environment): Python, the Spark
-            session and its JVM, the simulator's 9 tables staged as Parquet and committed to Delta together.
+            session and its JVM (the store's backend is the session's choice), the simulator's 9 tables
+            computed in vectorised numpy (a thread per core), staged as Parquet by pyarrow and committed
+            to Delta together.
 * floor     ``python -m bench.run.simulate floor WAREHOUSE N`` in a fresh process: the same 9 tables
             (names, columns, Arrow types, row counts) from the same formulas and world parameters, in
             vectorised numpy, each written by pyarrow as one Parquet file under ``<schema>/<table>/ds=DAY/``.
 
-The floor is a floor of cost, not a second simulator. It draws with numpy's generator, not the
-platform's per-row xxhash64 streams, so its rows are other draws of the same model (the exposures, users
-and items agree exactly; the active users, clicks and conversions within a few per cent); it computes
-each user's and item's latents once and indexes them, the click and conversion delays only for the rows
-that click; it writes no Delta log (no commit, no staging, no statistics) and models no rule breakers
-(``simulator.bad_row_rate`` 0). Wall and CPU seconds of each process tree (``TreeCPU``), the CPU the
+The floor is a floor of cost, written apart from the simulator. It draws with numpy's generator, not
+the platform's per-row xxhash64 streams, so its rows are other draws of the same model (the exposures,
+users and items agree exactly; the active users, clicks and conversions within a few per cent); it writes
+no Delta log (no commit, no staging, no statistics), models no rule breakers (``simulator.bad_row_rate``
+0) and runs on one thread. Wall and CPU seconds of each process tree (``TreeCPU``), the CPU the
 machine's other processes used meanwhile, and the rows of each table; ``python -m bench.run --only
 simulate`` measures this section alone and rewrites only its part of the report.
 """
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from bench.run import dag
 from bench.run.common import Target, TreeCPU, day_files, run_driver, serve_driver, target_rows
+from liftlake.lib.sim.streams import categorical, labels, pick, sigmoid
 
 BEGIN, END = "<!-- bench.run simulate: begin -->", "<!-- bench.run simulate: end -->"
 TARGET_VS_FLOOR = 3.0
@@ -43,31 +45,9 @@ TABLES = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversi
           "raw.responses", "sim.truth", "sim.truth_user")
 
 
-# -- the floor: numpy math ------------------------------------------------------------------------
-def _categorical(u: np.ndarray, weights: list) -> np.ndarray:
-    """Index in [0, len(weights)) drawn with probabilities proportional to ``weights`` (arrays or
-    scalars), as ``liftlake.lib.sim.streams._categorical``: how many running sums ``u * total`` passes."""
-    running = np.cumsum(np.stack(np.broadcast_arrays(u, *weights)[1:]), axis=0)
-    return (u * running[-1] >= running[:-1]).sum(axis=0)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (np.exp(-x) + 1.0)
-
-
-def _labels(prefix: str, size: int, index: np.ndarray) -> pa.Array:
-    """``prefix`` + zero-padded ``index + 1`` (the simulator's ``_label``), taken from an Arrow array of
-    the ``size`` labels: no Python string per row."""
-    width = len(str(size))
-    return pa.array([f"{prefix}{i + 1:0{width}d}" for i in range(size)]).take(pa.array(index))
-
-
-def _pick(values: tuple[str, ...], index: np.ndarray) -> pa.Array:
-    return pa.array(values).take(pa.array(index))
-
-
+# -- the floor: numpy math (the simulator's small transforms: categorical draws, labels, sigmoid) ------
 def world_users(cfg, pop, rng: np.random.Generator) -> dict:
-    """Every user's latents and raw.users attributes (``_with_user_latents`` with ``observed``), once
+    """Every user's latents and raw.users attributes (``user_latents`` and ``observed_users``), once
     per user: the exposures and the user-day rows index them by ``user_id - 1``."""
     from liftlake.lib.sim.settings import NUM_CITIES
     from liftlake.lib.sim.world import _USER_ACTIVITY_EXPONENT, _value_weight_coefs
@@ -92,14 +72,14 @@ def world_users(cfg, pop, rng: np.random.Generator) -> dict:
     segment = np.select([tenure < 60, vip, z_act > 0.6], [0, 1, 2], 3)
     return {"user_id": user_id, "_z_act": z_act, "_z_wealth": z_wealth, "_z_age": age_n, "_z_buy": z_buy,
             "_z_price": z_wealth * -0.5 + price_n * math.sqrt(0.75), "_taste": np.stack([taste1, taste2, taste3]),
-            "_w": weights / weights.sum(axis=0), "_device0": _categorical(rng.random(n), [0.47, 0.45, 0.08]),
+            "_w": weights / weights.sum(axis=0), "_device0": categorical(rng.random(n), [0.47, 0.45, 0.08]),
             "u_age": np.clip(np.round(age_n * 11.0 + 36.0), 18, 70).astype(np.int32),
-            "u_gender": _pick(("F", "M", "U"), (gender >= 0.49).astype(np.int64) + (gender >= 0.97)),
-            "u_city": _labels("city_", NUM_CITIES, city),
+            "u_gender": pick(("F", "M", "U"), (gender >= 0.49).astype(np.int64) + (gender >= 0.97)),
+            "u_city": labels("city_", city, NUM_CITIES),
             "u_activity": np.round(np.exp(log_activity), 3),
             "u_income": np.round(np.exp(z_wealth * 0.45 + np.select([city < 3, city < 8], [0.25, 0.1], 0.0)
                                         + income_n * 0.15 + 9.3), 2),
-            "u_segment": _pick(("new", "vip", "loyal", "casual"), segment),
+            "u_segment": pick(("new", "vip", "loyal", "casual"), segment),
             "u_tenure_days": np.floor(tenure).astype(np.int32),
             "u_orders_30d": np.floor(np.exp(z_buy * 0.6 + z_act * 0.25 + orders_n * 0.5 + 0.3)).astype(np.int32)}
 
@@ -115,12 +95,12 @@ def world_items(pop, rng: np.random.Generator) -> dict:
     brand = cat * BRANDS_PER_CATEGORY + np.floor(rng.random(n) ** 2.0 * BRANDS_PER_CATEGORY).astype(np.int64)
     return {"item_id": np.arange(1, n + 1, dtype=np.int64), "_quality": quality,
             "_attract": quality * 0.5 + attract_n * math.sqrt(0.75), "_e": np.stack([e1, e2, e3]), "_price": price,
-            "i_category": _labels("cat_", NUM_CATEGORIES, cat),
-            "i_brand": _labels("brand_", NUM_CATEGORIES * BRANDS_PER_CATEGORY, brand), "i_price": price}
+            "i_category": labels("cat_", cat, NUM_CATEGORIES),
+            "i_brand": labels("brand_", brand, NUM_CATEGORIES * BRANDS_PER_CATEGORY), "i_price": price}
 
 
 def day_exposures(cfg, pop, users: dict, items: dict, ds: str, rng: np.random.Generator) -> dict:
-    """The day's exposures and their clicks and conversions (``_exposure_core`` / ``_exposure_tables``):
+    """The day's exposures and their clicks and conversions (``exposure_chunk`` / ``exposure_tables``):
     user by activity, content type by the user's value weights, item by popularity, context, the
     conversion affinity, CTR and CVR under do(click=1), the Bernoulli draws, the event times."""
     from liftlake.lib.sim.exposures import _day_start_us
@@ -132,7 +112,7 @@ def day_exposures(cfg, pop, users: dict, items: dict, ds: str, rng: np.random.Ge
     rank = np.minimum(np.floor(rng.random(n) ** _USER_ACTIVITY_EXPONENT * pop.n_users), pop.n_users - 1)
     user_id = (rank.astype(np.int64) * pop.mult + pop.shift) % pop.n_users + 1
     u = user_id - 1
-    rtype = _categorical(rng.random(n), list(users["_w"][:, u])) + 1
+    rtype = categorical(rng.random(n), list(users["_w"][:, u])) + 1
     n_of_type = (pop.n_items - rtype) // R + 1
     within = np.minimum(np.floor(rng.random(n) ** _ITEM_POPULARITY_EXPONENT * n_of_type), n_of_type - 1)
     item_id = rtype + within.astype(np.int64) * R
@@ -153,7 +133,7 @@ def day_exposures(cfg, pop, users: dict, items: dict, ds: str, rng: np.random.Ge
     click_logit = (_CTR_INTERCEPT + affinity * cfg.selection_bias + users["_z_act"][u] * 0.3
                    + items["_attract"][i] * 0.4 - np.log(position) * 0.3 + device_effect
                    + np.cos((hour_of_day - 21.0) * (2 * math.pi / 24.0)) * 0.15 + shock_click * 0.3)
-    ctr, cvr = _sigmoid(click_logit), _sigmoid(affinity + _CVR_INTERCEPT)
+    ctr, cvr = sigmoid(click_logit), sigmoid(affinity + _CVR_INTERCEPT)
     click = rng.random(n) < ctr
     potential = rng.random(n) < cvr
 
@@ -172,7 +152,7 @@ def day_exposures(cfg, pop, users: dict, items: dict, ds: str, rng: np.random.Ge
     click_ids = exposure_id.take(pa.array(clicked))
     return {
         "raw.exposures": {"exposure_id": exposure_id, "user_id": user_id, "item_id": item_id, "ts": exp_us,
-                          "position": position, "device": _pick(DEVICES, device),
+                          "position": position, "device": pick(DEVICES, device),
                           "hour": np.floor(hour_of_day).astype(np.int32)},
         "raw.clicks": {"exposure_id": click_ids, "user_id": user_id[clicked], "ts": click_us},
         "raw.conversions": {"exposure_id": click_ids.filter(pa.array(converted)),
@@ -220,12 +200,12 @@ def day_users(cfg, pop, users: dict, user_id: np.ndarray, rtype: np.ndarray, rng
     tier = [(j - (G - 1) / 2) / ((G - 1) / 2) if G > 1 else 0.0 for j in range(G)]
     u_value = rng.random(m)
     idx = np.where(coupon_rct, np.minimum(np.floor(u_value * G).astype(np.int64), G - 1),
-                   _categorical(u_value, [np.exp(value_score * (1.2 * tier[j])) * base_w[j] for j in range(G)]))
+                   categorical(u_value, [np.exp(value_score * (1.2 * tier[j])) * base_w[j] for j in range(G)]))
     value = np.asarray(grid)[idx]
     if jitter > 0:
         value = np.maximum(np.round(value * np.exp(rng.standard_normal(m) * jitter), 2), 0.01)
     coupon_value = np.where(treated, value, 0.0)
-    p0 = _sigmoid(z_act * 0.5 + z_wealth * 0.35 + users["_z_buy"][row] * 0.3 + preset.p0_intercept)
+    p0 = sigmoid(z_act * 0.5 + z_wealth * 0.35 + users["_z_buy"][row] * 0.3 + preset.p0_intercept)
     eta = np.minimum(np.exp(z_price * 0.5 - z_act * 0.25 - 0.15625), 3.0) * eta_unit
     coupon_prob = np.clip(p0 + eta * coupon_value, 0.0, 1.0)
 
@@ -237,7 +217,7 @@ def day_users(cfg, pop, users: dict, user_id: np.ndarray, rtype: np.ndarray, rng
     treat_rct = rng.random(m) < cfg.treatment_rct_share
     u_arm = rng.random(m)
     arm = np.where(treat_rct, np.minimum(np.floor(u_arm * (K + 1)).astype(np.int64), K),
-                   _categorical(u_arm, list(arm_w)))
+                   categorical(u_arm, list(arm_w)))
     arm_propensity = np.where(treat_rct, 1.0 / (K + 1), arm_w[arm, np.arange(m)] / arm_w.sum(axis=0))
 
     base, y0_coefs, effects = _response_structure(K, R, preset)
@@ -404,7 +384,9 @@ def section(results: list[dict], info: dict) -> list[str]:
              f"Measured {info['started']} by `{info['command']}` on {info['machine'].get('cpus', '?')} CPU cores "
              f"(pyspark {info['machine'].get('pyspark')}). Platform: `liftlake simulate --ds {dag.DS}` in a fresh "
              "process into a fresh warehouse, as the daily DAG's task runs it cold (`LIFTLAKE_WARM_DRIVER=0`): "
-             "Python, the Spark session and JVM, the 9 tables staged as Parquet and committed to Delta together. "
+             "Python, the Spark session and JVM (the store's backend is the session's choice), the 9 tables "
+             "computed in vectorised numpy by a thread per core, staged as Parquet by pyarrow and committed to "
+             "Delta together. "
              "Floor: `python -m bench.run.simulate floor` in a fresh process: the same 9 tables (names, columns, "
              "Arrow types) from the same formulas and world parameters in vectorised numpy, one Parquet file per "
              "table written by pyarrow under the table's `ds=` folder, with no Delta commit. Wall seconds, "
@@ -436,8 +418,7 @@ def section(results: list[dict], info: dict) -> list[str]:
     lines += ["The floor is a floor of cost, not a second simulator: numpy's generator instead of the platform's "
               "per-row xxhash64 streams (other draws of the same model: the exposures, users and items match "
               "exactly; the active users, clicks and conversions within a few per cent, its world's users and "
-              "items being other draws too), each user's and item's latents computed once and indexed, the click "
-              "and conversion times only for the rows that click, no Delta log, no staging and no rule breakers; "
+              "items being other draws too), no Delta log, no staging and no rule breakers; "
               "its process also counts its imports (numpy, pyarrow, and the simulator's constants from liftlake, "
               "which load pyspark's Python modules but start no JVM). It runs mostly on one core (numpy; pyarrow "
               "adds a few threads), the platform on both. The verdict is on wall seconds, the CPU ratio beside "

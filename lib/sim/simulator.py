@@ -1,10 +1,12 @@
 """liftlake's log simulator: one day of raw logs, with the ground truth that real logs never carry.
 
-Everything is a Spark column expression (no driver-side loops, no Python UDFs), and every random number
-is a hash: ``xxhash64(seed, domain, [ds,] id, salt)`` mapped to (0, 1), normals by Box-Muller on two such
-uniforms. The same (seed, ds, config) therefore gives the same rows however Spark partitions the work.
-Users and items are one population (their attributes hash seed + id only, never ds); a day's
-behaviour (exposures, clicks, coupons, strategies, responses) also hashes ds.
+Everything is vectorised numpy over the whole population and over chunks of the day's exposures (threads,
+one per core: numpy and Arrow release the GIL), and every random number is a hash: Spark SQL's
+``xxhash64(seed, domain, [ds,] id, salt)`` mapped to (0, 1), normals by Box-Muller on two such uniforms
+(lib/sim/streams.py). The same (seed, ds, config) therefore gives the same rows however the day is
+chunked, and each draw can be recomputed in Spark SQL. Users and items are one population (their
+attributes hash seed + id only, never ds); a day's behaviour (exposures, clicks, coupons, strategies,
+responses) also hashes ds.
 
 The world
 ---------
@@ -92,110 +94,75 @@ Not modelled: coupons do not change exposure-level clicks (the coupon outcome is
 outcome); rates drift a little from the targets when ``selection_bias``, the grid or the ratio are
 changed (intercepts are calibrated for the presets).
 
-``python -m liftlake.lib.sim.simulator [N]`` prints the throughput of simulating N exposures (noop sink).
+``python -m liftlake.lib.sim.simulator [N]`` prints the time of simulating N exposures (no write).
 """
 from __future__ import annotations
 
-import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 
-from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+import numpy as np
+import pyarrow as pa
 
-from liftlake.lib.features.raw_logs import raw_schemas
-from liftlake.lib.sim.exposures import _CORE_COLUMNS, _day_start_us, _exposure_core, _exposure_tables
+from liftlake.lib.sim.exposures import _day_start_us, exposure_chunk, exposure_tables
 from liftlake.lib.sim.settings import SimulatorConfig, _is_int
-from liftlake.lib.sim.user_day import _USER_DAY_TABLES, _conform, _user_day_frame
-from liftlake.lib.sim.world import _Population, _with_item_latents, _with_user_latents
+from liftlake.lib.sim.user_day import user_day_tables
+from liftlake.lib.sim.world import _Population, item_latents, observed_users, user_latents
+
+TABLES = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversions", "raw.treatments",
+          "raw.responses", "sim.truth", "sim.truth_user")
+CHUNK_ROWS = 1_000_000   # exposures computed together: about 1 GB of numpy temporaries at most
 
 
-# ---------------------------------------------------------------------------------------------
-class SimulatedDay(dict):
-    """The day's tables, ``{name: DataFrame}``; ``unpersist()`` frees what ``cache=True`` cached."""
-
-    def __init__(self, frames: dict[str, DataFrame], cached: list[DataFrame] | None = None):
-        super().__init__(frames)
-        self._cached = list(cached or [])
-
-    def unpersist(self) -> None:
-        for df in self._cached:
-            df.unpersist()
-        self._cached = []
-
-
-def simulate_day(spark: SparkSession, cfg: SimulatorConfig, ds: str, num_partitions: int | None = None,
-                 cache: bool = False, num_treatments: int = 2, num_responses: int = 2) -> SimulatedDay:
-    """One day of raw logs and ground truth as DataFrames, keyed by table name (RAW_SCHEMAS order).
-
-    Lazy by default: each frame recomputes its part of the day from the hashes when written
-    (raw.exposures cheaply; sim.truth, raw.clicks, raw.conversions and the three user-day tables each
-    re-derive the exposures' latent causes). ``cache=True`` persists the exposure core and the
-    user-day frame (MEMORY_AND_DISK) on the first write, so the day is computed once; call
-    ``unpersist()`` on the result after writing. The rows are the same either way.
-    ``num_partitions`` (default: about one per million exposures, at least the default parallelism)
-    changes only how Spark splits the work, never the rows. ``num_treatments`` (K) and
-    ``num_responses`` (R) are the data shape (``data.*``), which every later job reads too.
-    """
+def simulate_day(cfg: SimulatorConfig, ds: str, num_treatments: int = 2, num_responses: int = 2,
+                 chunk_rows: int = CHUNK_ROWS, threads: int | None = None) -> dict[str, pa.Table]:
+    """One day of raw logs and ground truth as Arrow tables, keyed by table name (``TABLES`` order),
+    without the ``ds`` column (the day's partition). ``chunk_rows`` and ``threads`` (default: one per
+    core) change only how the work is split, never the rows. ``num_treatments`` (K) and
+    ``num_responses`` (R) are the data shape (``data.*``), which every later job reads too. The day is
+    held in this process's memory: about 170 MB per million exposures (1.7 GB peak at 10M)."""
     if not isinstance(cfg, SimulatorConfig):
         raise TypeError(f"cfg must be a SimulatorConfig (got {type(cfg).__name__})")
     _day_start_us(ds)
-    if num_partitions is None:
-        parallel = spark.sparkContext.defaultParallelism
-        num_partitions = max(parallel, math.ceil(cfg.exposures / 1_000_000 / parallel) * parallel)
-    if not _is_int(num_partitions) or num_partitions < 1:
-        raise ValueError(f"num_partitions must be an integer >= 1 (got {num_partitions!r})")
+    if not _is_int(chunk_rows) or chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be an integer >= 1 (got {chunk_rows!r})")
     if not (_is_int(num_treatments) and 1 <= num_treatments <= 8 and _is_int(num_responses)
             and 1 <= num_responses <= cfg.items and num_responses <= 8):
         raise ValueError(f"num_treatments must be in [1, 8] and num_responses in [1, min(8, simulator.items)] "
                          f"(got {num_treatments!r}, {num_responses!r})")
     pop = _Population.of(cfg, num_treatments, num_responses)
-    schemas = raw_schemas(num_treatments, num_responses)
-    cached: list[DataFrame] = []
-    core = _exposure_core(spark, cfg, ds, pop, num_partitions)
-    if cache:
-        core = core.select(*_CORE_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(core)
-    user_day = _user_day_frame(core, cfg, ds, pop)
-    if cache:
-        needed = {f.name for name in _USER_DAY_TABLES for f in schemas[name].fields} - {"ds"}
-        user_day = user_day.select(*[c for c in user_day.columns if c in needed]).persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(user_day)
+    latents, items = user_latents(cfg, pop), item_latents(cfg, pop)
+    users = observed_users(latents, pop)
+    bounds = [(first, min(first + chunk_rows, cfg.exposures)) for first in range(0, cfg.exposures, chunk_rows)]
 
-    user_parts = max(1, min(num_partitions, math.ceil(pop.n_users / 250_000)))
-    users = spark.range(1, pop.n_users + 1, 1, user_parts).withColumnRenamed("id", "user_id")
-    users = _with_user_latents(users, cfg, pop, observed=True, num_partitions=user_parts)
-    items = spark.range(1, pop.n_items + 1, 1, 1).withColumnRenamed("id", "item_id")
-    items = _with_item_latents(items, cfg, observed=True)
+    def chunk(first_stop: tuple[int, int]) -> tuple[dict[str, pa.Table], np.ndarray]:
+        core = exposure_chunk(cfg, ds, pop, latents, items, *first_stop)
+        # V_r of eq. 9: each user's exposures of content type r
+        counts = np.stack([np.bincount(core["user_id"][core["type"] == r] - 1, minlength=pop.n_users)
+                           for r in range(1, num_responses + 1)])
+        return exposure_tables(core, ds), counts
 
-    out = {"raw.users": _conform(users, schemas["raw.users"], ds),
-           "raw.items": _conform(items, schemas["raw.items"], ds)}
-    out.update(_exposure_tables(core, cfg, ds, schemas))
-    out.update({name: _conform(user_day, schemas[name], ds) for name in _USER_DAY_TABLES})
-    order = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversions", "raw.treatments",
-             "raw.responses", "sim.truth", "sim.truth_user")
-    return SimulatedDay({name: out[name] for name in order}, cached)
+    workers = max(1, min(threads or os.cpu_count() or 1, len(bounds)))
+    with ThreadPoolExecutor(workers) as pool:
+        done = list(pool.map(chunk, bounds))
+    type_counts = np.sum([counts for _, counts in done], axis=0)
+    out = {"raw.users": pa.table(users),
+           "raw.items": pa.table({k: items[k] for k in ("item_id", "i_category", "i_brand", "i_price")}),
+           **{name: pa.concat_tables([tables[name] for tables, _ in done])
+              for name in ("raw.exposures", "raw.clicks", "raw.conversions", "sim.truth")},
+           **user_day_tables(cfg, ds, pop, latents, users, type_counts)}
+    return {name: out[name] for name in TABLES}
 
 
-# ---------------------------------------------------------------------------------------------
 def _bench(n: int) -> None:
     import time
 
-    from liftlake.lib.storage.spark import build_session
-
-    spark = build_session("liftlake-simulator-bench", master="local[2]",
-                          conf={"spark.ui.enabled": "false", "spark.sql.shuffle.partitions": "4"})
-    spark.sparkContext.setLogLevel("ERROR")
-    cfg = SimulatorConfig(exposures=n)
-    frames = simulate_day(spark, cfg, "2026-11-20")
-    frames["raw.users"].write.format("noop").mode("overwrite").save()  # warm-up (JVM, codegen)
-    total = 0.0
-    for name, df in frames.items():
-        start = time.perf_counter()
-        df.write.format("noop").mode("overwrite").save()
-        took = time.perf_counter() - start
-        total += took
-        print(f"{name:<18} {took:6.2f} s")
-    print(f"all tables: {total:.2f} s for {n:,} exposures -> {n / total:,.0f} exposures/s")
-    spark.stop()
+    start = time.perf_counter()
+    tables = simulate_day(SimulatorConfig(exposures=n), "2026-11-20")
+    took = time.perf_counter() - start
+    for name, table in tables.items():
+        print(f"{name:<18} {table.num_rows:>12,} rows")
+    print(f"all tables: {took:.2f} s for {n:,} exposures -> {n / took:,.0f} exposures/s")
 
 
 if __name__ == "__main__":

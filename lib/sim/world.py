@@ -6,11 +6,11 @@ import math
 import random
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
+import numpy as np
+import pyarrow as pa
 
-from liftlake.lib.sim.settings import BRANDS_PER_CATEGORY, DEVICES, NUM_CATEGORIES, NUM_CITIES, SimulatorConfig, _Preset
-from liftlake.lib.sim.streams import _I, _U, _categorical, _key, _label, _pick, _stage_break, _Stream
+from liftlake.lib.sim.settings import BRANDS_PER_CATEGORY, NUM_CATEGORIES, NUM_CITIES, SimulatorConfig, _Preset
+from liftlake.lib.sim.streams import _I, _U, Stream, categorical, floor_int, key, labels, round_half_up
 
 # ---------------------------------------------------------------------------------------------
 # Structure (fixed coefficients: a seed changes the draws, not the world's equations)
@@ -113,99 +113,86 @@ class _Population:
 
 
 # ---------------------------------------------------------------------------------------------
-# Users and items: functions of (seed, id) only
+# Users and items: functions of (seed, id) only, computed once per day for the whole population
 # ---------------------------------------------------------------------------------------------
-def _with_user_latents(df: DataFrame, cfg: SimulatorConfig, pop: _Population, observed: bool,
-                       num_partitions: int | None = None) -> DataFrame:
-    """Add the user's hidden latents (``_z_*``, ``_taste*``, ``_w*``, ``_device0``) and, with
-    ``observed``, the raw.users attributes; everything hashes (seed, user_id)."""
-    uid = F.col("user_id")
-    df = df.withColumn("_uk", _key(cfg.seed, "user", uid))
-    s = _Stream("_uk")
-    rank = F.pmod((uid - 1 - pop.shift) * F.lit(pop.mult_inv).cast("long"), F.lit(pop.n_users).cast("long"))
+def user_latents(cfg: SimulatorConfig, pop: _Population) -> dict[str, np.ndarray]:
+    """Every user's hidden latents (``z_*``, ``taste``, value weights ``w``, ``device0``) and the
+    numbers behind the raw.users attributes, indexed by ``user_id - 1``; everything hashes (seed, user_id)."""
+    uid = np.arange(1, pop.n_users + 1, dtype=np.int64)
+    s = Stream(key(cfg.seed, "user", uid))
+    rank = ((uid - 1 - pop.shift) * pop.mult_inv) % pop.n_users
     age_n, wealth_n = s.normals(_U.AGE_WEALTH)
     intent_n, price_n = s.normals(_U.INTENT_PRICE)
     taste1, taste2 = s.normals(_U.TASTE12)
     taste3, act_noise = s.normals(_U.TASTE3_ACT)
-    df = df.select(
-        "*",
-        # -log(q) - 1 with q the activity quantile: mean 0, sd 1, right-skewed (heavy users)
-        (-F.log((rank.cast("double") + 0.5) / pop.n_users) - 1.0).alias("_z_act_raw"),
-        age_n.alias("_z_age"),
-        (age_n * 0.35 + wealth_n * math.sqrt(1 - 0.35**2)).alias("_z_wealth"),
-        intent_n.alias("_intent_n"), price_n.alias("_price_n"),
-        taste1.alias("_taste1"), taste2.alias("_taste2"), taste3.alias("_taste3"),
-        act_noise.alias("_act_noise"),
-    )
-    z_act = F.least(F.col("_z_act_raw"), F.lit(3.5))
-    df = df.select(
-        "*",
-        z_act.alias("_z_act"),
-        # purchase intent and price sensitivity: hidden, partly explained by activity and wealth
-        (z_act * 0.35 + F.col("_z_wealth") * 0.3 + F.col("_intent_n") * 0.88).alias("_z_buy"),
-        (F.col("_z_wealth") * -0.5 + F.col("_price_n") * math.sqrt(0.75)).alias("_z_price"),
-    )
+    # -log(q) - 1 with q the activity quantile: mean 0, sd 1, right-skewed (heavy users)
+    z_act_raw = -np.log((rank.astype(np.float64) + 0.5) / pop.n_users) - 1.0
+    z_wealth = age_n * 0.35 + wealth_n * math.sqrt(1 - 0.35**2)
+    z_act = np.minimum(z_act_raw, 3.5)
+    # purchase intent and price sensitivity: hidden, partly explained by activity and wealth
+    z_buy = z_act * 0.35 + z_wealth * 0.3 + intent_n * 0.88
+    z_price = z_wealth * -0.5 + price_n * math.sqrt(0.75)
     # latent value weights over the R response types (softmax)
-    coefs = _value_weight_coefs(pop.num_responses)
-    logits = [F.col("_z_act") * a + F.col("_z_wealth") * b + F.col("_z_age") * c for a, b, c in coefs]
-    df = df.select("*", *[F.exp(lg).alias(f"_ew{r}") for r, lg in enumerate(logits, start=1)])
-    total = sum((F.col(f"_ew{r}") for r in range(2, pop.num_responses + 1)), F.col("_ew1"))
-    device = _pick(_categorical(s.uniform(_U.DEVICE), [F.lit(0.47), F.lit(0.45), F.lit(0.08)]), list(DEVICES))
-    df = df.select("*", *[(F.col(f"_ew{r}") / total).alias(f"_w{r}") for r in range(1, pop.num_responses + 1)],
-                   device.alias("_device0"))
-    if not observed:
-        return df
-    if num_partitions:
-        df = _stage_break(df, num_partitions)
+    ew = [np.exp(z_act * a + z_wealth * b + age_n * c) for a, b, c in _value_weight_coefs(pop.num_responses)]
+    total = ew[0]
+    for e in ew[1:]:
+        total = total + e
     income_n, tenure_n = s.normals(_U.INCOME_TENURE)
     orders_n, _ = s.normals(_U.ORDERS)
-    city = F.floor(s.power(_U.CITY, 1.6) * NUM_CITIES).cast("int")  # big cities first
-    tier_effect = F.when(city < 3, 0.25).when(city < 8, 0.1).otherwise(0.0)
+    return {"z_act_raw": z_act_raw, "z_act": z_act, "z_age": age_n, "z_wealth": z_wealth, "z_buy": z_buy,
+            "z_price": z_price, "taste": (taste1, taste2, taste3), "act_noise": act_noise,
+            "w": [e / total for e in ew],
+            "device0": categorical(s.uniform(_U.DEVICE), [0.47, 0.45, 0.08]),   # index into DEVICES
+            "income_n": income_n, "tenure_n": tenure_n, "orders_n": orders_n,
+            "city": floor_int(s.power(_U.CITY, 1.6) * NUM_CITIES, np.int32),  # big cities first
+            "segment_u": s.uniform(_U.SEGMENT), "gender_u": s.uniform(_U.GENDER)}
+
+
+def observed_users(lat: dict[str, np.ndarray], pop: _Population) -> dict:
+    """The raw.users attributes: noisy proxies of the latents."""
+    city = lat["city"]
+    tier_effect = np.where(city < 3, 0.25, np.where(city < 8, 0.1, 0.0))
     g = _USER_ACTIVITY_EXPONENT
-    log_activity = (math.log(pop.exposures_per_user / (g * 6.0)) + (1 - 1 / g) * (F.col("_z_act_raw") + 1.0)
-                    + F.col("_act_noise") * 0.3 - 0.045)
-    tenure = F.least(F.greatest(F.exp(F.col("_z_act") * 0.5 + tenure_n * 0.9 + 5.6), F.lit(1.0)), F.lit(3650.0))
-    vip = F.col("_z_wealth") + F.col("_z_act") * 0.4 + (s.uniform(_U.SEGMENT) - 0.5) * 0.6 > 1.5
-    gender_u = s.uniform(_U.GENDER)
-    return df.select(
-        "*",
-        F.least(F.greatest(F.round(F.col("_z_age") * 11.0 + 36.0), F.lit(18.0)), F.lit(70.0)).cast("int")
-        .alias("u_age"),
-        F.when(gender_u < 0.49, "F").when(gender_u < 0.97, "M").otherwise("U").alias("u_gender"),
-        _label("city_", city, NUM_CITIES).alias("u_city"),
-        F.round(F.exp(log_activity), 3).alias("u_activity"),
-        F.round(F.exp(F.col("_z_wealth") * 0.45 + tier_effect + income_n * 0.15 + 9.3), 2).alias("u_income"),
-        F.when(tenure < 60, "new").when(vip, "vip").when(F.col("_z_act") > 0.6, "loyal").otherwise("casual")
-        .alias("u_segment"),
-        F.floor(tenure).cast("int").alias("u_tenure_days"),
-        F.floor(F.exp(F.col("_z_buy") * 0.6 + F.col("_z_act") * 0.25 + orders_n * 0.5 + 0.3)).cast("int")
-        .alias("u_orders_30d"),
-    )
+    log_activity = (math.log(pop.exposures_per_user / (g * 6.0)) + (1 - 1 / g) * (lat["z_act_raw"] + 1.0)
+                    + lat["act_noise"] * 0.3 - 0.045)
+    tenure = np.minimum(np.maximum(np.exp(lat["z_act"] * 0.5 + lat["tenure_n"] * 0.9 + 5.6), 1.0), 3650.0)
+    vip = lat["z_wealth"] + lat["z_act"] * 0.4 + (lat["segment_u"] - 0.5) * 0.6 > 1.5
+    gender_u = lat["gender_u"]
+    segment = np.where(tenure < 60, 0, np.where(vip, 1, np.where(lat["z_act"] > 0.6, 2, 3)))
+    return {
+        "user_id": np.arange(1, pop.n_users + 1, dtype=np.int64),
+        "u_age": np.minimum(np.maximum(round_half_up(lat["z_age"] * 11.0 + 36.0, 0), 18.0), 70.0).astype(np.int32),
+        "u_gender": pa.array(["F", "M", "U"]).take(pa.array((gender_u >= 0.49).astype(np.int8) + (gender_u >= 0.97))),
+        "u_city": labels("city_", city, NUM_CITIES),
+        "u_activity": round_half_up(np.exp(log_activity), 3),
+        "u_income": round_half_up(np.exp(lat["z_wealth"] * 0.45 + tier_effect + lat["income_n"] * 0.15 + 9.3), 2),
+        "u_segment": pa.array(["new", "vip", "loyal", "casual"]).take(pa.array(segment)),
+        "u_tenure_days": floor_int(tenure, np.int32),
+        "u_orders_30d": floor_int(np.exp(lat["z_buy"] * 0.6 + lat["z_act"] * 0.25 + lat["orders_n"] * 0.5 + 0.3),
+                                  np.int32),
+    }
 
 
-def _observed_scores(pop: _Population) -> dict[str, Column]:
-    """Standardized scores of OBSERVED user attributes: the only inputs of the confounded assignments."""
-    act = (F.log(F.greatest(F.col("u_activity"), F.lit(1e-3))) - pop.log_activity_mean) / pop.log_activity_sd
-    inc = (F.log(F.col("u_income")) - 9.39) / 0.50
-    age = (F.col("u_age").cast("double") - 36.0) / 11.0
+def observed_scores(users: dict, pop: _Population, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Standardized scores of OBSERVED user attributes (of the users at ``rows``): the only inputs of
+    the confounded assignments."""
+    act = (np.log(np.maximum(users["u_activity"][rows], 1e-3)) - pop.log_activity_mean) / pop.log_activity_sd
+    inc = (np.log(users["u_income"][rows]) - 9.39) / 0.50
+    age = (users["u_age"][rows].astype(np.float64) - 36.0) / 11.0
     return {"act": act, "inc": inc, "age": age}
 
 
-def _with_item_latents(df: DataFrame, cfg: SimulatorConfig, observed: bool) -> DataFrame:
-    iid = F.col("item_id")
-    df = df.withColumn("_ik", _key(cfg.seed, "item", iid))
-    s = _Stream("_ik")
-    cat = F.floor(s.power(_I.CATEGORY, 1.4) * NUM_CATEGORIES).cast("int")
+def item_latents(cfg: SimulatorConfig, pop: _Population) -> dict:
+    """Every item's latents and raw.items attributes, indexed by ``item_id - 1``."""
+    iid = np.arange(1, pop.n_items + 1, dtype=np.int64)
+    s = Stream(key(cfg.seed, "item", iid))
+    cat = floor_int(s.power(_I.CATEGORY, 1.4) * NUM_CATEGORIES, np.int32)
     price_n, quality = s.normals(_I.PRICE_QUALITY)
     attract_n, e1 = s.normals(_I.ATTRACT_TASTE1)
     e2, e3 = s.normals(_I.TASTE23)
-    df = df.select("*", cat.alias("_cat"), quality.alias("_quality"),
-                   (quality * 0.5 + attract_n * math.sqrt(0.75)).alias("_attract"),
-                   e1.alias("_e1"), e2.alias("_e2"), e3.alias("_e3"),
-                   F.round(F.exp(F.lit(2.3) + cat.cast("double") * 0.16 + price_n * 0.55), 2).alias("_price"))
-    if not observed:
-        return df
-    brand = F.col("_cat") * BRANDS_PER_CATEGORY + F.floor(s.power(_I.BRAND, 2.0) * BRANDS_PER_CATEGORY)
-    return df.select("*", _label("cat_", F.col("_cat"), NUM_CATEGORIES).alias("i_category"),
-                     _label("brand_", brand.cast("int"), NUM_CATEGORIES * BRANDS_PER_CATEGORY).alias("i_brand"),
-                     F.col("_price").alias("i_price"))
+    price = round_half_up(np.exp(2.3 + cat.astype(np.float64) * 0.16 + price_n * 0.55), 2)
+    brand = cat * BRANDS_PER_CATEGORY + floor_int(s.power(_I.BRAND, 2.0) * BRANDS_PER_CATEGORY, np.int32)
+    return {"item_id": iid, "quality": quality, "attract": quality * 0.5 + attract_n * math.sqrt(0.75),
+            "taste": (e1, e2, e3), "price": price,
+            "i_category": labels("cat_", cat, NUM_CATEGORIES),
+            "i_brand": labels("brand_", brand, NUM_CATEGORIES * BRANDS_PER_CATEGORY), "i_price": price}

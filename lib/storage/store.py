@@ -372,6 +372,18 @@ class TableStore:
               checks: Mapping[str, str] | None = None) -> WriteResult:
         raise NotImplementedError
 
+    def write_day(self, rows: pa.Table, name: str, schema: StructType, ds: str,
+                  comment: str | None = None) -> WriteResult:
+        """Replace day ``ds`` of ``name`` (partitioned by ``ds``) with ``rows``: Arrow columns named as
+        ``schema``'s data columns, cast to its types (``arrow_data_rows``); the day is the partition,
+        not a column of ``rows``. Here through Spark's DataFrame writer; delta-rs writes the Parquet
+        files with pyarrow."""
+        from pyspark.sql import functions as F
+
+        df = self.spark.createDataFrame(arrow_data_rows(rows, name, schema)).withColumn("ds", F.lit(ds))
+        return self.write(df.select(*schema.fieldNames()), name, mode="overwrite_partitions", partition_values=[ds],
+                          comment=comment)
+
     def version(self, name: str) -> int:
         raise NotImplementedError
 
@@ -671,6 +683,36 @@ def _actions(adds: list) -> list:
     return list(adds)
 
 
+def arrow_data_rows(rows: pa.Table, name: str, schema: StructType) -> pa.Table:
+    """``rows``' columns in the order and Arrow types of ``schema``'s columns other than ``ds``."""
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructType
+
+    target = to_arrow_schema(StructType([f for f in schema.fields if f.name != "ds"]))
+    missing = [c for c in target.names if c not in rows.column_names]
+    if missing:
+        raise TableError(f"table {name}: the rows to write have no column(s) {missing}")
+    return rows.select(target.names).cast(target)
+
+
+PARQUET_PART_ROWS = 1_000_000
+
+
+def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUET_PART_ROWS) -> None:
+    """``rows`` as Parquet files of at most ``rows_per_file`` rows in ``folder``, written by one thread
+    per core (pyarrow releases the GIL while it encodes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    os.makedirs(folder, exist_ok=True)
+    parts = [rows.slice(first, rows_per_file) for first in range(0, max(rows.num_rows, 1), rows_per_file)]
+
+    def write(index: int) -> None:
+        pq.write_table(parts[index], os.path.join(folder, f"part-{index:05d}.parquet"))
+
+    with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
+        list(pool.map(write, range(len(parts))))
+
+
 def partition_dir(values: Mapping[str, str]) -> str:
     """The Hive-style folder ``<col>=<escaped value>[/<col>=<value>...]`` of a partition's ``values``
     (in the table's partition order): what ``_partition_values`` reads back."""
@@ -833,6 +875,13 @@ class DeltaRsStore(TableStore):
                            name, checks)
         return self.write_staged(name, df.schema, lambda staging: self._stage_parquet(df, staging, parts), mode,
                                  partition_values, partition_by, comment, column_comments, sub_partition_values)
+
+    def write_day(self, rows: pa.Table, name: str, schema: StructType, ds: str,
+                  comment: str | None = None) -> WriteResult:
+        data = arrow_data_rows(rows, name, schema)
+        return self.write_staged(name, schema, lambda staging: write_parquet_parts(
+            data, os.path.join(staging, partition_dir({"ds": ds}))), mode="overwrite_partitions",
+            partition_values=[ds], comment=comment)
 
     def write_staged(self, name: str, schema: StructType, stage: Callable[[str], None], mode: str = "append",
                      partition_values: Sequence[str] | None = None,

@@ -208,7 +208,9 @@ def test_a_caller_that_leaves_mid_step_takes_the_driver_with_it(tmp_path):
     try:
         caller = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         caller.connect(str(sock))
-        caller.sendall(json.dumps({"argv": ["simulate", "--ds", DAY, "--conf", str(conf)],
+        # a day large enough that the step is still computing when the caller leaves (about 3 s)
+        caller.sendall(json.dumps({"argv": ["simulate", "--ds", DAY, "--conf", str(conf),
+                                            "--set", "simulator.exposures=8000000"],
                                    "env": {"LIFTLAKE_WAREHOUSE": str(warehouse)}}).encode() + b"\n")
         time.sleep(1.0)
         caller.close()  # as a killed Airflow task

@@ -8,6 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
+
 from liftlake.lib.features.raw_logs import raw_schemas
 from liftlake.lib.sim.settings import BAD_EXPOSURE_KINDS, PRESETS, SimulatorConfig
 from liftlake.lib.sim.simulator import simulate_day
@@ -15,8 +18,16 @@ from liftlake.lib.sim.simulator import simulate_day
 DS = "2026-11-20"
 
 
-def _pandas(day) -> dict[str, pd.DataFrame]:
-    return {name: df.toPandas() for name, df in day.items()}
+def _pandas(day, ds: str = DS) -> dict[str, pd.DataFrame]:
+    """The day's tables as pandas frames with their ``ds`` column, times as naive UTC."""
+    out = {}
+    for name, table in day.items():
+        df = table.to_pandas().assign(ds=ds)
+        for col in df.columns:
+            if isinstance(df[col].dtype, pd.DatetimeTZDtype):
+                df[col] = df[col].dt.tz_convert("UTC").dt.tz_localize(None)
+        out[name] = df
+    return out
 
 
 def _sorted(df: pd.DataFrame) -> pd.DataFrame:
@@ -28,13 +39,10 @@ def _se_mean(x: pd.Series) -> float:
 
 
 @pytest.fixture(scope="module")
-def world(spark):
+def world():
     """One day with large randomized slices so that the causal checks have power."""
     cfg = SimulatorConfig(exposures=100_000, users=20_000, coupon_rct_share=0.5, treatment_rct_share=0.5, seed=11)
-    day = simulate_day(spark, cfg, DS, cache=True)
-    tables = _pandas(day)
-    day.unpersist()
-    return cfg, tables
+    return cfg, _pandas(simulate_day(cfg, DS))
 
 
 @pytest.fixture(scope="module")
@@ -55,33 +63,32 @@ def exposures(world):
 
 
 # -- determinism and contract ---------------------------------------------------------------------
-def test_same_seed_gives_the_same_rows_whatever_the_partitioning_or_cache(spark):
-    cfg = SimulatorConfig(exposures=4_000, seed=5)
-    a = _pandas(simulate_day(spark, cfg, DS, num_partitions=1))
-    cached = simulate_day(spark, cfg, DS, num_partitions=3, cache=True)
-    b = _pandas(cached)
-    cached.unpersist()
+def test_same_seed_gives_the_same_rows_whatever_the_chunks_or_threads():
+    cfg = SimulatorConfig(exposures=4_000, seed=5, bad_row_rate=0.05)
+    a = _pandas(simulate_day(cfg, DS, threads=1))
+    b = _pandas(simulate_day(cfg, DS, chunk_rows=999, threads=3))
     assert list(a) == list(b)
     for name in a:
         assert len(a[name]) > 0, name
         pd.testing.assert_frame_equal(_sorted(a[name]), _sorted(b[name]), obj=name)
 
 
-def test_another_seed_or_day_gives_other_rows(spark):
-    base = simulate_day(spark, SimulatorConfig(exposures=2_000, seed=5), DS)["sim.truth"].toPandas()
-    reseeded = simulate_day(spark, SimulatorConfig(exposures=2_000, seed=6), DS)["sim.truth"].toPandas()
-    next_day = simulate_day(spark, SimulatorConfig(exposures=2_000, seed=5), "2026-11-21")["sim.truth"].toPandas()
+def test_another_seed_or_day_gives_other_rows():
+    base = simulate_day(SimulatorConfig(exposures=2_000, seed=5), DS)["sim.truth"].to_pandas()
+    reseeded = simulate_day(SimulatorConfig(exposures=2_000, seed=6), DS)["sim.truth"].to_pandas()
+    next_day = simulate_day(SimulatorConfig(exposures=2_000, seed=5), "2026-11-21")["sim.truth"].to_pandas()
     assert not np.allclose(np.sort(base["cvr_do_click_true"]), np.sort(reseeded["cvr_do_click_true"]))
     assert not np.allclose(np.sort(base["cvr_do_click_true"]), np.sort(next_day["cvr_do_click_true"]))
     assert next_day["exposure_id"].str.startswith("2026-11-21").all()
 
 
-def test_tables_have_the_declared_schemas_and_the_day(spark, world):
+def test_tables_have_the_declared_schemas_and_the_day(world):
     cfg, tables = world
-    day = simulate_day(spark, SimulatorConfig(exposures=1_000), DS, num_treatments=3, num_responses=1)
+    day = simulate_day(SimulatorConfig(exposures=1_000), DS, num_treatments=3, num_responses=1)
     for name, schema in raw_schemas(3, 1).items():
-        # names, order and types (Spark decides nullability from the expressions)
-        assert [(f.name, f.dataType) for f in day[name].schema] == [(f.name, f.dataType) for f in schema], name
+        # names, order and Arrow types of the declared columns; the day is the partition, not a column
+        declared = to_arrow_schema(T.StructType([f for f in schema.fields if f.name != "ds"]))
+        assert [(f.name, f.type) for f in day[name].schema] == [(f.name, f.type) for f in declared], name
     for name, df in tables.items():
         assert (df["ds"] == DS).all(), name
     assert tables["raw.exposures"]["exposure_id"].is_unique
@@ -107,12 +114,12 @@ def test_empirical_ctr_and_cvr_match_the_truth(exposures):
     assert abs(ex["conversion_potential"].mean() - r) < 4 * math.sqrt(r * (1 - r) / n)
 
 
-def test_clicks_are_selected_on_the_conversion_affinity(spark):
+def test_clicks_are_selected_on_the_conversion_affinity():
     """E_O[R] > E_D[R] (ESCM2 Theorem 1's assumption), and the gap grows with selection_bias.
     Computed on the truth itself, so there is no sampling error in the comparison."""
     def clicked_over_all(selection_bias: float) -> float:
-        t = simulate_day(spark, SimulatorConfig(exposures=20_000, selection_bias=selection_bias, seed=3),
-                         DS)["sim.truth"].toPandas()
+        t = simulate_day(SimulatorConfig(exposures=20_000, selection_bias=selection_bias, seed=3),
+                         DS)["sim.truth"].to_pandas()
         on_clicks = (t["ctr_true"] * t["cvr_do_click_true"]).sum() / t["ctr_true"].sum()
         return on_clicks / t["cvr_do_click_true"].mean()
 
@@ -205,9 +212,9 @@ def test_value_shares_are_shares_of_the_days_exposures(user_days, world):
 # -- presets, bad rows, configuration ---------------------------------------------------------------------
 @pytest.mark.parametrize("preset,modes", [("syn1", [2.5]), ("syn2", [1.5]), ("syn3", [1.0, 1.6, 2.4, 4.0]),
                                           ("default", [1.0, 2.0, 3.0, 5.0, 8.0, 10.0])])
-def test_presets_give_their_coupon_values_and_rates(spark, preset, modes):
-    day = simulate_day(spark, SimulatorConfig(exposures=60_000, preset=preset, seed=2), DS)
-    u = day["raw.treatments"].toPandas().merge(day["raw.responses"].toPandas(), on=["user_id", "ds"])
+def test_presets_give_their_coupon_values_and_rates(preset, modes):
+    day = simulate_day(SimulatorConfig(exposures=60_000, preset=preset, seed=2), DS)
+    u = day["raw.treatments"].to_pandas().merge(day["raw.responses"].to_pandas(), on="user_id")
     values = u.loc[u["coupon_treated"] == 1, "coupon_value"].to_numpy()
     nearest = np.array(modes)[np.abs(np.log(values[:, None] / np.array(modes)[None, :])).argmin(axis=1)]
     # values scatter log-normally around the modes with the preset's log-sd; every mode is used
@@ -223,9 +230,9 @@ def test_presets_give_their_coupon_values_and_rates(spark, preset, modes):
         assert set(np.unique(values)) <= set(modes)  # exact grid values
 
 
-def test_bad_row_rate_injects_each_kind_of_rule_breaker(spark):
+def test_bad_row_rate_injects_each_kind_of_rule_breaker():
     cfg = SimulatorConfig(exposures=20_000, bad_row_rate=0.05, seed=4)
-    t = _pandas(simulate_day(spark, cfg, DS))
+    t = _pandas(simulate_day(cfg, DS))
     ex, clicks, conv = t["raw.exposures"], t["raw.clicks"], t["raw.conversions"]
     assert ex["user_id"].isna().sum() > 0
     assert ex["exposure_id"].duplicated().sum() > 0
@@ -242,7 +249,7 @@ def test_bad_row_rate_injects_each_kind_of_rule_breaker(spark):
     assert t["sim.truth"]["exposure_id"].is_unique
     assert len(BAD_EXPOSURE_KINDS) == 5
 
-    clean = _pandas(simulate_day(spark, SimulatorConfig(exposures=20_000, seed=4), DS))
+    clean = _pandas(simulate_day(SimulatorConfig(exposures=20_000, seed=4), DS))
     assert clean["raw.exposures"]["user_id"].notna().all()
     assert clean["raw.conversions"]["exposure_id"].isin(clean["raw.clicks"]["exposure_id"]).all()
 
