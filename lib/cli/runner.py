@@ -78,6 +78,24 @@ class JobContext:
             self._store = open_store(self.spark, warehouse_path(self.config), self.config.warehouse.backend)
         return self._store
 
+    @property
+    def store_for_arrow_rows(self):
+        """The store of a job that computes its rows itself and writes them as Arrow (simulate): delta-rs
+        on the Delta logs alone, with no JVM started for it, where the session's store would be delta-rs
+        (``warehouse.backend`` delta-rs, or auto with no session yet, Delta not its owner's choice and no
+        Delta in ``spark.conf``); else ``store``, the session's."""
+        from liftlake.lib.storage.spark import owner_decides_delta
+        from liftlake.lib.storage.store import DeltaRsStore
+
+        backend = self.config.warehouse.backend
+        conf_loads_delta = any("delta" in str(value).lower() for value in self.config.spark.conf.values())
+        if self._spark is None and _warm is None and (backend == "delta-rs" or (
+                backend == "auto" and not owner_decides_delta() and not conf_loads_delta)):
+            if self._store is None:
+                self._store = DeltaRsStore(None, warehouse_path(self.config))
+            return self._store
+        return self.store
+
 
 # The warm driver's session (lib/cli/warm_driver.py) and the settings it started with: a step run in
 # the driver gets it when it asks for the same settings (the JVM's are fixed when it starts).

@@ -696,6 +696,9 @@ def arrow_data_rows(rows: pa.Table, name: str, schema: StructType) -> pa.Table:
 
 
 PARQUET_PART_ROWS = 1_000_000
+# Spark splits a Parquet file for its readers only between row groups: groups of this size let a
+# day's file feed a task per core (pyarrow's default, 1Mi rows, is one group per file here)
+PARQUET_ROW_GROUP_ROWS = 131_072
 
 
 def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUET_PART_ROWS) -> None:
@@ -707,7 +710,8 @@ def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUE
     parts = [rows.slice(first, rows_per_file) for first in range(0, max(rows.num_rows, 1), rows_per_file)]
 
     def write(index: int) -> None:
-        pq.write_table(parts[index], os.path.join(folder, f"part-{index:05d}.parquet"))
+        pq.write_table(parts[index], os.path.join(folder, f"part-{index:05d}.parquet"),
+                       row_group_size=PARQUET_ROW_GROUP_ROWS)
 
     with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
         list(pool.map(write, range(len(parts))))
