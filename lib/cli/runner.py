@@ -78,22 +78,27 @@ class JobContext:
             self._store = open_store(self.spark, warehouse_path(self.config), self.config.warehouse.backend)
         return self._store
 
+    def store_needs_session(self) -> bool:
+        """Whether this job's store is the session's to decide: a session is up (a warm driver's, or this
+        job's), ``warehouse.backend`` is delta-spark, or it is auto and Delta may come with the session
+        (spark-submit's or LIFTLAKE_DELTA_SPARK's choice, Delta in ``spark.conf``). Otherwise the store
+        is delta-rs, which needs no session."""
+        from liftlake.lib.storage.spark import owner_decides_delta
+
+        backend = self.config.warehouse.backend
+        if self._spark is not None or _warm is not None or backend == "delta-spark":
+            return True
+        conf_loads_delta = any("delta" in str(value).lower() for value in self.config.spark.conf.values())
+        return backend == "auto" and (owner_decides_delta() or conf_loads_delta)
+
     @property
     def store_for_arrow_rows(self):
         """The store of a job that computes its rows itself and writes them as Arrow (simulate): delta-rs
-        on the Delta logs alone, with no JVM started for it, where the session's store would be delta-rs
-        (``warehouse.backend`` delta-rs, or auto with no session yet, Delta not its owner's choice and no
-        Delta in ``spark.conf``); else ``store``, the session's."""
-        from liftlake.lib.storage.spark import owner_decides_delta
+        on the Delta logs alone, with no JVM started for it, unless ``store_needs_session``."""
         from liftlake.lib.storage.store import DeltaRsStore
 
-        backend = self.config.warehouse.backend
-        conf_loads_delta = any("delta" in str(value).lower() for value in self.config.spark.conf.values())
-        if self._spark is None and _warm is None and (backend == "delta-rs" or (
-                backend == "auto" and not owner_decides_delta() and not conf_loads_delta)):
-            if self._store is None:
-                self._store = DeltaRsStore(None, warehouse_path(self.config))
-            return self._store
+        if self._store is None and not self.store_needs_session():
+            self._store = DeltaRsStore(None, warehouse_path(self.config))
         return self.store
 
 
