@@ -36,13 +36,12 @@ import pyarrow.parquet as pq
 
 from bench.run import dag
 from bench.run.common import Target, TreeCPU, day_files, run_driver, serve_driver, target_rows
+from liftlake.lib.sim.simulator import TABLES
 from liftlake.lib.sim.streams import categorical, labels, pick, sigmoid
 
 BEGIN, END = "<!-- bench.run simulate: begin -->", "<!-- bench.run simulate: end -->"
 TARGET_VS_FLOOR = 3.0
 T = TypeVar("T")
-TABLES = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversions", "raw.treatments",
-          "raw.responses", "sim.truth", "sim.truth_user")
 
 
 # -- the floor: numpy math (the simulator's small transforms: categorical draws, labels, sigmoid) ------

@@ -9,8 +9,10 @@ import pytest
 from liftlake.lib.cli.runner import JobContext
 from liftlake.lib.config import load_config
 from liftlake.lib.pipelines.simulate import simulate_days
-from liftlake.lib.sim.simulator import TABLES
-from liftlake.lib.storage.store import DeltaRsStore
+from liftlake.lib.features.raw_logs import raw_schemas
+from liftlake.lib.sim.settings import SimulatorConfig
+from liftlake.lib.sim.simulator import TABLES, simulate_day
+from liftlake.lib.storage.store import DeltaRsStore, TableError
 
 DS = "2026-11-20"
 
@@ -55,3 +57,11 @@ def test_the_session_decides_the_store_only_where_delta_may_come_with_it(tmp_pat
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert _ctx(tmp_path, *overrides).store_needs_session() is needs
+
+
+def test_rows_without_a_declared_column_are_refused_with_the_table_and_the_column(tmp_path):
+    store = DeltaRsStore(None, str(tmp_path))
+    rows = simulate_day(SimulatorConfig(exposures=100), DS)["raw.items"].drop_columns(["i_brand"])
+    with pytest.raises(TableError, match=r"table raw\.items: the rows to write have no column\(s\) \['i_brand'\]"):
+        store.write_day(rows, "raw.items", raw_schemas()["raw.items"], DS)
+    assert not store.exists("raw.items")
