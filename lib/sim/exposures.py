@@ -88,18 +88,20 @@ def exposure_chunk(cfg: SimulatorConfig, ds: str, pop: _Population, users: dict,
     return _with_events(out, s, ds, items, i)
 
 
+_KIND = {name: j for j, name in enumerate(BAD_EXPOSURE_KINDS)}   # a rule breaker's kind -> its code in ``bad``
+
+
 def _with_events(core: dict, s: Stream, ds: str, items: dict, i: np.ndarray) -> dict:
     """The rows that click or convert (by the model, or as a rule breaker) and their times: a click
     1 s + Exp(40 s) after the exposure, a conversion 1 s + Exp(15 min) after the click, each delay
     capped at half the time left in the day, so both stay strictly inside the day."""
-    kinds = {name: j for j, name in enumerate(BAD_EXPOSURE_KINDS)}
     bad = core["bad"]
     # the events of a clean row (and of a duplicated one) follow the model; the other kinds replace them
-    follows_model = (bad < 0) | (bad == kinds["duplicate_exposure_id"])
-    clicked = (core["click"] & follows_model) | np.isin(bad, [kinds["click_without_exposure"],
-                                                              kinds["conversion_before_click"]])
+    follows_model = (bad < 0) | (bad == _KIND["duplicate_exposure_id"])
+    clicked = (core["click"] & follows_model) | np.isin(bad, [_KIND["click_without_exposure"],
+                                                              _KIND["conversion_before_click"]])
     converted = ((core["click"] & (core["conversion_potential"] == 1) & follows_model)
-                 | np.isin(bad, [kinds["conversion_without_click"], kinds["conversion_before_click"]]))
+                 | np.isin(bad, [_KIND["conversion_without_click"], _KIND["conversion_before_click"]]))
     rows = np.flatnonzero(clicked | converted)
     events = s.take(rows)
     day_end = _day_start_us(ds) + _DAY_US
@@ -108,7 +110,7 @@ def _with_events(core: dict, s: Stream, ds: str, items: dict, i: np.ndarray) -> 
                                    (day_end - exp_us) / 2).astype(np.int64)
     conv_us = click_us + np.minimum(events.exponential(_E.CONVERT_DELAY, 900e6) + 1e6,
                                     (day_end - click_us) / 2).astype(np.int64)
-    conv_us = np.where(bad[rows] == kinds["conversion_before_click"],
+    conv_us = np.where(bad[rows] == _KIND["conversion_before_click"],
                        (exp_us + (click_us - exp_us) / 2).astype(np.int64), conv_us)
     value_n, _ = events.normals(_E.VALUE)
     return {**core, "event_rows": rows, "clicked": clicked[rows], "converted": converted[rows],
@@ -119,27 +121,31 @@ def _with_events(core: dict, s: Stream, ds: str, items: dict, i: np.ndarray) -> 
 def exposure_tables(core: dict, ds: str) -> dict[str, pa.Table]:
     """raw.exposures, raw.clicks, raw.conversions and sim.truth of a chunk of exposures (no ``ds``
     column: the writer puts the rows in the day's partition)."""
-    kinds = {name: j for j, name in enumerate(BAD_EXPOSURE_KINDS)}
     bad = core["bad"]
-    exposure_id = pc.binary_join_element_wise(f"{ds}-", pc.cast(pa.array(core["n"]), pa.string()), "")
+    exposure_id = _ids(f"{ds}-", core["n"])
     ts = pa.timestamp("us", tz="UTC")
     exposures = pa.table({
         "exposure_id": exposure_id,
-        "user_id": pa.array(core["user_id"], mask=bad == kinds["null_user_id"]),
+        "user_id": pa.array(core["user_id"], mask=bad == _KIND["null_user_id"]),
         "item_id": core["item_id"], "ts": pa.array(core["exp_us"], ts), "position": core["position"],
         "device": pick(DEVICES, core["device"]), "hour": core["hour"]})
-    if (bad == kinds["duplicate_exposure_id"]).any():
-        exposures = pa.concat_tables([exposures, exposures.filter(pa.array(bad == kinds["duplicate_exposure_id"]))])
+    resent = bad == _KIND["duplicate_exposure_id"]
+    if resent.any():
+        exposures = pa.concat_tables([exposures, exposures.filter(pa.array(resent))])
     rows = core["event_rows"]
     event_ids = exposure_id.take(pa.array(rows))
-    orphan = bad[rows] == kinds["click_without_exposure"]
-    orphan_ids = pc.binary_join_element_wise(f"{ds}-orphan-", pc.cast(pa.array(core["n"][rows]), pa.string()), "")
-    clicked, converted = core["clicked"], core["converted"]
-    clicks = pa.table({"exposure_id": pc.if_else(pa.array(orphan), orphan_ids, event_ids),
-                       "user_id": core["user_id"][rows], "ts": pa.array(core["click_us"], ts)}).filter(pa.array(clicked))
+    orphan = pa.array(bad[rows] == _KIND["click_without_exposure"])
+    clicks = pa.table({"exposure_id": pc.if_else(orphan, _ids(f"{ds}-orphan-", core["n"][rows]), event_ids),
+                       "user_id": core["user_id"][rows], "ts": pa.array(core["click_us"], ts)})
     conversions = pa.table({"exposure_id": event_ids, "user_id": core["user_id"][rows],
-                            "ts": pa.array(core["conv_us"], ts), "value": core["value"]}).filter(pa.array(converted))
+                            "ts": pa.array(core["conv_us"], ts), "value": core["value"]})
     truth = pa.table({"exposure_id": exposure_id, "ctr_true": core["ctr_true"],
                       "cvr_do_click_true": core["cvr_do_click_true"],
                       "conversion_potential": core["conversion_potential"]})
-    return {"raw.exposures": exposures, "raw.clicks": clicks, "raw.conversions": conversions, "sim.truth": truth}
+    return {"raw.exposures": exposures, "raw.clicks": clicks.filter(pa.array(core["clicked"])),
+            "raw.conversions": conversions.filter(pa.array(core["converted"])), "sim.truth": truth}
+
+
+def _ids(prefix: str, n: np.ndarray) -> pa.Array:
+    """``prefix`` + each exposure number, built in Arrow (no Python string per row)."""
+    return pc.binary_join_element_wise(prefix, pc.cast(pa.array(n), pa.string()), "")
