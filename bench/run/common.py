@@ -179,7 +179,9 @@ def replace_section(path: str, block: str, begin: str, end: str) -> None:
     text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# liftlake benchmark report\n"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
-        text = head + block + rest.split(end, 1)[1].lstrip("\n")
+        tail = rest.split(end, 1)[1].lstrip("\n")
+        # one blank line after the section, as where it is inserted (the report's other writers)
+        text = head + block.rstrip("\n") + ("\n\n" + tail if tail else "\n")
     elif "\n" + EARLIER_TARGETS in text:
         head, tail = text.split("\n" + EARLIER_TARGETS, 1)
         text = head.rstrip("\n") + "\n\n" + block + "\n" + EARLIER_TARGETS + tail

@@ -173,7 +173,8 @@ def section(result: dict, info: dict) -> list[str]:
              "(`train.same_host_allreduce: shared_memory`, `train.embedding_allreduce: dense`) ranks on one host "
              "average every gradient once a step through a shared segment (DDP's communication hook; in place of "
              f"Horovod's grouped all-reduce, its ranks' idle cycle then {HOROVOD_IDLE_CYCLE_MS} ms: "
-             "`HOROVOD_CYCLE_TIME`, lib/training/launchers.py); `same_host_allreduce=launcher` keeps the launcher's collective (Gloo "
+             "`HOROVOD_CYCLE_TIME`, lib/training/launchers.py); `same_host_allreduce=launcher` keeps the "
+             "launcher's collective (Gloo "
              "over loopback, DDP's 25 MiB buckets, one for dcmt; one grouped Horovod all-reduce); "
              "`embedding_allreduce=touched_rows` averages the embedding table on the rows a rank looked up, at "
              "two more syncs a step.", "",
