@@ -158,14 +158,15 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
     items = clean_attributes(raw["raw.items"], "raw.items", "item_id", ds, job, cfg.max_id_chars, persist=True)
     user_codes = encoded_users(users.good, spec, cfg.valid_share, cfg.test_share)
     item_codes = encoded_items(items.good, spec)
-    exposures = clean_exposures(raw["raw.exposures"], user_codes, item_codes, ds, job, cfg.max_id_chars,
+    exposures = clean_exposures(raw["raw.exposures"], users.good, items.good, ds, job, cfg.max_id_chars,
                                 persist=True)
     clicks = clean_clicks(raw["raw.clicks"], exposures.good, ds, job, persist=True)
     conversions = clean_conversions(raw["raw.conversions"], clicks.good, ds, job, persist=True)
     user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], users.good, num_treatments,
                               num_responses, ds, job, persist=True)
 
-    rows = labels(exposures.good, clicks.good, conversions.good)  # user and item codes joined by clean_exposures
+    rows = (labels(exposures.good, clicks.good, conversions.good)  # every good exposure's user and item are known
+            .join(user_codes, "user_id", "left").join(F.broadcast(item_codes), "item_id", "left"))
     samples = samples_table(rows, spec, ds)
     user_samples = user_samples_table(user_day.good, user_codes, spec, ds, num_responses)
     parts = [users, items, exposures, clicks, conversions, user_day]

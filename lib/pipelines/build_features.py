@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-from pyspark import StorageLevel
-
 from liftlake.lib.config import warehouse_path
 from liftlake.lib.features.build import SAMPLES_COMMENTS, USER_SAMPLES_COMMENTS, build_feature_day
 from liftlake.lib.log import log_commits
@@ -32,12 +30,10 @@ def build_features_day(ctx, warehouse: str, ds: str, refit: bool) -> dict:
     day = build_feature_day(ctx.store, warehouse, cfg.features, ds, cfg.data.num_treatments,
                             cfg.data.num_responses, refit=refit, log=logger.info)
     try:
-        quarantine = day.quarantine.persist(StorageLevel.MEMORY_AND_DISK)
-        q = ctx.store.write(quarantine, "ops.quarantine", mode="overwrite_partitions", partition_values=[ds],
+        q = ctx.store.write(day.quarantine, "ops.quarantine", mode="overwrite_partitions", partition_values=[ds],
                             comment="raw rows rejected by a job, with the rule they break")
         counts = {f"{r['source_table']}:{r['rule']}": int(r["count"]) for r in
-                  quarantine.groupBy("source_table", "rule").count().orderBy("source_table", "rule").collect()}
-        quarantine.unpersist()
+                  day.quarantine.groupBy("source_table", "rule").count().orderBy("source_table", "rule").collect()}
         s = ctx.store.write(day.samples, "features.samples", mode="overwrite_partitions", partition_values=[ds],
                             comment="one row per exposure: encoded features, click, conversion, split",
                             column_comments=SAMPLES_COMMENTS)
