@@ -70,6 +70,10 @@ def build_session(
         # storage/ 260 s instead of 306. A one-day DAG run's steps share few stages: it gains little.
         "spark.sql.codegen.cache.maxEntries": "2000",
         "spark.driver.memory": "4g",
+        # Let AQE coalesce the partitions of a cached plan as it does any other: a feature day caches
+        # each raw table after a shuffle of spark.sql.shuffle.partitions, and every later read of the
+        # small ones (users, items, clicks) ran a task per empty partition.
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
         # PySpark 4 records the Python call site of every DataFrame / Column call in the JVM, for
         # error messages: five py4j round trips a call (a warm build-features day makes ~700 calls,
         # 3,500 of its 10,000 round trips). Spark names the failing expression without it.
