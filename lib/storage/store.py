@@ -788,7 +788,10 @@ class DeltaRsStore(TableStore):
         return cols[0] if cols else None
 
     def spark_schema(self, name: str, version: int | None = None) -> StructType:
-        table = self._delta(name, version)
+        return self._spark_schema_of(self._delta(name, version))
+
+    @staticmethod
+    def _spark_schema_of(table) -> StructType:
         arrow = pa.schema(table.schema().to_arrow())
         # Partition columns are not in the data files; Spark puts them last when it reads them back.
         parts = table.metadata().partition_columns
@@ -799,7 +802,10 @@ class DeltaRsStore(TableStore):
 
     def file_uris(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> list[str]:
         """The URIs of the Parquet files a version of the table (of ``partitions`` when given) is made of."""
-        table = self._delta(name, version)
+        return self._file_uris_of(self._delta(name, version), name, partitions)
+
+    @staticmethod
+    def _file_uris_of(table, name: str, partitions: Sequence[str] | None) -> list[str]:
         if partitions is None:
             return table.file_uris()
         part_col = (table.metadata().partition_columns or [None])[0]
@@ -808,8 +814,9 @@ class DeltaRsStore(TableStore):
         return table.file_uris(partition_filters=[(part_col, "in", [str(p) for p in partitions])])
 
     def read(self, name: str, version: int | None = None, partitions: Sequence[str] | None = None) -> DataFrame:
-        uris = self.file_uris(name, version, partitions)
-        schema = self.spark_schema(name, version)
+        table = self._delta(name, version)  # opened once: each open reads the log (~12 ms)
+        uris = self._file_uris_of(table, name, partitions)
+        schema = self._spark_schema_of(table)
         if not uris:
             return self.spark.createDataFrame([], schema)
         reader = self.spark.read.schema(schema).option("basePath", self.path(name))
@@ -1025,10 +1032,11 @@ class DeltaRsStore(TableStore):
 
     def _check_fits(self, name: str, parts: tuple[str, ...], schema) -> None:
         """A write onto an existing table needs its partitioning and its schema."""
-        existing = tuple(self._delta(name).metadata().partition_columns)
+        table = self._delta(name)
+        existing = tuple(table.metadata().partition_columns)
         if existing != parts:
             raise TableError(f"table {name} is partitioned by {list(existing)}, the write by {list(parts)}")
-        mismatch = schema_mismatch(name, self.spark_schema(name), schema)
+        mismatch = schema_mismatch(name, self._spark_schema_of(table), schema)
         if mismatch:
             raise TableError(mismatch)
 
