@@ -149,8 +149,9 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
 
     Each raw table is read, joined and tagged with its rules once and cached (``FeatureDay.cached``):
     its good rows feed the next table's rules and the feature tables, its rejected rows the
-    quarantine, all from that one pass. The users' and items' fields are encoded on their own tables
-    (one row per id) and joined to the exposures, so the exposure stage only encodes its own three
+    quarantine, all from that one pass. The exposures are tagged and cached with their own columns;
+    the users' and items' fields are encoded on their own tables (one row per id) and joined to the
+    good exposures when the samples are written, so the exposure stage only encodes its own three
     fields and its generated code stays small (under HotSpot's 8,000-byte JIT limit)."""
     raw = read_raw_day(store, ds, num_treatments, num_responses)
     spec = load_or_fit_spec(store, warehouse, cfg, ds, refit, log)
