@@ -33,8 +33,9 @@ def split_column(valid_share: float, test_share: float) -> Column:
 
 
 def exposure_rows(exposures: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
-    """Exposures joined with the days' user and item attributes, for fitting the spec over a window
-    (left joins: an unknown id falls into the missing bucket)."""
+    """Exposures joined with their users' and items' rows (one per id; the items broadcast): the raw
+    attributes when the spec is fitted over a window, the encoded fields when a day's samples are
+    built (left joins: an unknown id falls into the missing bucket)."""
     return (exposures.drop("ds")
             .join(users.drop("ds"), "user_id", "left")
             .join(F.broadcast(items.drop("ds")), "item_id", "left"))
@@ -166,8 +167,7 @@ def build_feature_day(store, warehouse: str, cfg, ds: str, num_treatments: int, 
     user_day = clean_user_day(raw["raw.treatments"], raw["raw.responses"], users.good, num_treatments,
                               num_responses, ds, job, persist=True)
 
-    rows = (labels(exposures.good, clicks.good, conversions.good)  # every good exposure's user and item are known
-            .join(user_codes, "user_id", "left").join(F.broadcast(item_codes), "item_id", "left"))
+    rows = exposure_rows(labels(exposures.good, clicks.good, conversions.good), user_codes, item_codes)
     samples = samples_table(rows, spec, ds)
     user_samples = user_samples_table(user_day.good, user_codes, spec, ds, num_responses)
     parts = [users, items, exposures, clicks, conversions, user_day]
