@@ -23,6 +23,22 @@ DELTA_ON_REQUEST = "spark.liftlake.deltaOnRequest"  # set when build_session loa
 
 logger = logging.getLogger(__name__)
 
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# The driver's JVM (in local mode the executors' too; a cluster's executors keep their own). A feature
+# day at 1M exposures spent as much CPU in HotSpot's C2 compiler as in its tasks: 13 CPU s on a fresh
+# JVM's first day and still 3-6 s on each of the next warm days, mostly on code outside the per-row
+# loops (Spark's analyzer, planner, serializers). C2 compiles a method once it ran
+# Tier4InvocationThreshold times (5,000; loops by their back-edges, 40,000); ten times that keeps C2
+# for the code that is hot per row. G1's write barriers and concurrent threads cost the tasks more than
+# the pauses ParallelGC makes on a batch job's heap of a few GiB. build-features with these flags
+# (reports/bench.md, the features section, 1M / 10M exposures): warm 12.3 / 63.1 CPU s a day, was
+# 15.1 / 67.9; cold 40.7 / 116, was 51.4 / 131.
+DRIVER_JVM_FLAGS = (
+    "-XX:Tier4InvocationThreshold=50000", "-XX:Tier4MinInvocationThreshold=6000",
+    "-XX:Tier4CompileThreshold=60000", "-XX:Tier4BackEdgeThreshold=400000",
+    "-XX:+UseParallelGC",
+)
+
 
 def delta_jar_folder() -> str:
     """Where the Delta jars are looked for: ``$LIFTLAKE_DELTA_JARS``, else ``<sys.prefix>/jars``."""
@@ -80,10 +96,13 @@ def build_session(
         "spark.python.sql.dataFrameDebugging.enabled": "false",
         # delta-rs and every Delta reader expect microsecond timestamps, not INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+        DRIVER_JAVA_OPTIONS: " ".join(DRIVER_JVM_FLAGS),
     }
     if launched_by_submit:  # spark-submit's --conf (and spark-defaults.conf) win over these defaults
         defaults = {k: v for k, v in defaults.items() if k not in _submitted_conf()}
     settings = {**defaults, **{k: str(v) for k, v in dict(conf or {}).items()}}
+    if DRIVER_JAVA_OPTIONS in defaults and DRIVER_JAVA_OPTIONS in (conf or {}):
+        settings[DRIVER_JAVA_OPTIONS] = java_options_with(defaults[DRIVER_JAVA_OPTIONS], settings[DRIVER_JAVA_OPTIONS])
     if delta_jars is None:
         delta_jars = delta_jars_by_default()
     elif delta_jars:
@@ -107,6 +126,12 @@ def build_session(
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     return spark
+
+
+def java_options_with(defaults: str, caller: str) -> str:
+    """A caller's JVM options (a log4j file, Derby's home) added to the defaults, after them: on a
+    flag given twice the JVM takes the last, the caller's."""
+    return " ".join(part for part in (defaults.strip(), caller.strip()) if part)
 
 
 def _submitted_conf() -> set[str]:

@@ -16,3 +16,23 @@ def test_a_warm_session_reuses_its_compiled_stages_past_sparks_default_100(spark
     before = _compiles(spark)
     assert [row.x for row in plans[0].collect()] == first
     assert _compiles(spark) == before  # served from the cache: nothing compiled, nothing for the JIT to warm again
+
+
+def test_the_sessions_jvm_starts_with_the_jit_and_gc_flags(spark):
+    from liftlake.lib.storage.spark import DRIVER_JVM_FLAGS
+
+    management = spark._jvm.java.lang.management.ManagementFactory
+    jvm_args = list(management.getRuntimeMXBean().getInputArguments())
+    assert [flag for flag in DRIVER_JVM_FLAGS if flag not in jvm_args] == []
+    collectors = {bean.getName() for bean in management.getGarbageCollectorMXBeans()}
+    assert collectors == {"PS Scavenge", "PS MarkSweep"}  # ParallelGC's, not G1's
+
+
+def test_a_callers_java_options_add_to_the_defaults_and_win_a_flag_given_twice():
+    from liftlake.lib.storage.spark import java_options_with
+
+    assert java_options_with("-XX:+UseParallelGC -XX:Tier4InvocationThreshold=50000",
+                             " -Dlog4j2.configurationFile=file:/x.properties -XX:+UseG1GC") == (
+        "-XX:+UseParallelGC -XX:Tier4InvocationThreshold=50000 -Dlog4j2.configurationFile=file:/x.properties "
+        "-XX:+UseG1GC")
+    assert java_options_with("-XX:+UseParallelGC", "") == "-XX:+UseParallelGC"
