@@ -15,6 +15,8 @@ from typing import Mapping
 
 from pyspark.sql import SparkSession
 
+from liftlake.lib.storage.class_archive import archive_java_options
+
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 DELTA_JARS_ENV = "LIFTLAKE_DELTA_JARS"  # a folder of Delta jars to load instead of <venv>/jars
@@ -96,7 +98,7 @@ def build_session(
         "spark.python.sql.dataFrameDebugging.enabled": "false",
         # delta-rs and every Delta reader expect microsecond timestamps, not INT96.
         "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-        DRIVER_JAVA_OPTIONS: " ".join(DRIVER_JVM_FLAGS),
+        DRIVER_JAVA_OPTIONS: " ".join([*DRIVER_JVM_FLAGS, archive_java_options()]).strip(),
     }
     if launched_by_submit:  # spark-submit's --conf (and spark-defaults.conf) win over these defaults
         defaults = {k: v for k, v in defaults.items() if k not in _submitted_conf()}

@@ -1,5 +1,8 @@
-"""The session build_session makes keeps what a warm process has compiled."""
+"""The session build_session makes: the JVM it starts (JIT and GC flags, the class archive) and what a warm
+process keeps compiled."""
 from __future__ import annotations
+
+import os
 
 
 def _compiles(spark) -> int:
@@ -36,3 +39,14 @@ def test_a_callers_java_options_add_to_the_defaults_and_win_a_flag_given_twice()
         "-XX:+UseParallelGC -XX:Tier4InvocationThreshold=50000 -Dlog4j2.configurationFile=file:/x.properties "
         "-XX:+UseG1GC")
     assert java_options_with("-XX:+UseParallelGC", "") == "-XX:+UseParallelGC"
+
+
+def test_the_sessions_jvm_maps_the_class_archive_setup_made(spark):
+    # tools/setup-env archives the classes a pipeline day loads; a JVM that maps the archive lists
+    # it among its mapped files (a JVM that could not use it, another JDK or class path, does not)
+    from liftlake.lib.storage.class_archive import archive_path
+
+    assert os.path.isfile(archive_path()), f"{archive_path()} is missing: run tools/setup-env"
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    with open(f"/proc/{pid}/maps") as maps:
+        assert archive_path() in maps.read()
