@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Mapping
 
@@ -131,9 +132,25 @@ def build_session(
 
 
 def java_options_with(defaults: str, caller: str) -> str:
-    """A caller's JVM options (a log4j file, Derby's home) added to the defaults, after them: on a
-    flag given twice the JVM takes the last, the caller's."""
-    return " ".join(part for part in (defaults.strip(), caller.strip()) if part)
+    """A caller's JVM options (a log4j file, Derby's home) added to the defaults. A default the caller
+    sets again is dropped: the JVM refuses two garbage collectors or two class archives (it takes the
+    last of any other flag given twice, but the caller's choice is clearer alone)."""
+    chosen = {_java_option_key(token) for token in caller.split()} - {None}
+    kept = [token for token in defaults.split() if _java_option_key(token) not in chosen]
+    return " ".join([*kept, caller.strip()]).strip()
+
+
+def _java_option_key(token: str) -> str | None:
+    """What a -XX option sets: its name, or the choice it is one of (a collector, a class archive)."""
+    match = re.fullmatch(r"-XX:[+-]?(\w+)(=.*)?", token)
+    if match is None:
+        return None
+    name = match.group(1)
+    if re.fullmatch(r"Use\w+GC", name) and token.startswith("-XX:+"):
+        return "garbage collector"
+    if name in ("SharedArchiveFile", "ArchiveClassesAtExit"):
+        return "class archive"
+    return name
 
 
 def _submitted_conf() -> set[str]:

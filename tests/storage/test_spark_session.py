@@ -31,14 +31,21 @@ def test_the_sessions_jvm_starts_with_the_jit_and_gc_flags(spark):
     assert collectors == {"PS Scavenge", "PS MarkSweep"}  # ParallelGC's, not G1's
 
 
-def test_a_callers_java_options_add_to_the_defaults_and_win_a_flag_given_twice():
+def test_a_callers_java_options_add_to_the_defaults_and_replace_what_they_set_again():
     from liftlake.lib.storage.spark import java_options_with
 
-    assert java_options_with("-XX:+UseParallelGC -XX:Tier4InvocationThreshold=50000",
-                             " -Dlog4j2.configurationFile=file:/x.properties -XX:+UseG1GC") == (
-        "-XX:+UseParallelGC -XX:Tier4InvocationThreshold=50000 -Dlog4j2.configurationFile=file:/x.properties "
-        "-XX:+UseG1GC")
-    assert java_options_with("-XX:+UseParallelGC", "") == "-XX:+UseParallelGC"
+    defaults = ("-XX:Tier4InvocationThreshold=50000 -XX:+UseParallelGC -XX:SharedArchiveFile=/v/a.jsa "
+                "-Xlog:cds=off")
+    assert java_options_with(defaults, " -Dlog4j2.configurationFile=file:/x.properties ") == (
+        f"{defaults} -Dlog4j2.configurationFile=file:/x.properties")
+    # the JVM refuses two collectors (the lost-executor test's serial GC) or two class archives
+    caller = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ArchiveClassesAtExit=/t/b.jsa"
+    assert java_options_with(defaults, caller) == (
+        "-XX:Tier4InvocationThreshold=50000 -Xlog:cds=off -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+        "-XX:ArchiveClassesAtExit=/t/b.jsa")
+    assert java_options_with(defaults, "-XX:Tier4InvocationThreshold=9") == (
+        "-XX:+UseParallelGC -XX:SharedArchiveFile=/v/a.jsa -Xlog:cds=off -XX:Tier4InvocationThreshold=9")
+    assert java_options_with(defaults, "") == defaults
 
 
 def test_the_sessions_jvm_maps_the_class_archive_setup_made(spark):
