@@ -23,6 +23,9 @@ ARCHIVE_NAME = "spark-classes.jsa"
 # the day the archive's workload simulates: small (setup time), but every step's code path runs
 WORKLOAD_DS = "2026-01-05"
 WORKLOAD_EXPOSURES = 20_000
+# HotSpot's notes on the archive (an archive it cannot use; while dumping, each class it cannot archive:
+# signed jars, generated classes), off: the JVM goes on without them
+QUIET_ARCHIVE_LOGS = "-Xlog:cds=off -Xlog:cds+dynamic=off"
 
 
 def archive_path() -> str:
@@ -31,13 +34,12 @@ def archive_path() -> str:
 
 
 def archive_java_options() -> str:
-    """The JVM options that map the archive, or "" when there is none. HotSpot's own notes on an
-    archive it cannot use (another class path, such as the SQL server's) are silenced: the JVM then
-    loads the classes from the jars, as it would without one."""
+    """The JVM options that map the archive, or "" when there is none. A JVM that cannot use it
+    (another class path, such as the SQL server's) loads the classes from the jars, as without one."""
     path = archive_path()
     if not os.path.isfile(path):
         return ""
-    return f"-XX:SharedArchiveFile={path} -Xlog:cds=off -Xlog:cds+dynamic=off"
+    return f"-XX:SharedArchiveFile={path} {QUIET_ARCHIVE_LOGS}"
 
 
 def build_archive(target: str) -> None:
@@ -53,8 +55,7 @@ def build_archive(target: str) -> None:
         os.unlink(target)  # build_session must not map the archive being replaced (JVMs using it keep theirs)
     scratch = tempfile.mkdtemp(prefix=".archive-", dir=folder)
     dump = os.path.join(scratch, ARCHIVE_NAME)
-    # HotSpot lists the classes it cannot archive (signed jars, generated classes): silenced
-    os.environ["JAVA_TOOL_OPTIONS"] = f"-XX:ArchiveClassesAtExit={dump} -Xlog:cds=off -Xlog:cds+dynamic=off"
+    os.environ["JAVA_TOOL_OPTIONS"] = f"-XX:ArchiveClassesAtExit={dump} {QUIET_ARCHIVE_LOGS}"
     os.environ["LIFTLAKE_WAREHOUSE"] = os.path.join(scratch, "warehouse")
     try:
         steps = (["simulate", "--ds", WORKLOAD_DS, "--set", f"simulator.exposures={WORKLOAD_EXPOSURES}"],
