@@ -110,6 +110,28 @@ class TreeCPU:
         self.cpu = max(sum(deltas.values()), deltas.get(self.root.pid, 0.0) + reaped)
 
 
+def jit_compiler_cpu(spark) -> float | None:
+    """CPU seconds the JIT compiler threads (HotSpot's C1 and C2) of the session's JVM have used since
+    it started, from /proc (None where there is none): a warm-up is over when they stop using it."""
+    pid = spark._jvm.java.lang.ProcessHandle.current().pid()
+    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    for tid in threads:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm", encoding="utf-8") as fh:
+                if not fh.read().startswith(("C1 CompilerThre", "C2 CompilerThre")):
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime (proc(5))
+    return total
+
+
 def own_cpu() -> float:
     t = os.times()
     return t.user + t.system

@@ -56,3 +56,18 @@ def test_the_committed_report_rebuilds_from_its_json_the_same_and_its_summary_ho
             assert any(r.startswith(row.rsplit(" |", 1)[0]) for r in measured), row
     met = sum(" | met | " in r for r in measured)
     assert re.search(rf"\b{met} of {len(measured)} measured targets met", top)
+
+
+def test_the_features_warm_up_ends_when_the_jit_compiler_goes_quiet_and_its_cpu_is_read_from_the_session_jvm(spark):
+    from bench.run.common import jit_compiler_cpu
+    from bench.run.features import JIT_SETTLED_SHARE, jit_settled
+
+    assert JIT_SETTLED_SHARE == 0.10
+    assert not jit_settled({"cpu_s": 10.0, "jit_cpu_s": 1.32})  # 13 % of the round in the compiler
+    assert jit_settled({"cpu_s": 10.0, "jit_cpu_s": 1.0})
+    assert jit_settled({"cpu_s": 9.07, "jit_cpu_s": 0.7})
+    assert jit_settled({"cpu_s": 9.07, "jit_cpu_s": None})  # no /proc: one warm-up round, as before
+    before = jit_compiler_cpu(spark)
+    assert before is not None and before > 0  # a started JVM has compiled its start-up code
+    spark.range(200_000).selectExpr("sum(id * 3 % 7)").collect()
+    assert jit_compiler_cpu(spark) >= before
