@@ -99,6 +99,7 @@ changed (intercepts are calibrated for the presets).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -112,15 +113,23 @@ from liftlake.lib.sim.world import _Population, item_latents, observed_users, us
 TABLES = ("raw.users", "raw.items", "raw.exposures", "raw.clicks", "raw.conversions", "raw.treatments",
           "raw.responses", "sim.truth", "sim.truth_user")
 CHUNK_ROWS = 1_000_000   # exposures computed together: about 1 GB of numpy temporaries at most
+# the per-exposure tables of a day that a sink can take chunk by chunk (clicks and conversions are a
+# few percent of the exposures: they stay in memory)
+STREAMED_TABLES = ("raw.exposures", "sim.truth")
 
 
 def simulate_day(cfg: SimulatorConfig, ds: str, num_treatments: int = 2, num_responses: int = 2,
-                 chunk_rows: int = CHUNK_ROWS, threads: int | None = None) -> dict[str, pa.Table]:
+                 chunk_rows: int = CHUNK_ROWS, threads: int | None = None,
+                 sink: Callable[[str, int, pa.Table], None] | None = None) -> dict[str, pa.Table]:
     """One day of raw logs and ground truth as Arrow tables, keyed by table name (``TABLES`` order),
     without the ``ds`` column (the day's partition). ``chunk_rows`` and ``threads`` (default: one per
     core) change only how the work is split, never the rows. ``num_treatments`` (K) and
-    ``num_responses`` (R) are the data shape (``data.*``), which every later job reads too. The day is
-    held in this process's memory: about 170 MB per million exposures (1.7 GB peak at 10M)."""
+    ``num_responses`` (R) are the data shape (``data.*``), which every later job reads too.
+
+    Without ``sink`` the day is held in this process's memory: about 170 MB per million exposures.
+    With it, ``sink(table, index, rows)`` takes each chunk of the ``STREAMED_TABLES`` as it is computed
+    (from the worker threads; ``index`` orders the chunks in the day) and those tables are left out of
+    the result, so memory stays at the chunks in flight whatever the day's size."""
     if not isinstance(cfg, SimulatorConfig):
         raise TypeError(f"cfg must be a SimulatorConfig (got {type(cfg).__name__})")
     _day_start_us(ds)
@@ -135,23 +144,28 @@ def simulate_day(cfg: SimulatorConfig, ds: str, num_treatments: int = 2, num_res
     users = observed_users(latents, pop)
     bounds = [(first, min(first + chunk_rows, cfg.exposures)) for first in range(0, cfg.exposures, chunk_rows)]
 
-    def chunk(first_stop: tuple[int, int]) -> tuple[dict[str, pa.Table], np.ndarray]:
-        core = exposure_chunk(cfg, ds, pop, latents, items, *first_stop)
+    def chunk(index: int) -> tuple[dict[str, pa.Table], np.ndarray]:
+        core = exposure_chunk(cfg, ds, pop, latents, items, *bounds[index])
         # V_r of eq. 9: each user's exposures of content type r
         counts = np.stack([np.bincount(core["user_id"][core["type"] == r] - 1, minlength=pop.n_users)
                            for r in range(1, num_responses + 1)])
-        return exposure_tables(core, ds), counts
+        tables = exposure_tables(core, ds)
+        if sink is not None:
+            for name in STREAMED_TABLES:
+                sink(name, index, tables.pop(name))
+        return tables, counts
 
     workers = max(1, min(threads or os.cpu_count() or 1, len(bounds)))
     with ThreadPoolExecutor(workers) as pool:
-        done = list(pool.map(chunk, bounds))
+        done = list(pool.map(chunk, range(len(bounds))))
     type_counts = np.sum([counts for _, counts in done], axis=0)
     out = {"raw.users": pa.table(users),
            "raw.items": pa.table({k: items[k] for k in ("item_id", "i_category", "i_brand", "i_price")}),
            **{name: pa.concat_tables([tables[name] for tables, _ in done])
-              for name in ("raw.exposures", "raw.clicks", "raw.conversions", "sim.truth")},
+              for name in ("raw.exposures", "raw.clicks", "raw.conversions", "sim.truth")
+              if sink is None or name not in STREAMED_TABLES},
            **user_day_tables(cfg, ds, pop, latents, users, type_counts)}
-    return {name: out[name] for name in TABLES}
+    return {name: out[name] for name in TABLES if name in out}
 
 
 def _bench(n: int) -> None:

@@ -384,6 +384,11 @@ class TableStore:
         return self.write(df.select(*schema.fieldNames()), name, mode="overwrite_partitions", partition_values=[ds],
                           comment=comment)
 
+    def day_writer(self, name: str, schema: StructType, ds: str, comment: str | None = None) -> "DayWriter":
+        """``write_day`` of rows handed over in pieces (``DayWriter``): here the pieces wait in memory
+        for ``finish``; DeltaRsStore stages each as Parquet when it comes."""
+        return DayWriter(self, name, schema, ds, comment)
+
     def version(self, name: str) -> int:
         raise NotImplementedError
 
@@ -683,12 +688,17 @@ def _actions(adds: list) -> list:
     return list(adds)
 
 
-def arrow_data_rows(rows: pa.Table, name: str, schema: StructType) -> pa.Table:
-    """``rows``' columns in the order and Arrow types of ``schema``'s columns other than ``ds``."""
+def arrow_data_schema(schema: StructType) -> pa.Schema:
+    """The Arrow schema of ``schema``'s columns other than ``ds`` (the day is the partition)."""
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import StructType
 
-    target = to_arrow_schema(StructType([f for f in schema.fields if f.name != "ds"]))
+    return to_arrow_schema(StructType([f for f in schema.fields if f.name != "ds"]))
+
+
+def arrow_data_rows(rows: pa.Table, name: str, schema: StructType) -> pa.Table:
+    """``rows``' columns in the order and Arrow types of ``schema``'s columns other than ``ds``."""
+    target = arrow_data_schema(schema)
     missing = [c for c in target.names if c not in rows.column_names]
     if missing:
         raise TableError(f"table {name}: the rows to write have no column(s) {missing}")
@@ -715,6 +725,67 @@ def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUE
 
     with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
         list(pool.map(write, range(len(parts))))
+
+
+class DayWriter:
+    """One day of table ``name`` handed over in pieces: ``add(index, rows)`` from any thread (``index``
+    orders the pieces in the day; rows as ``write_day`` takes them), then ``finish()``, which replaces
+    the day with all of them as one ``write_day`` and returns its result, or ``discard()`` after a
+    failure (the table stays as it was). This one keeps the pieces in memory until ``finish``."""
+
+    def __init__(self, store: "TableStore", name: str, schema: StructType, ds: str, comment: str | None) -> None:
+        self.store, self.name, self.schema, self.ds, self.comment = store, name, schema, ds, comment
+        self._pieces: dict[int, pa.Table] = {}
+
+    def add(self, index: int, rows: pa.Table) -> None:
+        self._pieces[index] = arrow_data_rows(rows, self.name, self.schema)
+
+    def finish(self) -> WriteResult:
+        rows = (pa.concat_tables([self._pieces[i] for i in sorted(self._pieces)]) if self._pieces
+                else arrow_data_schema(self.schema).empty_table())
+        self._pieces.clear()
+        return self.store.write_day(rows, self.name, self.schema, self.ds, comment=self.comment)
+
+    def discard(self) -> None:
+        self._pieces.clear()
+
+
+class StagedDayWriter(DayWriter):
+    """DeltaRsStore's: each piece is written as Parquet when it comes, into a ``_staging/<txn>`` folder
+    of the table (a killed job's is removed by housekeeping, as any staging folder), and ``finish``
+    commits those files; memory holds the pieces in flight only."""
+
+    def __init__(self, store: "DeltaRsStore", name: str, schema: StructType, ds: str, comment: str | None) -> None:
+        super().__init__(store, name, schema, ds, comment)
+        validate_table_name(name)
+        self._store = store
+        self._folder = store._staging_dir(name, new_txn())
+        os.makedirs(self._folder)
+
+    def add(self, index: int, rows: pa.Table) -> None:
+        data = arrow_data_rows(rows, self.name, self.schema)
+        for part, first in enumerate(range(0, data.num_rows, PARQUET_PART_ROWS)):
+            pq.write_table(data.slice(first, PARQUET_PART_ROWS),
+                           os.path.join(self._folder, f"part-{index:05d}-{part:03d}.parquet"),
+                           row_group_size=PARQUET_ROW_GROUP_ROWS)
+
+    def finish(self) -> WriteResult:
+        if not any(f.endswith(".parquet") for f in os.listdir(self._folder)):
+            pq.write_table(arrow_data_schema(self.schema).empty_table(), os.path.join(self._folder, "part-00000-000.parquet"))
+
+        def stage(staging: str) -> None:
+            day = os.path.join(staging, partition_dir({"ds": self.ds}))
+            os.makedirs(os.path.dirname(day), exist_ok=True)
+            os.replace(self._folder, day)
+
+        try:
+            return self._store.write_staged(self.name, self.schema, stage, mode="overwrite_partitions",
+                                            partition_values=[self.ds], comment=self.comment)
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 def partition_dir(values: Mapping[str, str]) -> str:
@@ -893,6 +964,9 @@ class DeltaRsStore(TableStore):
         return self.write_staged(name, schema, lambda staging: write_parquet_parts(
             data, os.path.join(staging, partition_dir({"ds": ds}))), mode="overwrite_partitions",
             partition_values=[ds], comment=comment)
+
+    def day_writer(self, name: str, schema: StructType, ds: str, comment: str | None = None) -> "DayWriter":
+        return StagedDayWriter(self, name, schema, ds, comment)
 
     def write_staged(self, name: str, schema: StructType, stage: Callable[[str], None], mode: str = "append",
                      partition_values: Sequence[str] | None = None,

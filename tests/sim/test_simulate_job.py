@@ -3,6 +3,7 @@ the session's store where Spark decides (delta-spark, a Delta cluster's session)
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -65,3 +66,74 @@ def test_rows_without_a_declared_column_are_refused_with_the_table_and_the_colum
     with pytest.raises(TableError, match=r"table raw\.items: the rows to write have no column\(s\) \['i_brand'\]"):
         store.write_day(rows, "raw.items", raw_schemas()["raw.items"], DS)
     assert not store.exists("raw.items")
+
+
+def _day_rows(store: DeltaRsStore, table: str):
+    """The day's rows as the table's current version holds them, in one order (the files' is the log's)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = [pq.read_table(uri.removeprefix("file://")) for uri in store.file_uris(table, partitions=[DS])]
+    return _in_one_order(pa.concat_tables(files))
+
+
+def _in_one_order(rows):
+    import pyarrow as pa
+
+    return rows.sort_by([(c, "ascending") for c in rows.column_names
+                         if not pa.types.is_floating(rows.schema.field(c).type)])
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_day_handed_over_in_chunks_is_the_day_computed_in_memory_row_for_row(tmp_path, streamed):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from liftlake.lib.storage.store import DayWriter, arrow_data_rows
+
+    store = DeltaRsStore(None, str(tmp_path))
+    cfg, schema = SimulatorConfig(exposures=3000), raw_schemas()["raw.exposures"]
+    whole = arrow_data_rows(simulate_day(cfg, DS)["raw.exposures"], "raw.exposures", schema)
+    chunks: dict[int, object] = {}
+    left = simulate_day(cfg, DS, chunk_rows=700, sink=lambda table, index, rows: chunks.setdefault(
+        index, rows) if table == "raw.exposures" else None)
+    assert "raw.exposures" not in left and "sim.truth" not in left and sorted(chunks) == [0, 1, 2, 3, 4]
+    writer = store.day_writer("raw.exposures", schema, DS) if streamed else DayWriter(store, "raw.exposures", schema, DS,
+                                                                                     None)
+    with ThreadPoolExecutor(2) as pool:  # out of order, from two threads, as the simulator's workers hand them over
+        list(pool.map(lambda i: writer.add(i, chunks[i]), [4, 2, 0, 3, 1]))
+    assert writer.finish().rows == 3000
+    assert _day_rows(store, "raw.exposures").equals(_in_one_order(whole))
+    assert os.listdir(os.path.join(store.path("raw.exposures"), "_staging")) == []
+
+
+def test_a_simulate_that_fails_after_its_chunks_were_staged_leaves_every_table_as_it_was(tmp_path, no_owner_of_delta,
+                                                                                        monkeypatch):
+    import liftlake.lib.sim.simulator as simulator
+
+    ctx = _ctx(tmp_path, "warehouse.backend=delta-rs")
+    simulate_days(ctx)
+    store = DeltaRsStore(None, str(tmp_path))
+    before = {t: (store.version(t), _day_rows(store, t)) for t in TABLES}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected: the user-day tables failed")
+
+    monkeypatch.setattr(simulator, "user_day_tables", broken)  # runs after every exposure chunk went to the store
+    with pytest.raises(RuntimeError, match="injected"):
+        simulate_days(_ctx(tmp_path, "warehouse.backend=delta-rs", "simulator.seed=8"))
+    for table, (version, rows) in before.items():
+        assert store.version(table) == version and _day_rows(store, table).equals(rows), table
+        staging = os.path.join(store.path(table), "_staging")
+        assert not os.path.isdir(staging) or os.listdir(staging) == [], table
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+def test_a_day_handed_no_pieces_is_committed_empty_with_the_declared_columns(tmp_path, streamed):
+    from liftlake.lib.storage.store import DayWriter
+
+    store = DeltaRsStore(None, str(tmp_path))
+    schema = raw_schemas()["sim.truth"]
+    writer = store.day_writer("sim.truth", schema, DS) if streamed else DayWriter(store, "sim.truth", schema, DS, None)
+    assert writer.finish().rows == 0
+    assert store.partition_counts("sim.truth") == {DS: 0}
+    assert store.spark_schema("sim.truth").fieldNames() == schema.fieldNames()
