@@ -59,7 +59,9 @@ class PeakRSS:
 class TreeCPU:
     """User + system CPU seconds of a process and every descendant while a block runs: descendants are
     sampled (``interval``) so that one that exits inside the block still counts up to its last sample,
-    and the children this process reaps add their own totals (getrusage)."""
+    and the children this process reaps add their own totals (getrusage). ``started_peak_mib``: the
+    largest summed resident memory, as sampled, of the processes the block started (a cold step's
+    Python and its JVM), without the ones that were there before it."""
 
     def __init__(self, pid: int | None = None, interval: float = 0.1):
         import psutil
@@ -68,6 +70,7 @@ class TreeCPU:
         self.interval = interval
         self.seen: dict[int, float] = {}
         self.start: dict[int, float] = {}
+        self.started_peak_mib = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -78,12 +81,16 @@ class TreeCPU:
             return []
 
     def _sample(self, into: dict[int, float]) -> None:
+        started_rss = 0
         for p in self._procs():
             try:
                 t = p.cpu_times()
                 into[p.pid] = t.user + t.system
+                if into is self.seen and p.pid not in self.start:
+                    started_rss += p.memory_info().rss
             except Exception:  # noqa: BLE001 - a child may exit between listing and reading
                 pass
+        self.started_peak_mib = max(self.started_peak_mib, started_rss / 2**20)
 
     def _run(self):
         while not self._stop.wait(self.interval):

@@ -338,7 +338,7 @@ def _cold(run: Callable[[], T]) -> tuple[dict, T]:
     with TreeCPU() as cpu:
         out = run()
     others = max(0.0, _machine_busy_s() - busy - cpu.cpu)
-    return {"wall_s": cpu.wall, "cpu_s": cpu.cpu, "others_cpu_s": others}, out
+    return {"wall_s": cpu.wall, "cpu_s": cpu.cpu, "others_cpu_s": others, "peak_rss_mib": cpu.started_peak_mib}, out
 
 
 def bench_simulate(size: int, root: str, log=print) -> dict:
@@ -390,16 +390,17 @@ def section(results: list[dict], info: dict) -> list[str]:
              "Arrow types) from the same formulas and world parameters in vectorised numpy, one Parquet file per "
              "table written by pyarrow under the table's `ds=` folder, with no Delta commit. Wall seconds, "
              "CPU seconds of each process tree, and the CPU seconds the machine's other processes used while "
-             "it ran (a shared machine: near 0 when the step had the cores to itself).", "",
-             "| exposures | step | wall s | CPU s | other processes' CPU s meanwhile | rows, 9 tables |",
-             "|---|---|---|---|---|---|"]
+             "it ran (a shared machine: near 0 when the step had the cores to itself); peak resident memory of "
+             "the step's processes, sampled every 0.1 s.", "",
+             "| exposures | step | wall s | CPU s | other processes' CPU s meanwhile | peak RSS MiB | rows, 9 tables |",
+             "|---|---|---|---|---|---|---|"]
     for r in results:
         p, f = r["platform"], r["floor"]
         lines += [f"| {r['exposures']:,} | simulate (platform, cold) | {fmt(p['wall_s'])} | {fmt(p['cpu_s'])} | "
-                  f"{fmt(p['others_cpu_s'])} | {sum(p['rows'].values()):,} |",
+                  f"{fmt(p['others_cpu_s'])} | {fmt(p.get('peak_rss_mib'))} | {sum(p['rows'].values()):,} |",
                   f"| {r['exposures']:,} | floor: numpy + pyarrow (cold; in it {fmt(f['math_s'])} s math and "
                   f"Arrow tables, {fmt(f['write_s'])} s Parquet writes) | {fmt(f['wall_s'])} | {fmt(f['cpu_s'])} | "
-                  f"{fmt(f['others_cpu_s'])} | {sum(f['rows'].values()):,} |"]
+                  f"{fmt(f['others_cpu_s'])} | {fmt(f.get('peak_rss_mib'))} | {sum(f['rows'].values()):,} |"]
     head = " | ".join(f"platform at {r['exposures']:,} | floor at {r['exposures']:,}" for r in results)
     lines += ["", f"| table | {head} |", "|---|" + "---|---|" * len(results)]
     for name in TABLES:
