@@ -9,10 +9,11 @@ spec is already fitted) against the floor of the same work, measured in one run 
 
 CPU seconds (user + system of the whole process tree: the driver Python, the Spark JVM, its Python
 workers; DuckDB's are this process's own, where it runs) are reported beside wall seconds, warm (in
-this run's session, after warm-up rounds until the JIT compiler has settled, best of ``repeats``) and cold (each in a fresh
-process: JVM start, JIT warm-up and the first Delta reads included). The targets are ratios of warm
-CPU seconds measured in this run. ``python -m bench.run --only features`` measures this section alone
-and rewrites only its part of the report (between the two ``features`` markers).
+this run's session, after warm-up rounds until the JIT compiler has settled, best of ``repeats``) and
+cold (each in a fresh process: JVM start, JIT warm-up and the first Delta reads included). The
+targets are ratios of warm CPU seconds measured in this run. ``python -m bench.run --only features``
+measures this section alone and rewrites only its part of the report (between the two ``features``
+markers).
 """
 from __future__ import annotations
 

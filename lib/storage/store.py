@@ -770,8 +770,9 @@ class StagedDayWriter(DayWriter):
                            row_group_size=PARQUET_ROW_GROUP_ROWS)
 
     def finish(self) -> WriteResult:
-        if not any(f.endswith(".parquet") for f in os.listdir(self._folder)):
-            pq.write_table(arrow_data_schema(self.schema).empty_table(), os.path.join(self._folder, "part-00000-000.parquet"))
+        if not any(f.endswith(".parquet") for f in os.listdir(self._folder)):  # a day of no rows
+            pq.write_table(arrow_data_schema(self.schema).empty_table(),
+                           os.path.join(self._folder, "part-00000-000.parquet"))
 
         def stage(staging: str) -> None:
             day = os.path.join(staging, partition_dir({"ds": self.ds}))

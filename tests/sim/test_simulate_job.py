@@ -97,8 +97,8 @@ def test_a_day_handed_over_in_chunks_is_the_day_computed_in_memory_row_for_row(t
     left = simulate_day(cfg, DS, chunk_rows=700, sink=lambda table, index, rows: chunks.setdefault(
         index, rows) if table == "raw.exposures" else None)
     assert "raw.exposures" not in left and "sim.truth" not in left and sorted(chunks) == [0, 1, 2, 3, 4]
-    writer = store.day_writer("raw.exposures", schema, DS) if streamed else DayWriter(store, "raw.exposures", schema, DS,
-                                                                                     None)
+    writer = (store.day_writer("raw.exposures", schema, DS) if streamed
+              else DayWriter(store, "raw.exposures", schema, DS, None))
     with ThreadPoolExecutor(2) as pool:  # out of order, from two threads, as the simulator's workers hand them over
         list(pool.map(lambda i: writer.add(i, chunks[i]), [4, 2, 0, 3, 1]))
     assert writer.finish().rows == 3000
