@@ -711,16 +711,17 @@ PARQUET_PART_ROWS = 1_000_000
 PARQUET_ROW_GROUP_ROWS = 131_072
 
 
-def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUET_PART_ROWS) -> None:
-    """``rows`` as Parquet files of at most ``rows_per_file`` rows in ``folder``, written by one thread
-    per core (pyarrow releases the GIL while it encodes)."""
+def write_parquet_parts(rows: pa.Table, folder: str, rows_per_file: int = PARQUET_PART_ROWS, prefix: str = "") -> None:
+    """``rows`` as Parquet files ``part-<prefix><n>.parquet`` of at most ``rows_per_file`` rows in
+    ``folder`` (one file, without rows, when there are none), written by one thread per core (pyarrow
+    releases the GIL while it encodes)."""
     from concurrent.futures import ThreadPoolExecutor
 
     os.makedirs(folder, exist_ok=True)
     parts = [rows.slice(first, rows_per_file) for first in range(0, max(rows.num_rows, 1), rows_per_file)]
 
     def write(index: int) -> None:
-        pq.write_table(parts[index], os.path.join(folder, f"part-{index:05d}.parquet"),
+        pq.write_table(parts[index], os.path.join(folder, f"part-{prefix}{index:05d}.parquet"),
                        row_group_size=PARQUET_ROW_GROUP_ROWS)
 
     with ThreadPoolExecutor(max(1, min(len(parts), os.cpu_count() or 1))) as pool:
@@ -738,7 +739,7 @@ class DayWriter:
         self._pieces: dict[int, pa.Table] = {}
 
     def add(self, index: int, rows: pa.Table) -> None:
-        self._pieces[index] = arrow_data_rows(rows, self.name, self.schema)
+        self._pieces[index] = rows  # write_day casts them to the table's types
 
     def finish(self) -> WriteResult:
         rows = (pa.concat_tables([self._pieces[i] for i in sorted(self._pieces)]) if self._pieces
@@ -763,16 +764,11 @@ class StagedDayWriter(DayWriter):
         os.makedirs(self._folder)
 
     def add(self, index: int, rows: pa.Table) -> None:
-        data = arrow_data_rows(rows, self.name, self.schema)
-        for part, first in enumerate(range(0, data.num_rows, PARQUET_PART_ROWS)):
-            pq.write_table(data.slice(first, PARQUET_PART_ROWS),
-                           os.path.join(self._folder, f"part-{index:05d}-{part:03d}.parquet"),
-                           row_group_size=PARQUET_ROW_GROUP_ROWS)
+        write_parquet_parts(arrow_data_rows(rows, self.name, self.schema), self._folder, prefix=f"{index:05d}-")
 
     def finish(self) -> WriteResult:
-        if not any(f.endswith(".parquet") for f in os.listdir(self._folder)):  # a day of no rows
-            pq.write_table(arrow_data_schema(self.schema).empty_table(),
-                           os.path.join(self._folder, "part-00000-000.parquet"))
+        if not os.listdir(self._folder):  # a day of no rows
+            write_parquet_parts(arrow_data_schema(self.schema).empty_table(), self._folder)
 
         def stage(staging: str) -> None:
             day = os.path.join(staging, partition_dir({"ds": self.ds}))
