@@ -47,9 +47,10 @@ def inprocess(warehouse: str, model: str, version: str, spark=None) -> dict:
 
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.config import warehouse_path
-    from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
+    from liftlake.lib.evaluation.evaluate import layout_for
+    from liftlake.lib.training.batch import predict_frame
     from liftlake.lib.features.spec import FeatureSpec
-    from liftlake.lib.training.plan import batch_columns
+    from liftlake.lib.training.batch import batch_columns
 
     ctx = job_context(warehouse, [], [DS], spark)
     art = load_artifact(warehouse_path(ctx.config), model, version)

@@ -24,7 +24,7 @@ from liftlake.lib.evaluation import policy
 from liftlake.lib.evaluation import truth_metrics as TM
 from liftlake.lib.evaluation import uplift_metrics as U
 from liftlake.lib.features.spec import FeatureSpec
-from liftlake.lib.training.plan import BatchLayout, batch_columns, to_batch
+from liftlake.lib.training.batch import BatchLayout, batch_columns, predict_frame
 from liftlake.lib.training.trainset import window_split
 
 logger = logging.getLogger(__name__)
@@ -52,19 +52,6 @@ def layout_for(info: dict, spec: FeatureSpec, config: dict) -> BatchLayout:
     sim = config.get("data") or config.get("simulator", {})
     return BatchLayout(task=info["task"], feature_columns=spec.columns(level),
                        num_responses=sim.get("num_responses", 2), num_treatments=sim.get("num_treatments", 2))
-
-
-def predict_frame(model, layout: BatchLayout, columns: dict[str, np.ndarray], batch_size: int = 65536) -> dict:
-    import torch
-
-    n = len(columns[layout.feature_columns[0]])
-    out: dict[str, list] = {}
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            part = {c: v[start:start + batch_size] for c, v in columns.items()}
-            for k, v in model.predict(to_batch(part, layout)).items():
-                out.setdefault(k, []).append(v.cpu().numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _split_with_truth(store, info: dict, data: dict, split: str):

@@ -199,7 +199,8 @@ def world_bootstrap(ctx, results: dict[str, dict], seed: int, n_boot: int) -> di
     """Every trained model's metrics (``results``: model -> metrics with its version) on the same
     ``n_boot`` bootstrap resamples of the world's test rows, read once through the first model's
     version (the models of a world share its split): ``evaluate.bootstrap_metrics``."""
-    from liftlake.lib.evaluation.evaluate import bootstrap_metrics, predict_frame, test_rows, train_truth_means
+    from liftlake.lib.evaluation.evaluate import bootstrap_metrics, test_rows, train_truth_means
+    from liftlake.lib.training.batch import predict_frame
 
     loaded = {m: latest_artifact(ctx.store.root, m, r.get("version")) for m, r in results.items()}
     found = {m: got for m, got in loaded.items() if got is not None}
@@ -517,7 +518,8 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
     with the oracle and random targeting), and the ESCIM label-rate sweep (mean over its seeds)."""
     from liftlake.lib.evaluation import plots
     from liftlake.lib.evaluation import uplift_metrics as U
-    from liftlake.lib.evaluation.evaluate import predict_frame, test_rows
+    from liftlake.lib.evaluation.evaluate import test_rows
+    from liftlake.lib.training.batch import predict_frame
     from liftlake.lib.evaluation.truth_metrics import ece
 
     seed = cfg.seeds[0]

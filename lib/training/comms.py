@@ -18,6 +18,7 @@ under DDP as its communication hook, under Horovod in place of the grouped all-r
 from __future__ import annotations
 
 import copy
+import os
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -89,6 +90,15 @@ def row_mask(tables: list[torch.Tensor]) -> torch.Tensor:
 
 
 # -- communication: local, torch DDP, Horovod -------------------------------------------------------------
+def rank_device(use_gpu: bool, rank: int = 0) -> torch.device:
+    """The device a rank trains on: with ``use_gpu`` on a host where torch sees CUDA, the GPU of its local
+    rank (LOCAL_RANK, which TorchDistributor and torchrun set; else ``rank``), modulo the host's GPUs;
+    else the CPU."""
+    if not (use_gpu and torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+
+
 def attach_shared_memory(comm, setting: str, capacity: int) -> SharedMemoryAllreduce | None:
     """The shared-memory all-reduce for ``comm``'s ranks when ``setting`` asks for it and every rank
     maps it; ``comm.transport`` says which way the gradients go, and why."""
@@ -143,6 +153,10 @@ class TorchDDPComm:
         import torch.distributed as dist
 
         self.dist = dist
+        # NCCL reduces tensors on the rank's GPU only: the scalar sums and the barrier go there too
+        self.device = rank_device(use_gpu, int(os.environ.get("RANK", 0)))
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if use_gpu else "gloo")
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
@@ -188,12 +202,15 @@ class TorchDDPComm:
         return t
 
     def allreduce_sum(self, value: float) -> float:
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         self.dist.all_reduce(t)
         return float(t.item())
 
     def barrier(self) -> None:
-        self.dist.barrier()
+        if self.device.type == "cuda":
+            self.dist.barrier(device_ids=[self.device.index])
+        else:
+            self.dist.barrier()
 
 
 class HorovodComm:

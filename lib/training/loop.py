@@ -21,8 +21,9 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from liftlake.lib.training.comms import LocalComm, idle_parameters
-from liftlake.lib.training.plan import TrainingError, TrainPlan, batch_columns, to_batch
+from liftlake.lib.training.comms import LocalComm, idle_parameters, rank_device
+from liftlake.lib.training.batch import batch_columns, to_batch
+from liftlake.lib.training.plan import TrainingError, TrainPlan
 from liftlake.models.base import BadBatchError
 
 
@@ -204,8 +205,7 @@ def train_rank(plan: TrainPlan, comm=None) -> dict[str, Any]:
     torch.manual_seed(plan.seed)
     np.random.seed(plan.seed)
     torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', rank)) % max(torch.cuda.device_count(), 1)}"
-                          if plan.use_gpu and torch.cuda.is_available() else "cpu")
+    device = rank_device(plan.use_gpu, rank)
     model = build_model(plan.model_name, plan.field_dims, plan.model_params).to(device)
     optimizer = _optimizer(plan, model.parameters())
     state: dict[str, Any] = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "best_score": -math.inf,

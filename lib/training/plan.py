@@ -1,5 +1,5 @@
-"""What a rank needs to train: the ``TrainPlan`` (model, settings, materialized files) built on the driver,
-the batch layout (which columns feed which task) and the conversion of numpy columns to a model batch."""
+"""What a rank needs to train: the ``TrainPlan`` (model, settings, materialized files) built on the driver.
+How its columns become a model batch is lib/training/batch.py."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,14 +9,13 @@ import logging
 import os
 from dataclasses import dataclass
 
-import numpy as np
-import torch
 
 from liftlake.lib.artifacts.feature_specs import load_spec
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import Config, model_params, warehouse_path
 from liftlake.lib.days import window_days
 from liftlake.lib.features.spec import FeatureSpec
+from liftlake.lib.training.batch import batch_columns
 from liftlake.lib.training.trainset import TrainSet, materialize
 
 logger = logging.getLogger(__name__)
@@ -58,53 +57,6 @@ class TrainPlan:
     min_steps: int = 0
     # Fault injection for the resume test: stop after this many optimizer steps (0: never).
     stop_after_steps: int = 0
-
-
-@dataclass
-class BatchLayout:
-    """How table columns become a model batch, without the training settings."""
-    task: str
-    feature_columns: list[str]
-    num_responses: int = 2
-    num_treatments: int = 2
-    cf_label_column: str | None = None
-
-
-def batch_columns(plan) -> list[str]:
-    if plan.task == "cvr":
-        cols = ["click", "conversion"] + (["cf_label"] if plan.cf_label_column else [])
-    elif plan.task == "coupon":
-        cols = ["treated", "intensity", "outcome", "rct_coupon"]
-    else:
-        cols = ["treatment_id", "rct_treatment"] + [f"response_{r}" for r in range(1, plan.num_responses + 1)] \
-            + [f"value_share_{r}" for r in range(1, plan.num_responses + 1)]
-    return plan.feature_columns + cols + ["row_id"]
-
-
-def to_batch(columns: dict[str, np.ndarray], plan, device: torch.device | str = "cpu") -> dict:
-    """Numpy columns -> the model's dict batch (models/base.py names).
-
-    ``plan`` is anything with task, feature_columns, cf_label_column, num_responses and
-    num_treatments: a TrainPlan, or a BatchLayout at scoring time."""
-    x = np.stack([np.asarray(columns[c], dtype=np.int64) for c in plan.feature_columns], axis=1)
-    batch = {"x": torch.from_numpy(x)}
-
-    def f(name):
-        return torch.from_numpy(np.asarray(columns[name], dtype=np.float32))
-
-    if plan.task == "cvr":
-        batch["click"], batch["conversion"] = f("click"), f("conversion")
-        if plan.cf_label_column:
-            batch["cf_label"] = f("cf_label")
-    elif plan.task == "coupon":
-        batch.update(treated=f("treated"), intensity=f("intensity"), outcome=f("outcome"), rct=f("rct_coupon"))
-    else:
-        r = range(1, plan.num_responses + 1)
-        batch["treatment_id"] = torch.from_numpy(np.asarray(columns["treatment_id"], dtype=np.int64))
-        batch["responses"] = torch.stack([f(f"response_{i}") for i in r], dim=1)
-        batch["value_shares"] = torch.stack([f(f"value_share_{i}") for i in r], dim=1)
-        batch["rct"] = f("rct_treatment")
-    return {k: v.to(device) for k, v in batch.items()}
 
 
 PRIMARY_METRIC = {"cvr": "ctcvr_auc", "coupon": "auc_outcome", "multi_treatment": "fit_r2"}

@@ -19,7 +19,7 @@ from liftlake.lib.evaluation.report import (
     sweep_section,
     table,
 )
-from liftlake.lib.training.plan import BatchLayout
+from liftlake.lib.training.batch import BatchLayout
 
 SEED = 7
 N = 600
