@@ -95,6 +95,8 @@ def test_cli_models_json_lists_the_registry(tmp_path):
     ("train.mlflow_uri='sqlite:///x.db; DROP'", "train.mlflow_uri", "must be '', 'none', an http(s):// URL"),
     ("train.mlflow_uri=off", "train.mlflow_uri", "must be str"),  # YAML reads off as false: 'none' turns it off
     ("report.days=1", "report.days", "rule: days >= 2, or cvr_split_by=user"),  # no earlier day to train on
+    ("score.device=gpu", "score.device", "must be cpu, cuda or cuda:<index>"),
+    ("score.device='cuda:0; rm -rf /'", "score.device", "must be cpu, cuda or cuda:<index>"),
 ])
 def test_non_finite_and_unbounded_settings_are_refused(override, key, rule):
     with pytest.raises(ConfigError, match=rf"--set: {re.escape(key)}: .*{re.escape(rule)}"):

@@ -157,6 +157,10 @@ class ScoreConf:
     # workers' start and torch import (2.7 s on 2 cores) cost more than its forward passes. 0: always
     # Spark tasks. delta-spark always scores in Spark tasks.
     driver_max_rows: int = check(lambda v: v >= 0, "must be an integer >= 0", default=2_000_000)
+    # Where the forward passes run, in whichever process scores (the driver or a Python worker): the
+    # CPU, or a GPU that torch sees there. A device the process lacks stops the job before any write.
+    device: str = check(lambda v: re.fullmatch(r"cpu|cuda(:\d+)?", v) is not None,
+                        "must be cpu, cuda or cuda:<index>", default="cpu")
 
 
 @dataclass

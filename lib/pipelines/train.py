@@ -6,7 +6,7 @@ import os
 
 from liftlake.lib.artifacts.publish import exclusive_lock
 from liftlake.lib.config import warehouse_path
-from liftlake.lib.training.launchers import launch
+from liftlake.lib.training.launchers import launch, require_gpu
 from liftlake.lib.training.plan import PRIMARY_METRIC, build_plan
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,7 @@ def train(ctx, ds: str) -> dict:
     from liftlake.models.registry import get_entry
 
     config = ctx.config
+    require_gpu(config.train.launcher, config.train.use_gpu, config.spark.master)
     plan, trainset, spec = build_plan(ctx.store, config, ds)
     warehouse = warehouse_path(config)
     # the run key names everything that shapes the run (rows, settings): a finished run of the same

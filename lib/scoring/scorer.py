@@ -28,7 +28,7 @@ from liftlake.lib.features.spec import FeatureSpec, require_day_spec
 from liftlake.lib.storage.store import partition_dir, probability_checks
 
 if TYPE_CHECKING:
-    from liftlake.lib.training.plan import BatchLayout
+    from liftlake.lib.training.batch import BatchLayout
 
 CVR_SCHEMA = T.StructType([
     T.StructField("exposure_id", T.StringType(), False),
@@ -95,13 +95,27 @@ def torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def scoring_device(setting: str):
+    """The torch device of ``score.device`` in this process; BadScoresError (one line, through Spark
+    too) when torch sees no such device here."""
+    import torch
+
+    device = torch.device(setting)
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise BadScoresError(f"{BAD_SCORES} score.device={setting}: torch sees {torch.cuda.device_count()} CUDA "
+                             "device(s) in this process (rule: a device of the process that scores; cpu runs anywhere)")
+    return device
+
+
 def score_batches(batches: Iterator[pa.RecordBatch], plan: DayScoring, score_conf: dict, schema: pa.Schema,
                   threads: int = 1, art=None) -> Iterator[pa.RecordBatch]:
-    """The forward passes over each Arrow batch's columns, the batches of ``schema`` out (the plan's
-    label columns, which scoring does not read, as zeros). ``threads``: torch's in this process while
-    it scores (a worker per Spark task, a task per core: one each, unless there are fewer tasks than
-    cores); ``art``: the artifact, else the worker's cached one."""
+    """The forward passes over each Arrow batch's columns on ``score.device``, the batches of ``schema``
+    out (the plan's label columns, which scoring does not read, as zeros). ``threads``: torch's in this
+    process while it scores (a worker per Spark task, a task per core: one each, unless there are fewer
+    tasks than cores); ``art``: the artifact, else the worker's cached one."""
+    device = scoring_device(score_conf["device"])
     art = art if art is not None else _cached_model(plan.warehouse, plan.name, plan.version)
+    art.model.to(device)  # in place: the cached artifact stays there for the next day
     with torch_threads(threads):
         for batch in batches:
             if batch.num_rows:
@@ -110,7 +124,7 @@ def score_batches(batches: Iterator[pa.RecordBatch], plan: DayScoring, score_con
 
 def score_batch(batch: pa.RecordBatch, plan: DayScoring, art, score_conf: dict, schema: pa.Schema) -> pa.RecordBatch:
     """One Arrow batch's scores as a batch of ``schema``, checked (``check_scores``)."""
-    from liftlake.lib.evaluation.evaluate import predict_frame
+    from liftlake.lib.training.batch import predict_frame
 
     name, version, layout, n = plan.name, plan.version, plan.layout, batch.num_rows
     cols = {c: batch.column(c).to_numpy(zero_copy_only=False) for c in layout.feature_columns}
@@ -173,7 +187,7 @@ def check_scores(out: Mapping, task: str, name: str, version: str, coupon_grid) 
 
 
 class BadScoresError(ValueError):
-    """Scores that must not reach a table (raised in the Python worker that made them)."""
+    """Scores that must not (or cannot) reach a table (raised in the process that makes them)."""
 
 
 def bad_scores_message(exc: BaseException) -> str | None:
@@ -229,7 +243,7 @@ def plan_day(store, warehouse: str, name: str, version: str, ds: str,
     """(what scoring one model version on one day reads and writes, its day checked; the artifact)."""
     from liftlake.lib.artifacts.model_store import load_artifact
     from liftlake.lib.evaluation.evaluate import layout_for
-    from liftlake.lib.training.plan import batch_columns
+    from liftlake.lib.training.batch import batch_columns
 
     art = load_artifact(warehouse, name, version)  # fail here, on the driver, before any work
     spec = FeatureSpec.from_json(art.feature_spec_json)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from liftlake.lib.cli.runner import InputError
 from liftlake.lib.training.comms import HorovodComm, LocalComm, TorchDDPComm
 from liftlake.lib.training.loop import train_rank
 from liftlake.lib.training.plan import TrainingError, TrainPlan
@@ -49,6 +50,22 @@ def launch(plan: TrainPlan, launcher: str, num_processes: int, spark=None) -> di
         first["per_rank_digests"] = [r["final_digest"] for r in results]
         return first
     raise ValueError(f"train.launcher {launcher!r} is not one of local | horovod | torch-distributor")
+
+
+def require_gpu(launcher: str, use_gpu: bool, master: str) -> None:
+    """``train.use_gpu`` only where its ranks can train on a GPU, else InputError before any work: Horovod
+    is built CPU-only here; the in-process launcher, and TorchDistributor on a local master, run their
+    ranks on this host, where torch must see CUDA (on a cluster the executors' GPUs are Spark's to find)."""
+    if not use_gpu:
+        return
+    if launcher == "horovod":
+        raise InputError("train.use_gpu=true: the horovod launcher is installed without GPU support (rule: use_gpu "
+                         "with train.launcher local or torch-distributor)")
+    import torch
+
+    if (launcher == "local" or on_driver_host(master)) and not torch.cuda.is_available():
+        raise InputError(f"train.use_gpu=true: torch sees no CUDA device on this host, where train.launcher {launcher} "
+                         f"runs its ranks (spark.master {master}) (rule: a GPU for the ranks; or train.use_gpu=false)")
 
 
 def on_driver_host(master: str) -> bool:

@@ -114,9 +114,9 @@ def _scored_and_direct(ctx, model: str, version: str, table: str, key: str):
     """Score ``model`` on the day through the job, then (the day's rows ordered by ``key``, the
     artifact's predictions called directly on those rows with the labels as zeros)."""
     from liftlake.lib.artifacts.model_store import load_artifact
-    from liftlake.lib.evaluation.evaluate import layout_for, predict_frame
+    from liftlake.lib.evaluation.evaluate import layout_for
     from liftlake.lib.features.spec import FeatureSpec
-    from liftlake.lib.training.plan import batch_columns
+    from liftlake.lib.training.batch import batch_columns, predict_frame
 
     score(ctx, model, version)
     art = load_artifact(ctx.store.root, model, version)
@@ -202,6 +202,24 @@ def test_a_day_scored_in_the_driver_leaves_the_driver_s_torch_threads_as_they_we
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("driver_max_rows", [0, 2_000_000], ids=["spark-tasks", "in-driver"])
+def test_a_device_the_scoring_process_lacks_is_refused_in_one_line_before_writing(world, driver_max_rows):
+    import torch
+
+    ctx, versions = world
+    score(ctx, "dcmt", versions["dcmt"])
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the GPUs this host has (none here: cuda:0)
+    on_gpu = make_ctx(ctx.spark, ctx.store.root, [DS], f"score.device={missing}",
+                      f"score.driver_max_rows={driver_max_rows}")
+    before = (ctx.store.version("scores.cvr"), ctx.store.referenced_files("scores.cvr"))
+    with pytest.raises(InputError) as refused:
+        score(on_gpu, "dcmt", versions["dcmt"])
+    assert re.fullmatch(rf"scores refused, nothing written: score\.device={missing}: torch sees \d+ CUDA device\(s\) "
+                        r"in this process \(rule: a device of the process that scores; cpu runs anywhere\)",
+                        str(refused.value)), str(refused.value)
+    assert (ctx.store.version("scores.cvr"), ctx.store.referenced_files("scores.cvr")) == before
 
 
 @pytest.mark.reliability
