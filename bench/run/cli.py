@@ -12,7 +12,7 @@ import tempfile
 import time
 
 import bench.run
-from bench.run import backends, cluster, dag, features, scoring, simulate, summary, training
+from bench.run import backends, cluster, dag, features, gpu, scoring, simulate, summary, training
 from bench.run.common import job_context, machine, read_section, restore_section, write_section
 from bench.run.features import bench_features
 from bench.run.pipeline import bench_pipeline
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline-only", action="store_true",
                         help="measure the pipeline section only; carry training and scoring from the JSON at --out")
     parser.add_argument("--only", default=None,
-                        choices=["features", "scoring", "training", "cluster", "backends", "dag", "simulate"],
+                        choices=["features", "scoring", "training", "cluster", "backends", "dag", "simulate", "gpu"],
                         help="measure one section alone and rewrite only its part of --out (features: "
                              "build-features vs. plain Spark SQL and DuckDB, warm and cold, CPU and wall; "
                              "scoring: the DCMT scoring job cold and warm vs. in-process inference; "
@@ -44,11 +44,18 @@ def main(argv=None) -> int:
                              "backends: delta-rs vs. delta-spark on the same day; "
                              "dag: the daily DAG's steps cold per step, on a fresh driver, on the driver an earlier "
                              "run left up and in one warm session; "
-                             "simulate: the simulate step cold vs. its numpy + pyarrow floor cold, at each size)")
+                             "simulate: the simulate step cold vs. its numpy + pyarrow floor cold, at each size; "
+                             "gpu: DCMT's training loop, one DDP rank and the scoring forward passes on the CPU and "
+                             "on CUDA where torch sees it, at the first size)")
     parser.add_argument("--cluster-size", type=int, default=200_000,
                         help="exposures of the day the cluster section runs (default 200000)")
     parser.add_argument("--backends-size", type=int, default=1_000_000,
                         help="exposures of the day the backends section runs (default 1000000)")
+    parser.add_argument("--device-inputs", default="",
+                        help="gpu: the folder for bench.device's inputs (default: <workdir>/device-inputs)")
+    parser.add_argument("--device-result", default="",
+                        help="gpu: measure nothing; write the section from this JSON, which python -m bench.device "
+                             "wrote on a GPU machine")
     parser.add_argument("--repeats", type=int, default=2, help="warm runs per step of the features section (best)")
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: rebuild --out from the JSON files beside it (the full run's, "
@@ -70,6 +77,13 @@ def main(argv=None) -> int:
     root = args.workdir or tempfile.mkdtemp(prefix="liftlake-bench-")
     info = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine(),
             "command": " ".join([os.path.basename(sys.executable), "-m", "bench.run", *(argv or sys.argv[1:])])}
+    if args.only == "gpu" and args.device_result:
+        try:
+            result = gpu.read_result(args.device_result)
+        except (OSError, ValueError) as exc:
+            parser.error(str(exc))
+        print(f"[bench] report: {write_section(args.out, gpu, result, info)}", file=sys.stderr)
+        return 0
     if args.only in DRIVER_SECTIONS:  # their drivers are processes of their own: no session here
         print(f"[bench] report: {run_section(args.only, args, sizes, root, None, info)}", file=sys.stderr)
         return 0
@@ -132,7 +146,7 @@ def main(argv=None) -> int:
     return 0
 
 
-SESSION_SECTIONS = ("features", "scoring", "training")  # measured in the bench's own session
+SESSION_SECTIONS = ("features", "scoring", "training", "gpu")  # measured in the bench's own session
 DRIVER_SECTIONS = ("simulate", "dag", "cluster", "backends")  # each mode in drivers of its own
 
 
@@ -149,6 +163,9 @@ def run_section(name: str, args, sizes: list[int], root: str, spark, info: dict)
     if name == "training":
         return write_section(args.out, training, training.bench_launchers(spark, sizes[0], root, args.epochs, log=log),
                              info)
+    if name == "gpu":
+        inputs = args.device_inputs or os.path.join(root, "device-inputs")
+        return write_section(args.out, gpu, gpu.bench_gpu(spark, sizes[0], root, inputs, log=log), info)
     if name == "simulate":
         return write_section(args.out, simulate, [simulate.bench_simulate(size, root, log=log) for size in sizes], info)
     if name == "dag":

@@ -169,8 +169,6 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
     lines += targets_section(pipeline, training, scoring)
     lines += daily_pipeline_section(pipeline, scoring)
     lines += capacity_section(info, pipeline, training, scoring)
-    lines += ["## GPU", "", "No GPU was lent to the run that wrote this report." if info["machine"]["gpu"] == "none"
-              else f"Measured on {info['machine']['gpu']}.", ""]
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines))

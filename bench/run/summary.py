@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import os
 
-from bench.run import backends, cluster, dag, features, scoring, simulate, training
+from bench.run import backends, cluster, dag, features, gpu, scoring, simulate, training
 from bench.run.common import replace_section, section_json, section_name, verdict
 
 BEGIN, END = "<!-- bench.run summary: begin -->", "<!-- bench.run summary: end -->"
-WITH_TARGETS = (features, dag, simulate, scoring, training)  # in the issue's order
+WITH_TARGETS = (features, dag, simulate, scoring, training, gpu)  # in the issue's order
 # every section, in the report's order (a section the report lacks goes before "## Targets of earlier issues")
-SECTIONS = (features, cluster, backends, scoring, training, dag, simulate)
+SECTIONS = (features, cluster, backends, scoring, training, gpu, dag, simulate)
 
 
 def section_data(path: str, module) -> dict | None:
@@ -26,20 +26,20 @@ def section_data(path: str, module) -> dict | None:
 
 
 def summary(path: str) -> list[str]:
-    rows, gpus, met, measured = [], set(), 0, 0
+    rows, met, measured = [], 0, 0
     for module in WITH_TARGETS:
         name, data = section_name(module), section_data(path, module)
         if data is None:
             rows.append(f"| {name}: not measured yet | - | - | `--only {name}` |")
             continue
-        gpus.add(data["info"]["machine"].get("gpu", "none"))
-        for t in module.targets(data[name]):
+        found = module.targets(data[name])
+        for t in found:
             rows.append(f"| {t.what} | {t.measured} | {verdict(t.met)} | {name}, {data['info']['started'][:10]} |")
             met, measured = met + t.met, measured + 1
-    on_gpu = sorted(g for g in gpus if g != "none")
-    rows.append("| training and scoring on a GPU (`use_gpu`, NCCL), throughput beside the CPU's | "
-                + (f"run on {', '.join(on_gpu)}: see the sections" if on_gpu else
-                   "not measured: no GPU on the machines of these runs (nothing here requires one)") + " | - | - |")
+        if module is gpu and not found:
+            rows.append(f"| training and scoring on a GPU (`use_gpu`, NCCL), throughput beside the CPU's | not "
+                        f"measured: {gpu.not_measured(data[name])} (nothing here requires one) | - | "
+                        f"{name}, {data['info']['started'][:10]} |")
     return [BEGIN, "## Summary: the targets of issue 20, each from its section's last run", "",
             "Each row is a ratio measured within one run of its section (the section below says how, on which "
             "machine, and the command that regenerates it); the sections run on their own "

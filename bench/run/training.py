@@ -11,33 +11,19 @@ from bench.run.common import Target, job_context, target_rows
 
 def inmemory_loop(plan, epochs: int = 1) -> float:
     """The reference: the same model and batch size over tensors already in memory, one process with
-    every core; samples/s of its best epoch, as for the launchers."""
+    every core; samples/s of its best epoch, as for the launchers (bench/device.py's loop, on the CPU)."""
     import torch
 
+    from bench.device import train_loop
+    from liftlake.lib.training.batch import batch_columns, to_batch
     from liftlake.lib.training.loop import read_all
-    from liftlake.lib.training.plan import batch_columns, to_batch
     from liftlake.models.registry import build_model
 
     torch.manual_seed(plan.seed)
-    cols = read_all(plan.train_files, batch_columns(plan))
-    batch = to_batch(cols, plan)
-    n = len(batch["x"])
+    batch = to_batch(read_all(plan.train_files, batch_columns(plan)), plan)
     model = build_model(plan.model_name, plan.field_dims, plan.model_params)
-    opt = torch.optim.Adam(model.parameters(), lr=plan.learning_rate)
     torch.set_num_threads(os.cpu_count() or 2)
-    best = 0.0
-    for _ in range(epochs):
-        start = time.perf_counter()
-        perm = torch.randperm(n)
-        for s in range(0, n, plan.batch_size):
-            idx = perm[s:s + plan.batch_size]
-            part = {k: v[idx] for k, v in batch.items()}
-            loss = model.compute_loss(part, model(part))
-            opt.zero_grad()
-            loss.total.backward()
-            opt.step()
-        best = max(best, n / (time.perf_counter() - start))
-    return best
+    return train_loop(model, batch, plan.batch_size, plan.learning_rate, epochs, plan.seed)["samples_per_s"]
 
 
 def bench_training(spark, warehouse: str, ds: str, model: str, epochs: int, launchers: list[tuple]) -> dict:
