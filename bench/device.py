@@ -165,7 +165,8 @@ def measure(folder: str, rows: int, devices: list[str], log=print) -> dict:
     layout = BatchLayout(**meta["layout"])
     torch.set_num_threads(os.cpu_count() or 1)
     torch.manual_seed(meta["seed"])
-    reference = build_model(meta["model"], meta["field_dims"], meta["model_params"])  # the weights every device starts from
+    # the weights every device starts from
+    reference = build_model(meta["model"], meta["field_dims"], meta["model_params"])
     batch_cpu = to_batch({c: columns[c] for c in batch_columns(layout) if c != "row_id"}, layout)
     score_columns = {c: columns[c] for c in layout.feature_columns}
     score_columns.update({c: np.zeros(rows, dtype=np.float32) for c in batch_columns(layout)

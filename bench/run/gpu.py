@@ -123,8 +123,8 @@ def targets(result: dict) -> list[Target]:
                           f"({r['train_ddp'].get('transport', 'no rank')}); {how}", learns))
         diffs = [s.get("max_abs_diff_vs_cpu") for s in r["score"]]
         agree = all(d is not None and d <= SCORES_AGREE for d in diffs)
-        out.append(Target(f"scoring {result['model']} on {r['name']} ({name}), {result['rows']:,} rows: forward passes, "
-                          f"rows/s vs. the CPU's; the scores within {SCORES_AGREE:g} of the CPU's",
+        out.append(Target(f"scoring {result['model']} on {r['name']} ({name}), {result['rows']:,} rows: forward "
+                          f"passes, rows/s vs. the CPU's; the scores within {SCORES_AGREE:g} of the CPU's",
                           " / ".join(f"{times(vs_cpu(g, c, 'rows_per_s'))} at batch {g['batch_size']:,}"
                                      for g, c in zip(r["score"], cpu["score"]))
                           + (f"; largest difference {max(diffs):.1e}" if all(d is not None for d in diffs) else

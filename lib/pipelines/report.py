@@ -519,8 +519,8 @@ def figures(ctx, workdir: str, cfg, first_seed: dict[str, dict], sweep: dict | N
     from liftlake.lib.evaluation import plots
     from liftlake.lib.evaluation import uplift_metrics as U
     from liftlake.lib.evaluation.evaluate import test_rows
-    from liftlake.lib.training.batch import predict_frame
     from liftlake.lib.evaluation.truth_metrics import ece
+    from liftlake.lib.training.batch import predict_frame
 
     seed = cfg.seeds[0]
     out_dir = os.path.join(cfg.out, "figures")

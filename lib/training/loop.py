@@ -21,8 +21,8 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from liftlake.lib.training.comms import LocalComm, idle_parameters, rank_device
 from liftlake.lib.training.batch import batch_columns, to_batch
+from liftlake.lib.training.comms import LocalComm, idle_parameters, rank_device
 from liftlake.lib.training.plan import TrainingError, TrainPlan
 from liftlake.models.base import BadBatchError
 

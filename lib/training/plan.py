@@ -9,7 +9,6 @@ import logging
 import os
 from dataclasses import dataclass
 
-
 from liftlake.lib.artifacts.feature_specs import load_spec
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import Config, model_params, warehouse_path

@@ -175,8 +175,9 @@ def test_use_gpu_without_a_gpu_for_the_ranks_exits_2_naming_the_setting_before_a
                                "--quiet-config", *(a for s in sets for a in ("--set", s))],
                               env=env, capture_output=True, text=True, timeout=300)
 
-    for launcher, rule in (("local", "torch sees no CUDA device on this host, where train.launcher local runs its "
-                                     "ranks (spark.master local[*]) (rule: a GPU for the ranks; or train.use_gpu=false)"),
+    for launcher, rule in (("local", "torch sees no CUDA device on this host, where train.launcher local runs "
+                                     "its ranks (spark.master local[*]) (rule: a GPU for the ranks; or "
+                                     "train.use_gpu=false)"),
                            ("torch-distributor", "torch sees no CUDA device on this host, where train.launcher "
                                                  "torch-distributor runs its ranks (spark.master local[2])"),
                            ("horovod", "the horovod launcher is installed without GPU support (rule: use_gpu with "
