@@ -171,19 +171,18 @@ def test_use_gpu_without_a_gpu_for_the_ranks_exits_2_naming_the_setting_before_a
 
     def train(*sets: str):
         env = {**os.environ, "LIFTLAKE_WAREHOUSE": str(tmp_path / "wh"), "LIFTLAKE_WARM_DRIVER": "0"}
+        env.pop("LIFTLAKE_CONF", None)  # the repository's defaults, whatever an earlier test's session set
         return subprocess.run([sys.executable, "-m", "liftlake.lib.cli.main", "train", "--ds", "2026-11-20",
                                "--quiet-config", *(a for s in sets for a in ("--set", s))],
                               env=env, capture_output=True, text=True, timeout=300)
 
-    for launcher, rule in (("local", "torch sees no CUDA device on this host, where train.launcher local runs "
-                                     "its ranks (spark.master local[*]) (rule: a GPU for the ranks; or "
-                                     "train.use_gpu=false)"),
+    where = "runs its ranks (spark.master local[2]) (rule: a GPU for the ranks; or train.use_gpu=false)"
+    for launcher, rule in (("local", f"torch sees no CUDA device on this host, where train.launcher local {where}"),
                            ("torch-distributor", "torch sees no CUDA device on this host, where train.launcher "
-                                                 "torch-distributor runs its ranks (spark.master local[2])"),
+                                                 f"torch-distributor {where}"),
                            ("horovod", "the horovod launcher is installed without GPU support (rule: use_gpu with "
                                        "train.launcher local or torch-distributor)")):
-        sets = ["train.use_gpu=true", f"train.launcher={launcher}", "model.name=dcmt"]
-        proc = train(*sets, *(["spark.master=local[2]"] if launcher == "torch-distributor" else []))
+        proc = train("train.use_gpu=true", f"train.launcher={launcher}", "model.name=dcmt", "spark.master=local[2]")
         assert proc.returncode == 2, proc.stderr[-2000:]
         lines = [line for line in proc.stderr.splitlines() if "train.use_gpu" in line]
         assert len(lines) == 1 and f"train.use_gpu=true: {rule}" in lines[0], proc.stderr[-2000:]
