@@ -7,6 +7,7 @@
     .venv/bin/python -m bench.run --only cluster --cluster-size 200000
     .venv/bin/python -m bench.run --only backends --backends-size 1000000
     .venv/bin/python -m bench.run --only simulate --sizes 1000000,10000000
+    .venv/bin/python -m bench.run --only gpu --sizes 1000000 --device-inputs .device-inputs
     .venv/bin/python -m bench.run --render              # the report rebuilt from its JSON files, nothing measured
 
 The report opens with a summary: every target of issue 20 beside what its section's last run measured
@@ -30,12 +31,15 @@ Sections (each also alone with ``--only <name>``, which rewrites only its part o
             (Master + 2 one-core Workers from the pip jars) on the same cores, step by step
   backends  delta-rs vs. delta-spark on the same simulated day, each in a fresh driver: session start,
             simulate, build-features, write throughput of a day's overwrite, commit latency
+  gpu       DCMT's training loop, one DDP rank (NCCL on a GPU, Gloo on the CPU) and the scoring forward
+            passes on the CPU and on CUDA where torch sees it (bench/device.py, which also runs alone on a
+            GPU machine without Spark; ``--device-result`` writes the section from its JSON)
 Every number comes from the run its section names; the machine, versions and command are in each.
 With --pipeline-only only the full run's pipeline is measured; its training and scoring tables are
 carried from the JSON of the previous report at --out, and the report says which run each came from.
 """
 # The package, by part: common (the peak-RSS and tree-CPU samplers, a timer, the machine, a JobContext over a
 # warehouse, the sections' placement and targets), pipeline, training and scoring (the full run's, and the
-# training and scoring sections), features / simulate / dag / cluster / backends (a section each), report (the
+# training and scoring sections), features / simulate / dag / cluster / backends / gpu (a section each), report (the
 # full run's Markdown and its JSON), summary (the top of the report), cli (the flags and the main flow;
 # __main__ runs it).
