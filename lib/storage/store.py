@@ -756,10 +756,11 @@ class StagedDayWriter(DayWriter):
     of the table (a killed job's is removed by housekeeping, as any staging folder), and ``finish``
     commits those files; memory holds the pieces in flight only."""
 
+    store: "DeltaRsStore"
+
     def __init__(self, store: "DeltaRsStore", name: str, schema: StructType, ds: str, comment: str | None) -> None:
         super().__init__(store, name, schema, ds, comment)
         validate_table_name(name)
-        self._store = store
         self._folder = store._staging_dir(name, new_txn())
         os.makedirs(self._folder)
 
@@ -770,14 +771,13 @@ class StagedDayWriter(DayWriter):
         if not os.listdir(self._folder):  # a day of no rows
             write_parquet_parts(arrow_data_schema(self.schema).empty_table(), self._folder)
 
-        def stage(staging: str) -> None:
-            day = os.path.join(staging, partition_dir({"ds": self.ds}))
+        def move_into(day: str) -> None:
             os.makedirs(os.path.dirname(day), exist_ok=True)
             os.replace(self._folder, day)
 
         try:
-            return self._store.write_staged(self.name, self.schema, stage, mode="overwrite_partitions",
-                                            partition_values=[self.ds], comment=self.comment)
+            return self.store.replace_day(name=self.name, schema=self.schema, ds=self.ds, comment=self.comment,
+                                          fill=move_into)
         finally:
             self.discard()
 
@@ -958,9 +958,14 @@ class DeltaRsStore(TableStore):
     def write_day(self, rows: pa.Table, name: str, schema: StructType, ds: str,
                   comment: str | None = None) -> WriteResult:
         data = arrow_data_rows(rows, name, schema)
-        return self.write_staged(name, schema, lambda staging: write_parquet_parts(
-            data, os.path.join(staging, partition_dir({"ds": ds}))), mode="overwrite_partitions",
-            partition_values=[ds], comment=comment)
+        return self.replace_day(name, schema, ds, comment, fill=lambda day: write_parquet_parts(data, day))
+
+    def replace_day(self, name: str, schema: StructType, ds: str, comment: str | None,
+                    fill: Callable[[str], None]) -> WriteResult:
+        """Replace the day ``ds`` of ``name`` with the Parquet files ``fill(folder)`` puts into the day's
+        staged partition folder (``write_day``'s and ``StagedDayWriter``'s one way to commit a day)."""
+        return self.write_staged(name, schema, lambda staging: fill(os.path.join(staging, partition_dir({"ds": ds}))),
+                                 mode="overwrite_partitions", partition_values=[ds], comment=comment)
 
     def day_writer(self, name: str, schema: StructType, ds: str, comment: str | None = None) -> "DayWriter":
         return StagedDayWriter(self, name, schema, ds, comment)
