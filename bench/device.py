@@ -134,10 +134,10 @@ def recorded(measurement, log) -> dict:
 
 
 def train_run(run: str, device: torch.device, reference: torch.nn.Module, batch: dict, meta: dict) -> dict:
-    """``train`` (the loop alone) or ``train_ddp`` (wrapped as one DDP rank) from the reference weights."""
+    """``train`` (the loop alone) or ``train_ddp`` (wrapped as one DDP rank) from the reference weights,
+    over ``batch`` (already on ``device``)."""
     import torch.distributed as dist
 
-    batch = {k: v.to(device) for k, v in batch.items()}
     comm = one_rank_comm(device) if run == "train_ddp" else None
     try:
         figures = train_loop(copy.deepcopy(reference).to(device), batch, meta["batch_size"], meta["learning_rate"],
@@ -183,9 +183,10 @@ def measure(folder: str, rows: int, devices: list[str], log=print) -> dict:
         device = torch.device(name)
         result: dict = {"available": True, "name": torch.cuda.get_device_name(device) if device.type == "cuda"
                         else platform.processor() or platform.machine()}
+        batch = {k: v.to(device) for k, v in batch_cpu.items()}  # once: both runs read it
         for run in ("train", "train_ddp"):
             log(f"[device] {name}: {run}, {rows:,} rows, batch {meta['batch_size']}, {meta['epochs']} epochs")
-            result[run] = recorded(lambda: train_run(run, device, reference, batch_cpu, meta), log)
+            result[run] = recorded(lambda: train_run(run, device, reference, batch, meta), log)
         result["score"] = []
         for size in out["score_batch_sizes"]:
             log(f"[device] {name}: score, batch {size}")
