@@ -18,6 +18,7 @@ under DDP as its communication hook, under Horovod in place of the grouped all-r
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -144,6 +145,19 @@ class LocalComm:
         pass
 
 
+def ddp_options(accepted: set[str], sync_buffers: bool) -> dict:
+    """DDP's keywords for the buffers' sync before each forward and the gradient buckets, in the
+    names the installed torch accepts (``accepted``: its DistributedDataParallel's parameters).
+    torch 2.13 (the pinned one) renamed ``broadcast_buffers`` to ``forward_sync_buffers`` and warns on
+    the old name; an older torch (a lent GPU machine's) knows only the old one. Every bucket 25 MiB, the
+    first too (DDP's default first is 1 MiB): a model whose gradients fit (DCMT's 1.1 MB) is one
+    all-reduce a step instead of two (+8 % samples/s x2 on 2 cores, measured); a torch without
+    ``bucket_cap_mb_list`` keeps its 1 MiB first bucket."""
+    sync = "forward_sync_buffers" if "forward_sync_buffers" in accepted else "broadcast_buffers"
+    buckets = {"bucket_cap_mb_list": [25]} if "bucket_cap_mb_list" in accepted else {"bucket_cap_mb": 25}
+    return {sync: sync_buffers, **buckets}
+
+
 class TorchDDPComm:
     """Under TorchDistributor (or torchrun): env:// rendezvous, Gloo on CPU, NCCL on GPU."""
 
@@ -178,13 +192,13 @@ class TorchDDPComm:
             for p in self.tables:  # DDP broadcasts rank 0's weights but those it ignores
                 self.dist.broadcast(p.data, src=0)
         # a non-persistent buffer (FieldEmbedding's offsets) is built alike on every rank: broadcasting it
-        # before every forward is a sync point for nothing (about 10 % of a DCMT step on 2 cores)
+        # before every forward is a sync point for nothing (about 10 % of a DCMT step on 2 cores; under
+        # forward_sync_buffers DDP still syncs it once, when it starts)
         persistent = model.state_dict().keys()
         broadcast = any(name in persistent for name, _ in model.named_buffers())
-        # every bucket 25 MiB, the first too (DDP's default first is 1 MiB): a model whose gradients fit
-        # (DCMT's 1.1 MB) is one all-reduce a step instead of two (+8 % samples/s x2 on 2 cores, measured)
-        ddp = DistributedDataParallel(model, find_unused_parameters=find_unused, broadcast_buffers=broadcast,
-                                      bucket_cap_mb_list=[25])
+        ddp = DistributedDataParallel(model, find_unused_parameters=find_unused,
+                                      **ddp_options(set(inspect.signature(DistributedDataParallel).parameters),
+                                                    broadcast))
         ignored = {id(p) for p in self.tables}
         capacity = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in ignored)
         shared = attach_shared_memory(self, self.same_host_allreduce, capacity)

@@ -1,10 +1,11 @@
 """DDP's unused-parameter search only where a model needs it: ``idle_parameters`` finds a head the loss
 never reaches (on a copy, leaving the run as it was); no registered model has one (so the search is
 off for each); a model with an idle head still trains on two Gloo ranks, which it could not with the
-search off. The embedding tables' gradients averaged on their touched rows equal a dense all-reduce of
-the whole tables, on two Gloo ranks. The shared-memory all-reduce gives each rank Gloo's average to the
-bit and leaves no file; a rank that cannot map it (another host) leaves both on Gloo; a rank whose
-peer exits fails naming it, not at the timeout."""
+search off. DDP's keywords take the installed torch's names (no deprecation warning on the pinned one,
+the old names on an older one). The embedding tables' gradients averaged on their touched rows equal a
+dense all-reduce of the whole tables, on two Gloo ranks. The shared-memory all-reduce gives each rank
+Gloo's average to the bit and leaves no file; a rank that cannot map it (another host) leaves both on
+Gloo; a rank whose peer exits fails naming it, not at the timeout."""
 from __future__ import annotations
 
 import json
@@ -16,7 +17,7 @@ import textwrap
 
 import torch
 
-from liftlake.lib.training.comms import idle_parameters
+from liftlake.lib.training.comms import ddp_options, idle_parameters
 from liftlake.models.registry import build_model
 
 IDLE_MODEL = '''
@@ -162,11 +163,24 @@ def test_a_model_with_an_idle_head_trains_on_two_ddp_ranks(tmp_path):
         assert result["idle"] == ["idle_head.weight", "idle_head.bias"] and result["find_unused"] is True
         assert result["transport"] == "shared memory"  # DDP's hook with its unused-parameter search
         assert result["losses"][-1] < result["losses"][0]
+        assert "deprecated" not in proc.stderr, proc.stderr[-2000:]  # DDP's keywords in the pinned torch's names
     # the same model with the search off: DDP stops at the second step, so the detection is what trains it
     off = _two_ranks(tmp_path, "off")
     assert all(p.returncode != 0 for p in off)
     assert any("finished reduction in the prior iteration" in p.stderr for p in off), off[0].stderr[-2000:]
 
+
+def test_ddp_options_name_the_buffer_sync_and_buckets_as_the_installed_torch_does():
+    import inspect
+
+    from torch.nn.parallel import DistributedDataParallel
+
+    # the pinned torch (2.13): the new name for the buffers' sync, every bucket 25 MiB
+    assert ddp_options(set(inspect.signature(DistributedDataParallel).parameters), False) == {
+        "forward_sync_buffers": False, "bucket_cap_mb_list": [25]}
+    # a torch before the rename and the per-bucket list (a lent GPU machine's 2.11, say)
+    older = {"module", "broadcast_buffers", "bucket_cap_mb", "find_unused_parameters"}
+    assert ddp_options(older, True) == {"broadcast_buffers": True, "bucket_cap_mb": 25}
 
 
 SHARED_MEMORY_SCRIPT = '''
