@@ -111,3 +111,18 @@ def test_cli_lists_versions_promotes_and_rolls_back(three, capsys):
     assert code == 2 and "nope" in err
     code, _, err = run_cli("rollback", warehouse=warehouse, capsys=capsys)
     assert code == 2 and "rollback needs --model NAME" in err
+
+
+def test_a_loaded_model_has_its_subnormal_weights_flushed_to_zero_and_the_rest_kept(tmp_path):
+    import torch
+
+    model = build_model("esmm", FIELDS, {})
+    weights = model.state_dict()
+    layer = next(k for k, v in weights.items() if k.endswith("weight") and v.dim() == 2 and "embedding" not in k)
+    original = weights[layer].clone()
+    weights[layer][0, :3] = torch.tensor([1e-40, -3e-39, 2e-38])  # two subnormal, one the smallest normals' order
+    version = save_artifact(str(tmp_path), "esmm", "cvr", "cvr", FIELDS, {}, weights, {"model": {}}, "{}",
+                            {"table_versions": {}, "days": ["2026-11-20"], "rows": 1, "run_key": "k"}, {"history": []})
+    loaded = model_store.load_artifact(str(tmp_path), "esmm", version).model.state_dict()[layer]
+    assert loaded[0, :3].tolist() == [0.0, 0.0, torch.tensor(2e-38).item()]
+    assert torch.equal(loaded[1:], original[1:]) and torch.equal(loaded[0, 3:], original[0, 3:])
