@@ -142,7 +142,7 @@ def write_report(path: str, info: dict, pipeline: list, training: list, scoring:
                          f"{fmt(p['exposures'] / p['escim_labels_s'])} | {p['escim_labels_worker_peak_rss_mib']} | "
                          f"{p['escim_labels_peak_rss_mib']} |")
         lines += ["", "The labeler is fitted on the driver from a sample of at most `escim_labels.max_fit_rows` "
-                  "rows of the window; every exposure is then labelled on the executors (mapInPandas) and the "
+                  "rows of the window; every exposure is then labelled on the executors (mapInArrow) and the "
                   "ratio cut-off is one approximate quantile, so no step collects rows that grow with the day.", ""]
     for t in training:
         lines += [f"## Training: {t['model']}, {t['train_rows']:,} rows, global batch {t['batch_size']}", "",
