@@ -15,6 +15,7 @@ import torch
 from pyspark.sql import functions as F
 
 from liftlake.lib.artifacts.feature_specs import load_spec
+from liftlake.lib.artifacts.model_store import flush_subnormal_weights
 from liftlake.lib.artifacts.publish import new_staging, publish_next_version
 from liftlake.lib.cli.runner import InputError
 from liftlake.lib.config import ConfigError, warehouse_path
@@ -128,6 +129,7 @@ def _load_labeler(warehouse: str, version: str):
                                   for k, v in meta["params"].items() if k in known}
         labeler = CounterfactualLabeler(meta["field_dims"], EscimLabelParams(**params))
         labeler.load_state_dict(torch.load(os.path.join(folder, "weights.pt"), map_location="cpu", weights_only=True))
+        flush_subnormal_weights(labeler)  # as every model the store loads: a CPU multiplies them 20-60x slower
         labeler.eval()
         _LABELER_CACHE[key] = labeler
     return _LABELER_CACHE[key]

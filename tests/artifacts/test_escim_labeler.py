@@ -1,6 +1,7 @@
 """The ESCIM labeler's fit sample: drawn from the train split of the window's days (under the models'
 split rule), at a fraction taken against those rows (not against every split, which left the sample
-short of its cap)."""
+short of its cap). A labeler loaded for labelling has its subnormal weights flushed to zero, as a
+model the store loads."""
 from __future__ import annotations
 
 from liftlake.lib.artifacts.escim_labeler import fit_sample
@@ -35,3 +36,28 @@ def test_under_the_day_split_the_labeler_never_sees_the_test_day(spark):
     pdf, rows, fraction = fit_sample(window(spark), DAYS, ["f0"], 1000, seed=0, split_by="day")
     assert (rows, fraction, len(pdf)) == (650, 1.0, 650)
     assert sorted(pdf["f0"]) == list(range(300)) + list(range(650, 1000))
+
+
+def test_a_loaded_labeler_has_its_subnormal_weights_flushed_and_the_rest_kept(tmp_path):
+    import dataclasses
+    import json
+    import os
+
+    import torch
+
+    from liftlake.lib.artifacts.escim_labeler import _load_labeler, labeler_dir
+    from liftlake.models.escim_labeler import CounterfactualLabeler, EscimLabelParams
+
+    params, field_dims = EscimLabelParams(outcome_dims=(8,), encoder_dims=(8,), decoder_dims=(8,)), [10, 5]
+    weights = CounterfactualLabeler(field_dims, params).state_dict()
+    layer = next(k for k, v in weights.items() if k.endswith("weight") and v.dim() == 2)
+    original = weights[layer].clone()
+    weights[layer][0, :3] = torch.tensor([1e-40, -3e-39, 2e-38])  # two subnormal, one the smallest normals' order
+    folder = os.path.join(labeler_dir(str(tmp_path)), "v0001")
+    os.makedirs(folder)
+    torch.save(weights, os.path.join(folder, "weights.pt"))
+    with open(os.path.join(folder, "labeler.json"), "w", encoding="utf-8") as fh:
+        json.dump({"params": dataclasses.asdict(params), "field_dims": field_dims}, fh)
+    loaded = _load_labeler(str(tmp_path), "v0001").state_dict()[layer]
+    assert loaded[0, :3].tolist() == [0.0, 0.0, torch.tensor(2e-38).item()]
+    assert torch.equal(loaded[1:], original[1:]) and torch.equal(loaded[0, 3:], original[0, 3:])
